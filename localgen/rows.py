@@ -1,0 +1,79 @@
+"""One generated row with its provenance, as the data contract in the design describes.
+
+Columns (in this order): id, text, label, then how the row was made: request_key,
+strategy, template, template_hash, attributes (JSON), positive_ids, negative_ids, model,
+model_path, model_config_hash, engine, backend, temperature, top_p, max_tokens, seed,
+attempt, finish_reason, prompt_tokens, completion_tokens, created_at (UTC, ISO 8601).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import polars as pl
+
+from localgen.data import content_id
+from localgen.engines import Completion
+from localgen.models import ModelRef
+from localgen.plan import Request
+
+ROW_SCHEMA: dict[str, Any] = {
+    "id": pl.Utf8,  # stable content hash of (text, label): equal rows share an id
+    "text": pl.Utf8,
+    "label": pl.Utf8,
+    "request_key": pl.Utf8,  # which planned request produced it (unique within a run)
+    "strategy": pl.Utf8,
+    "template": pl.Utf8,
+    "template_hash": pl.Utf8,
+    "attributes": pl.Utf8,  # JSON object of sampled attributes, "{}" when none
+    "positive_ids": pl.List(pl.Utf8),  # real examples shown as ones to imitate
+    "negative_ids": pl.List(pl.Utf8),  # examples shown as ones to differ from
+    "model": pl.Utf8,
+    "model_path": pl.Utf8,
+    "model_config_hash": pl.Utf8,
+    "engine": pl.Utf8,
+    "backend": pl.Utf8,
+    "temperature": pl.Float64,
+    "top_p": pl.Float64,
+    "max_tokens": pl.Int64,
+    "seed": pl.Int64,  # RNG seed of the request, as sent to the engine
+    "attempt": pl.Int64,  # 0 for the first try, 1.. for retries after an invalid output
+    "finish_reason": pl.Utf8,
+    "prompt_tokens": pl.Int64,
+    "completion_tokens": pl.Int64,
+    "created_at": pl.Utf8,
+}
+
+
+def make_row(request: Request, parsed: dict[str, Any], completion: Completion,
+             model: ModelRef, engine: str, backend: str, attempt: int) -> dict[str, Any]:
+    """A stored row: the validated output plus everything needed to reproduce it."""
+    text, label = parsed["text"], parsed["label"]
+    return {
+        "id": content_id(text, label, "syn-"),
+        "text": text,
+        "label": label,
+        "request_key": request.key,
+        "strategy": request.strategy,
+        "template": request.template,
+        "template_hash": request.template_hash,
+        "attributes": json.dumps(request.attributes, sort_keys=True),
+        "positive_ids": list(request.positive_ids),
+        "negative_ids": list(request.negative_ids),
+        "model": model.name,
+        "model_path": str(model.path),
+        "model_config_hash": model.config_hash,
+        "engine": engine,
+        "backend": backend,
+        "temperature": request.temperature,
+        "top_p": request.top_p,
+        "max_tokens": request.max_tokens,
+        "seed": request.seed,
+        "attempt": attempt,
+        "finish_reason": completion.finish_reason,
+        "prompt_tokens": completion.prompt_tokens,
+        "completion_tokens": completion.completion_tokens,
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }

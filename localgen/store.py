@@ -1,0 +1,142 @@
+"""The run folder on disk: row shards, the final tables and the manifest.
+
+Layout of a run folder:
+    manifest.json          what was asked, what happened, progress; rewritten atomically
+    shards/part-NNNNN.parquet   validated rows, each shard complete or absent
+    synthetic.parquet      all rows, written once the run is complete (+ .jsonl on request)
+
+Every file is written to a temporary name, flushed to disk and renamed, so a killed run
+leaves only whole files, and a rerun of the same plan resumes from the shards. This
+module does not decide what goes into rows; `localgen.rows` does.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from localgen.errors import OutputError
+
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+SHARDS = "shards"
+OUTPUT_STEM = "synthetic"
+WRITE_FORMATS = ("parquet", "jsonl")
+
+
+def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    """Write through a temporary file in the same folder, fsync, then rename over `path`."""
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        write(tmp)
+        with tmp.open("rb+") as f:
+            os.fsync(f.fileno())
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: Path, payload: Any) -> None:
+    _atomic_write(path, lambda p: p.write_text(json.dumps(payload, indent=2, default=str) + "\n"))
+
+
+def write_table(frame: pl.DataFrame, path: Path) -> None:
+    """Write a frame as Parquet or JSONL (by suffix), atomically."""
+    if path.suffix == ".jsonl":
+        _atomic_write(path, frame.write_ndjson)
+    else:
+        _atomic_write(path, frame.write_parquet)
+
+
+class RunFolder:
+    """One generation run's folder."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.shards = path / SHARDS
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.path / MANIFEST
+
+    def read_manifest(self) -> dict[str, Any] | None:
+        if not self.manifest_path.is_file():
+            return None
+        try:
+            data = json.loads(self.manifest_path.read_text())
+        except ValueError:
+            return None
+        return data if isinstance(data, dict) else None
+
+    def prepare(self, fingerprint: str, overwrite: bool) -> dict[str, Any] | None:
+        """Make the folder ready; return the previous manifest when resuming the same plan."""
+        if self.path.exists() and not self.path.is_dir():
+            raise OutputError(f"--out {self.path} is a file; give a folder for the run")
+        previous = self.read_manifest()
+        if self.path.is_dir() and any(self.path.iterdir()) and not overwrite:
+            if previous is None:
+                raise OutputError(
+                    f"{self.path} is not empty and holds no localgen run; "
+                    "choose another --out or pass --overwrite"
+                )
+            if previous.get("plan", {}).get("fingerprint") != fingerprint:
+                raise OutputError(
+                    f"{self.path} holds a different run (other task, count, seed or data); "
+                    "choose another --out or pass --overwrite to replace it"
+                )
+        if overwrite and self.path.is_dir():
+            shutil.rmtree(self.path)
+            previous = None
+        try:
+            self.shards.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise OutputError(f"cannot create {self.shards}: {e.strerror}") from None
+        return previous
+
+    def shard_files(self) -> list[Path]:
+        return sorted(self.shards.glob("part-*.parquet"))
+
+    def done_keys(self) -> set[str]:
+        """Request keys that already have a stored row."""
+        files = self.shard_files()
+        if not files:
+            return set()
+        return set(pl.scan_parquet(files).select("request_key").collect()["request_key"])
+
+    def label_counts(self) -> dict[str, int]:
+        files = self.shard_files()
+        if not files:
+            return {}
+        counts = pl.scan_parquet(files).group_by("label").len().sort("label").collect()
+        return {str(k): int(v) for k, v in counts.iter_rows()}
+
+    def write_shard(self, rows: list[dict[str, Any]], schema: dict[str, Any]) -> Path:
+        index = len(self.shard_files())
+        path = self.shards / f"part-{index:05d}.parquet"
+        write_table(pl.DataFrame(rows, schema=schema, orient="row"), path)
+        return path
+
+    def finalize(self, formats: tuple[str, ...], schema: dict[str, Any]) -> list[Path]:
+        """Join the shards into the output tables (streamed: memory stays flat)."""
+        files = self.shard_files()
+        lazy = pl.scan_parquet(files) if files else pl.LazyFrame(schema=schema)
+        lazy = lazy.sort("request_key")
+        written = []
+        for fmt in formats:
+            path = self.path / f"{OUTPUT_STEM}.{fmt}"
+            if fmt == "jsonl":
+                _atomic_write(path, lazy.sink_ndjson)
+            else:
+                _atomic_write(path, lazy.sink_parquet)
+            written.append(path)
+        return written

@@ -1,0 +1,118 @@
+"""The task file: what to generate. TOML, validated strictly (an unknown key is an error).
+
+Example (see examples/ for complete ones):
+
+    name = "support-tickets"
+    context = "Tickets sent to the help desk of a B2B software company."
+
+    [generation]
+    count = 20
+
+    [labels.billing]
+    description = "Invoices, charges, refunds, payment methods."
+
+This module only reads and checks the file; planning requests is `localgen.plan`.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+
+from localgen.errors import TaskError
+
+Strategy = Literal["zero-shot", "few-shot"]
+STRATEGIES: tuple[str, ...] = ("zero-shot", "few-shot")
+
+# Letters, digits and a little punctuation: a label is written verbatim into the grammar.
+LabelName = Annotated[
+    str, StringConstraints(strip_whitespace=True, pattern=r"^\w[\w .&/+:-]{0,63}$")
+]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Label(_Strict):
+    """One class of the classifier to be trained."""
+
+    description: str = Field(min_length=1, description="What texts of this label are about.")
+
+
+class Generation(_Strict):
+    """How many rows and how to sample them."""
+
+    count: int = Field(default=20, gt=0, le=1_000_000, description="Rows to generate per label.")
+    strategy: Strategy = "zero-shot"
+    temperature: float = Field(default=0.9, ge=0.0, le=2.0)  # high enough for variety
+    top_p: float = Field(default=0.95, gt=0.0, le=1.0)
+    # The prompt asks for at most this many words; the schema caps characters (below).
+    max_words: int = Field(default=40, gt=0, le=400)
+    # Hard cap on characters of `text`, enforced by the schema; None = 7 per word, at most 400.
+    max_chars: int | None = Field(default=None, ge=20, le=2000)
+    style: str = "a realistic message written by a real person"
+    few_shot_k: int = Field(default=3, gt=0, le=20, description="Real examples per prompt.")
+
+    @property
+    def text_max_chars(self) -> int:
+        # ~6 characters per English word plus a space; a cap keeps max_tokens small.
+        return self.max_chars if self.max_chars is not None else min(7 * self.max_words, 400)
+
+
+class Task(_Strict):
+    """A whole task file."""
+
+    name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
+    context: str = Field(min_length=1, description="One or two sentences about the domain.")
+    generation: Generation = Generation()
+    labels: dict[LabelName, Label] = Field(min_length=1)
+
+    @property
+    def label_names(self) -> list[str]:
+        return list(self.labels)
+
+
+def _format_validation_error(err: ValidationError) -> str:
+    first = err.errors()[0]
+    where = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    msg = first["msg"]
+    if first["type"] == "extra_forbidden":
+        msg = "unknown key (check the spelling)"
+    more = f" (and {err.error_count() - 1} more problems)" if err.error_count() > 1 else ""
+    return f"{where}: {msg}{more}"
+
+
+def parse_task(text: str, source: str = "task") -> Task:
+    """Parse and validate task TOML text."""
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise TaskError(f"{source}: not valid TOML: {e}") from None
+    if "labels" in raw and not raw["labels"]:
+        raise TaskError(f"{source}: [labels] is empty; declare at least one label")
+    try:
+        task = Task.model_validate(raw)
+    except ValidationError as e:
+        raise TaskError(f"{source}: {_format_validation_error(e)}") from None
+    folded = [name.casefold() for name in task.labels]
+    if len(set(folded)) != len(folded):
+        raise TaskError(f"{source}: two labels differ only in letter case: {task.label_names}")
+    return task
+
+
+def load_task(path: str | Path) -> Task:
+    """Read a task file from disk."""
+    p = Path(path)
+    if not p.is_file():
+        raise TaskError(f"task file not found: {p}")
+    try:
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise TaskError(f"{p}: not a UTF-8 text file") from None
+    except OSError as e:
+        raise TaskError(f"{p}: cannot read: {e.strerror}") from None
+    return parse_task(text, source=str(p))

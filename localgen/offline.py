@@ -100,8 +100,8 @@ def egress_guard() -> Iterator[EgressAudit]:
             raise socket.gaierror(socket.EAI_NONAME, str(refuse(f"{name}:{port} (lookup)")))
         return real_getaddrinfo(host, port, *args, **kwargs)
 
-    socket.socket.connect = connect  # type: ignore[method-assign]
-    socket.socket.connect_ex = connect_ex  # type: ignore[method-assign]
+    socket.socket.connect = connect  # type: ignore[method-assign,assignment]
+    socket.socket.connect_ex = connect_ex  # type: ignore[method-assign,assignment]
     socket.getaddrinfo = getaddrinfo
     try:
         yield audit

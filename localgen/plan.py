@@ -12,7 +12,6 @@ import json
 import random
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
 
 import polars as pl
 
@@ -41,6 +40,7 @@ class Request:
     @property
     def max_tokens(self) -> int:
         return self.schema.max_tokens
+
     attributes: dict[str, str] = field(default_factory=dict)
     positive_ids: tuple[str, ...] = ()
     negative_ids: tuple[str, ...] = ()
@@ -57,8 +57,20 @@ class Plan:
         """Hash of every prompt, schema and sampling setting: equal plans give equal hashes."""
         h = hashlib.sha256()
         for r in self.requests:
-            h.update(json.dumps([r.key, r.prompt, r.schema.json_schema, r.max_tokens, r.temperature,
-                                 r.top_p, r.seed], sort_keys=True).encode())
+            h.update(
+                json.dumps(
+                    [
+                        r.key,
+                        r.prompt,
+                        r.schema.json_schema,
+                        r.max_tokens,
+                        r.temperature,
+                        r.top_p,
+                        r.seed,
+                    ],
+                    sort_keys=True,
+                ).encode()
+            )
         return h.hexdigest()[:16]
 
     def counts(self) -> dict[str, dict[str, int]]:
@@ -69,9 +81,15 @@ class Plan:
         return out
 
 
-def build_plan(task: Task, *, seed: int = 0, count: int | None = None,
-               strategy: str | None = None, seed_data: LabeledData | None = None,
-               prompts: PromptLibrary | None = None) -> Plan:
+def build_plan(
+    task: Task,
+    *,
+    seed: int = 0,
+    count: int | None = None,
+    strategy: str | None = None,
+    seed_data: LabeledData | None = None,
+    prompts: PromptLibrary | None = None,
+) -> Plan:
     """Plan `count` requests per label (the task's count by default)."""
     gen = task.generation
     strategy = strategy or gen.strategy
@@ -104,15 +122,26 @@ def build_plan(task: Task, *, seed: int = 0, count: int | None = None,
                 picks = random.Random(request_seed).sample(range(pool.height), k)
                 shown = pool[picks]
             prompt = template.render(
-                context=task.context, label=label, description=spec.description,
-                style=gen.style, max_words=gen.max_words,
+                context=task.context,
+                label=label,
+                description=spec.description,
+                style=gen.style,
+                max_words=gen.max_words,
                 examples=shown.to_dicts() if shown is not None else [],
             )
-            requests.append(Request(
-                key=f"{label}-{i:06d}", label=label, strategy=label_strategy,
-                template=template.name, template_hash=template.hash, prompt=prompt,
-                schema=schema, temperature=gen.temperature,
-                top_p=gen.top_p, seed=request_seed,
-                positive_ids=tuple(shown["id"].to_list()) if shown is not None else (),
-            ))
+            requests.append(
+                Request(
+                    key=f"{label}-{i:06d}",
+                    label=label,
+                    strategy=label_strategy,
+                    template=template.name,
+                    template_hash=template.hash,
+                    prompt=prompt,
+                    schema=schema,
+                    temperature=gen.temperature,
+                    top_p=gen.top_p,
+                    seed=request_seed,
+                    positive_ids=tuple(shown["id"].to_list()) if shown is not None else (),
+                )
+            )
     return Plan(requests=requests, seed=seed, notes=notes)

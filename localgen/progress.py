@@ -13,8 +13,14 @@ def _clock(seconds: float) -> str:
 
 
 class Progress:
-    def __init__(self, total: int, done: int = 0, enabled: bool = True,
-                 stream: TextIO | None = None, label: str = "rows") -> None:
+    def __init__(
+        self,
+        total: int,
+        done: int = 0,
+        enabled: bool = True,
+        stream: TextIO | None = None,
+        label: str = "rows",
+    ) -> None:
         self.total, self.done, self.label = total, done, label
         self.enabled = enabled
         self.stream = stream or sys.stderr
@@ -31,8 +37,11 @@ class Progress:
         now = time.monotonic()
         # Redraw at most 5 times a second on a terminal; every 10% in a log file.
         step = max(1, self.total // 10)
-        if (self._tty and now - self._last_draw > 0.2) or (
-            not self._tty and self.done % step == 0) or self.done >= self.total:
+        if (
+            (self._tty and now - self._last_draw > 0.2)
+            or (not self._tty and self.done % step == 0)
+            or self.done >= self.total
+        ):
             self._last_draw = now
             self.draw()
 
@@ -40,8 +49,10 @@ class Progress:
         elapsed = max(time.monotonic() - self.start, 1e-9)
         rate = self.new_rows / elapsed
         eta = _clock((self.total - self.done) / rate) if rate > 0 else "?"
-        return (f"{self.done}/{self.total} {self.label}  {rate:.1f} {self.label}/s  "
-                f"{self.tokens / elapsed:.0f} tok/s  elapsed {_clock(elapsed)}  ETA {eta}")
+        return (
+            f"{self.done}/{self.total} {self.label}  {rate:.1f} {self.label}/s  "
+            f"{self.tokens / elapsed:.0f} tok/s  elapsed {_clock(elapsed)}  ETA {eta}"
+        )
 
     def draw(self) -> None:
         if not self.enabled:

@@ -47,8 +47,15 @@ ROW_SCHEMA: dict[str, Any] = {
 }
 
 
-def make_row(request: Request, parsed: dict[str, Any], completion: Completion,
-             model: ModelRef, engine: str, backend: str, attempt: int) -> dict[str, Any]:
+def make_row(
+    request: Request,
+    parsed: dict[str, Any],
+    completion: Completion,
+    model: ModelRef,
+    engine: str,
+    backend: str,
+    attempt: int,
+) -> dict[str, Any]:
     """A stored row: the validated output plus everything needed to reproduce it."""
     text, label = parsed["text"], parsed["label"]
     return {

@@ -84,4 +84,3 @@ class RowSchema:
     def _validator(self) -> jsonschema.protocols.Validator:
         cls = jsonschema.validators.validator_for(self.json_schema)
         return cls(self.json_schema)
-

@@ -31,7 +31,7 @@ OUTPUT_STEM = "synthetic"
 WRITE_FORMATS = ("parquet", "jsonl")
 
 
-def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+def _atomic_write(path: Path, write: Callable[[Path], object]) -> None:
     """Write through a temporary file in the same folder, fsync, then rename over `path`."""
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)

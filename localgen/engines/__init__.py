@@ -56,9 +56,8 @@ class EngineSettings:
     seed: int = 0
 
 
-def load_engine(settings: EngineSettings, model: ModelRef,
-                log: Callable[[str], None] = print) -> Engine:
-    """Start the named engine on a model folder."""
+def check_settings(settings: EngineSettings) -> str:
+    """Fail early on an unknown engine or backend; return the backend to use."""
     if settings.name not in ENGINES:
         raise EngineError(f"unknown engine '{settings.name}'; choose one of {', '.join(ENGINES)}")
     backend = settings.backend or BACKENDS[settings.name][0]
@@ -67,6 +66,14 @@ def load_engine(settings: EngineSettings, model: ModelRef,
             f"the {settings.name} engine has no decoding backend '{backend}'; "
             f"choose one of {', '.join(BACKENDS[settings.name])}"
         )
+    return backend
+
+
+def load_engine(
+    settings: EngineSettings, model: ModelRef, log: Callable[[str], None] = print
+) -> Engine:
+    """Start the named engine on a model folder."""
+    backend = check_settings(settings)
     if settings.name == "vllm":
         from localgen.engines.vllm import VllmEngine
 

@@ -15,8 +15,24 @@ from collections.abc import Iterator, Sequence
 from localgen.engines import Completion
 from localgen.plan import Request
 
-_WORDS = ("please", "invoice", "account", "error", "help", "order", "update", "login",
-          "refund", "issue", "team", "today", "again", "report", "access", "thanks")
+_WORDS = (
+    "please",
+    "invoice",
+    "account",
+    "error",
+    "help",
+    "order",
+    "update",
+    "login",
+    "refund",
+    "issue",
+    "team",
+    "today",
+    "again",
+    "report",
+    "access",
+    "thanks",
+)
 
 
 class FakeEngine:
@@ -40,9 +56,13 @@ class FakeEngine:
                 words = [rng.choice(_WORDS) for _ in range(rng.randint(4, 12))]
                 text = " ".join(words).capitalize()[: r.schema.max_chars]
                 raw = json.dumps({"text": text, "label": r.label}, separators=(",", ":"))
-            yield Completion(key=r.key, text=raw, finish_reason="stop",
-                             prompt_tokens=len(r.prompt.split()),
-                             completion_tokens=len(raw.split()))
+            yield Completion(
+                key=r.key,
+                text=raw,
+                finish_reason="stop",
+                prompt_tokens=len(r.prompt.split()),
+                completion_tokens=len(raw.split()),
+            )
 
     def close(self) -> None:
         pass

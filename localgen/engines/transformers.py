@@ -29,8 +29,9 @@ class TransformersEngine:
             import torch
             from transformers import AutoModelForCausalLM, AutoTokenizer
         except ImportError as e:
-            raise EngineError(f"the transformers engine needs {e.name}: pip install "
-                              "torch transformers outlines") from None
+            raise EngineError(
+                f"the transformers engine needs {e.name}: pip install torch transformers outlines"
+            ) from None
         self.backend = backend
         self.seed = seed
         try:
@@ -39,10 +40,10 @@ class TransformersEngine:
             dtype = torch.bfloat16 if torch.cuda.is_available() else torch.float32
             hf_model = AutoModelForCausalLM.from_pretrained(model.path, dtype=dtype)
             if torch.cuda.is_available():
-                hf_model = hf_model.to("cuda")
+                hf_model = hf_model.to("cuda")  # type: ignore[arg-type]
         except Exception as e:  # transformers raises many types for a bad folder
             raise EngineError(f"transformers could not load {model.path}: {e}") from None
-        self.model = outlines.from_transformers(hf_model, self.tokenizer)
+        self.model = outlines.from_transformers(hf_model, self.tokenizer)  # type: ignore[arg-type]
         self._generators: dict[str, Any] = {}
 
     def _generator(self, request: Request) -> Any:
@@ -72,20 +73,25 @@ class TransformersEngine:
                 prompts = [
                     self.tokenizer.apply_chat_template(
                         [{"role": "user", "content": r.prompt}],
-                        tokenize=False, add_generation_prompt=True,
+                        tokenize=False,
+                        add_generation_prompt=True,
                     )
                     for r in batch
                 ]
                 # transformers samples a batch from one generator: seed it from the batch.
                 torch.manual_seed(batch[0].seed)
                 outputs = generator.batch(
-                    prompts, max_new_tokens=max(r.max_tokens for r in batch), do_sample=True,
-                    temperature=batch[0].temperature, top_p=batch[0].top_p,
+                    prompts,
+                    max_new_tokens=max(r.max_tokens for r in batch),
+                    do_sample=True,
+                    temperature=batch[0].temperature,
+                    top_p=batch[0].top_p,
                 )
                 for r, prompt, text in zip(batch, prompts, outputs, strict=True):
                     n_out = len(self.tokenizer.encode(text, add_special_tokens=False))
                     yield Completion(
-                        key=r.key, text=text,
+                        key=r.key,
+                        text=text,
                         finish_reason="length" if n_out >= r.max_tokens else "stop",
                         prompt_tokens=len(self.tokenizer.encode(prompt, add_special_tokens=False)),
                         completion_tokens=n_out,

@@ -2,15 +2,16 @@
 
 On a CPU the settings are the ones that start in seconds: in-process engine core (no
 worker processes, no ZMQ), eager mode (torch.compile's cache fails to reload on CPU and
-costs over a minute per start), bfloat16 only where the CPU has it natively. The constraint goes to vLLM's own structured
-outputs: an EBNF grammar for xgrammar, the JSON schema for guidance and outlines.
+costs over a minute per start), bfloat16 only where the CPU has it natively. The
+constraint goes to vLLM's own structured outputs: an EBNF grammar for xgrammar, the JSON
+schema for guidance and outlines.
 """
 
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 from localgen.engines import Completion
@@ -21,7 +22,7 @@ from localgen.plan import Request
 INSTALL_HINT = "pip install 'localgen[cpu]' (no NVIDIA GPU) or 'localgen[gpu]'"
 
 
-def cpu_dtype() -> str:
+def cpu_dtype() -> Any:
     """bfloat16 only where the CPU computes it natively; emulated on AVX2 it ran 4x slower
     than float32 (42 vs 178 tokens/s, SmolLM2-135M, 2-core AMD EPYC without AVX-512)."""
     try:
@@ -54,7 +55,9 @@ class VllmEngine:
         on_gpu = torch.cuda.is_available()
         try:
             self.llm = LLM(
-                model=str(model.path), seed=seed, max_model_len=max_model_len,
+                model=str(model.path),
+                seed=seed,
+                max_model_len=max_model_len,
                 dtype="auto" if on_gpu else cpu_dtype(),
                 enforce_eager=not on_gpu,
                 distributed_executor_backend="uni",
@@ -78,8 +81,11 @@ class VllmEngine:
             return
         params = [
             SamplingParams(
-                temperature=r.temperature, top_p=r.top_p, max_tokens=r.max_tokens,
-                seed=r.seed, structured_outputs=self._constraint(r),
+                temperature=r.temperature,
+                top_p=r.top_p,
+                max_tokens=r.max_tokens,
+                seed=r.seed,
+                structured_outputs=self._constraint(r),
             )
             for r in requests
         ]
@@ -98,10 +104,11 @@ class VllmEngine:
                 for out in engine.step():
                     if not out.finished:
                         continue
-                    choice = out.outputs[0]
+                    choice = out.outputs[0]  # type: ignore[index]
                     done.add(out.request_id)
                     yield Completion(
-                        key=keys[out.request_id], text=choice.text,
+                        key=keys[out.request_id],
+                        text=choice.text,
                         finish_reason=str(choice.finish_reason),
                         prompt_tokens=len(out.prompt_token_ids or ()),
                         completion_tokens=len(choice.token_ids),

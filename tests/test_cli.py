@@ -1,0 +1,186 @@
+"""The command line: help everywhere, exit codes, one-line errors, no tracebacks."""
+
+import json
+from pathlib import Path
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from localgen.cli import cli
+from tests.conftest import EXAMPLE_SEED, EXAMPLE_TASK
+
+
+def _invoke(*args: str):  # type: ignore[no-untyped-def]
+    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+
+
+def _commands(group: click.Group):  # type: ignore[no-untyped-def]
+    for name, command in group.commands.items():
+        yield name, command
+        if isinstance(command, click.Group):
+            yield from _commands(command)
+
+
+def test_every_command_and_option_has_help() -> None:
+    assert cli.help
+    for name, command in _commands(cli):
+        assert command.help and "Example" in command.help, name
+        for param in command.params:
+            if isinstance(param, click.Option) and param.name != "help":
+                assert param.help, f"{name} {param.opts}"
+        result = _invoke(name, "--help")
+        assert result.exit_code == 0 and "Usage:" in result.output
+
+
+def test_version() -> None:
+    result = _invoke("--version")
+    assert result.exit_code == 0 and "localgen, version" in result.output
+
+
+def test_generate_and_show_with_fake_engine(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    result = _invoke(
+        "generate",
+        str(EXAMPLE_TASK),
+        "--out",
+        str(out),
+        "-n",
+        "2",
+        "--engine",
+        "fake",
+        "--quiet",
+        "--format",
+        "parquet",
+        "--format",
+        "jsonl",
+    )
+    assert result.exit_code == 0, result.output
+    assert result.stdout.split() == [str(out / "synthetic.parquet"), str(out / "synthetic.jsonl")]
+    assert "8/8 rows" in result.stderr
+    shown = _invoke("show", str(out), "--limit", "3")
+    assert shown.exit_code == 0
+    assert shown.output.splitlines()[0] == (
+        "8 rows: account_access 2, billing 2, bug 2, feature_request 2"
+    )
+    as_json = _invoke("show", str(out), "--json", "--limit", "2")
+    assert [json.loads(line)["label"] for line in as_json.output.splitlines()] == [
+        "account_access",
+        "account_access",
+    ]
+
+
+def test_dry_run_prints_plan_and_writes_nothing(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    result = _invoke(
+        "generate",
+        str(EXAMPLE_TASK),
+        "--out",
+        str(out),
+        "-n",
+        "5",
+        "--strategy",
+        "few-shot",
+        "--seed-data",
+        str(EXAMPLE_SEED),
+        "--text-column",
+        "message",
+        "--label-column",
+        "team",
+        "--dry-run",
+    )
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output[: result.output.index("\n---")])
+    assert summary["requests"] == 20
+    assert summary["per_label"]["bug"] == {"few-shot": 5}
+    assert result.output.count("Real examples of this category:") == 4
+    assert not out.exists()
+
+
+def _seed_with_unknown_label(tmp_path: Path) -> Path:
+    path = tmp_path / "seed.csv"
+    path.write_text("text,label\nhello there,refunds\n")
+    return path
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["generate", "missing.toml", "--out", "{tmp}/r"], 1, "task file not found"),
+        (["generate", "{task}", "--out", "{tmp}/r", "-n", "0"], 2, "-n"),
+        (["generate", "{task}", "--out", "{tmp}/r", "--engine", "gpt"], 2, "--engine"),
+        (
+            [
+                "generate",
+                "{task}",
+                "--out",
+                "{tmp}/r",
+                "--seed-data",
+                "{tmp}/nope.csv",
+                "--strategy",
+                "few-shot",
+            ],
+            1,
+            "data file not found",
+        ),
+        (
+            ["generate", "{task}", "--out", "{tmp}/r", "--seed-data", "{unknown_label}"],
+            1,
+            "labels not in the task file: 'refunds'",
+        ),
+        (
+            ["generate", "{task}", "--out", "{tmp}/r", "--strategy", "few-shot"],
+            1,
+            "pass --seed-data FILE",
+        ),
+        (
+            ["generate", "{task}", "--out", "{tmp}/r", "--model", "{tmp}"],
+            1,
+            "is not a model folder: it has no config.json",
+        ),
+        (
+            ["generate", "{task}", "--out", "{tmp}/r", "--model", "{tmp}/none"],
+            1,
+            "model folder not found",
+        ),
+        (["generate", "{task}", "--out", "{task}", "--engine", "fake"], 1, "is a file"),
+        (
+            [
+                "generate",
+                "{task}",
+                "--out",
+                "{tmp}/r",
+                "--engine",
+                "vllm",
+                "--backend",
+                "magic",
+                "--model",
+                "{fake_model}",
+            ],
+            1,
+            "no decoding backend 'magic'",
+        ),
+        (["show", "{tmp}/nothing"], 1, "has no synthetic.parquet"),
+    ],
+)
+def test_errors_are_one_line_with_exit_code(
+    tmp_path: Path, task_file: Path, args: list[str], code: int, message: str
+) -> None:
+    fake_model = tmp_path / "fm"
+    fake_model.mkdir()
+    (fake_model / "config.json").write_text("{}")
+    (fake_model / "model.safetensors").write_bytes(b"0")
+    (fake_model / "tokenizer.json").write_text("{}")
+    values = {
+        "tmp": str(tmp_path),
+        "task": str(task_file),
+        "fake_model": str(fake_model),
+        "unknown_label": str(_seed_with_unknown_label(tmp_path)),
+    }
+    result = CliRunner().invoke(cli, [a.format(**values) for a in args])
+    assert result.exit_code == code, result.output
+    assert message in result.stderr
+    assert "Traceback" not in result.output
+    if code == 1:
+        assert len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "r").exists()

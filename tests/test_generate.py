@@ -1,0 +1,163 @@
+"""The generation pipeline around the engine, with the fake engine (fast)."""
+
+import json
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from localgen.engines import EngineSettings
+from localgen.engines.fake import FakeEngine
+from localgen.errors import DataError, OutputError, TaskError
+from localgen.generate import GenerateConfig, generate
+from localgen.models import ModelRef
+from localgen.rows import ROW_SCHEMA
+
+FAKE_MODEL = ModelRef("fake-model", Path("/models/fake"), "cafe0000cafe0000")
+
+
+def _config(task: Path, out: Path, **kw) -> GenerateConfig:  # type: ignore[no-untyped-def]
+    return GenerateConfig(
+        task_path=task, out=out, quiet=True, engine=EngineSettings(name="fake"), **kw
+    )
+
+
+def _run(config: GenerateConfig, engine: FakeEngine | None = None):  # type: ignore[no-untyped-def]
+    return generate(config, engine=engine or FakeEngine(), model=FAKE_MODEL, log=lambda _m: None)
+
+
+def test_rows_carry_label_and_full_provenance(task_file: Path, tmp_path: Path) -> None:
+    result = _run(_config(task_file, tmp_path / "run", seed=3))
+    rows = pl.read_parquet(tmp_path / "run" / "synthetic.parquet")
+    assert rows.height == result.written == 6
+    assert rows.columns == list(ROW_SCHEMA)
+    assert rows.group_by("label").len().sort("label").rows() == [("billing", 3), ("bug", 3)]
+    for row in rows.iter_rows(named=True):
+        assert row["request_key"].startswith(row["label"] + "-")
+        assert row["model"] == "fake-model" and row["model_config_hash"] == "cafe0000cafe0000"
+        assert row["engine"] == "fake" and row["strategy"] == "zero-shot"
+        assert len(row["template_hash"]) == 12 and row["attempt"] == 0
+        assert row["max_tokens"] > 84 and row["finish_reason"] == "stop"
+        assert row["id"].startswith("syn-") and row["created_at"].endswith("+00:00")
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert manifest["status"] == "complete"
+    assert manifest["counts"]["per_label"] == {"billing": 3, "bug": 3}
+    assert manifest["egress"]["blocked_attempts"] == 0
+    assert manifest["task"]["name"] == "tiny"
+
+
+def test_same_seed_gives_same_rows(task_file: Path, tmp_path: Path) -> None:
+    _run(_config(task_file, tmp_path / "a", seed=5))
+    _run(_config(task_file, tmp_path / "b", seed=5))
+    _run(_config(task_file, tmp_path / "c", seed=6))
+    read = lambda d: pl.read_parquet(tmp_path / d / "synthetic.parquet")["text"].to_list()  # noqa: E731
+    assert read("a") == read("b")
+    assert read("a") != read("c")
+
+
+def test_invalid_output_is_retried_with_a_new_seed(task_file: Path, tmp_path: Path) -> None:
+    engine = FakeEngine()
+    engine.enqueue("bug-000001", '{"text":"truncated')  # first attempt only
+    _run(_config(task_file, tmp_path / "run"), engine)
+    assert engine.calls[1] == ["bug-000001"]
+    rows = pl.read_parquet(tmp_path / "run" / "synthetic.parquet")
+    retried = rows.filter(pl.col("request_key") == "bug-000001").row(0, named=True)
+    assert retried["attempt"] == 1
+    first = rows.filter(pl.col("request_key") == "bug-000000").row(0, named=True)
+    assert retried["seed"] != first["seed"]
+
+
+def test_persistent_failure_is_recorded_never_relabelled(task_file: Path, tmp_path: Path) -> None:
+    engine = FakeEngine()
+    for _ in range(3):  # the first try and both retries say the wrong label
+        engine.enqueue("billing-000002", '{"text":"Please fix the login page","label":"bug"}')
+    result = _run(_config(task_file, tmp_path / "run"), engine)
+    assert result.written == 5
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert manifest["status"] == "complete_with_failures"
+    [failure] = manifest["failures"]
+    assert failure["key"] == "billing-000002" and failure["attempts"] == 3
+    assert "is not one of ['billing']" in failure["reason"]
+    rows = pl.read_parquet(tmp_path / "run" / "synthetic.parquet")
+    assert "billing-000002" not in rows["request_key"].to_list()
+
+
+class _Crash(Exception):
+    pass
+
+
+class _CrashingEngine(FakeEngine):
+    """Dies after a number of completions, like a run killed halfway."""
+
+    def __init__(self, after: int) -> None:
+        super().__init__()
+        self.after = after
+
+    def generate(self, requests):  # type: ignore[no-untyped-def]
+        for i, completion in enumerate(super().generate(requests)):
+            if i == self.after:
+                raise _Crash
+            yield completion
+
+
+def test_resume_generates_only_what_is_missing(
+    task_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("localgen.generate.SHARD_ROWS", 2)  # a shard every two rows
+    out = tmp_path / "run"
+    with pytest.raises(_Crash):
+        _run(_config(task_file, out, seed=9), _CrashingEngine(after=5))
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["status"] == "interrupted"
+    assert not (out / "synthetic.parquet").exists()
+    assert len(list((out / "shards").glob("part-*.parquet"))) == 2  # 4 rows kept, 1 lost
+    engine = FakeEngine()
+    result = _run(_config(task_file, out, seed=9), engine)
+    assert result.resumed == 4 and len(engine.calls[0]) == 2
+    _run(_config(task_file, tmp_path / "clean", seed=9))
+    resumed = pl.read_parquet(out / "synthetic.parquet").drop("created_at")
+    clean = pl.read_parquet(tmp_path / "clean" / "synthetic.parquet").drop("created_at")
+    assert resumed.equals(clean)
+
+
+def test_output_folder_errors(task_file: Path, tmp_path: Path) -> None:
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    with pytest.raises(OutputError, match="is a file"):
+        _run(_config(task_file, a_file))
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "notes.txt").write_text("mine")
+    with pytest.raises(OutputError, match="holds no localgen run"):
+        _run(_config(task_file, other))
+    _run(_config(task_file, tmp_path / "run", seed=1))
+    with pytest.raises(OutputError, match="holds a different run"):
+        _run(_config(task_file, tmp_path / "run", seed=2))
+    _run(_config(task_file, tmp_path / "run", seed=2, overwrite=True))
+
+
+def test_bad_input_writes_nothing(tmp_path: Path, write_task, seed_csv: Path) -> None:  # type: ignore[no-untyped-def]
+    bad = write_task("name = 'x'\n")
+    with pytest.raises(TaskError):
+        _run(_config(bad, tmp_path / "run1"))
+    assert not (tmp_path / "run1").exists()
+    only_billing = write_task("name='x'\ncontext='y'\n[labels.billing]\ndescription='z'\n")
+    with pytest.raises(DataError, match="labels not in the task file: 'bug'"):
+        _run(
+            _config(
+                only_billing,
+                tmp_path / "run2",
+                seed_data=seed_csv,
+                text_column="body",
+                label_column="cls",
+            )
+        )
+    assert not (tmp_path / "run2").exists()
+
+
+def test_jsonl_output_matches_parquet(task_file: Path, tmp_path: Path) -> None:
+    _run(_config(task_file, tmp_path / "run", formats=("parquet", "jsonl")))
+    parquet = pl.read_parquet(tmp_path / "run" / "synthetic.parquet")
+    jsonl = pl.read_ndjson(tmp_path / "run" / "synthetic.jsonl")
+    assert jsonl["text"].to_list() == parquet["text"].to_list()
+    assert jsonl["positive_ids"].to_list() == parquet["positive_ids"].to_list()

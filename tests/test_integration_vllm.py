@@ -1,0 +1,141 @@
+"""The real path: vLLM (CPU build) on the built-in model, real grammars, real files.
+
+The engine is started once per session (tests/conftest.py). These tests assert what must
+hold whatever the small model writes: every stored row parses, matches its schema, has
+the label that was asked for and carries its provenance.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import jsonschema
+import polars as pl
+import pytest
+
+from localgen.engines import EngineSettings
+from localgen.generate import GenerateConfig, generate
+from localgen.plan import build_plan
+from localgen.schema import RowSchema
+from localgen.task import load_task
+from tests.conftest import EXAMPLE_SEED, EXAMPLE_TASK, ROOT
+
+pytestmark = pytest.mark.slow
+
+
+def _check_rows(run: Path, per_label: int, labels: list[str]) -> pl.DataFrame:
+    rows = pl.read_parquet(run / "synthetic.parquet")
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["counts"]["failed"] == 0, manifest["failures"]
+    assert rows.height == per_label * len(labels)
+    task = load_task(EXAMPLE_TASK)
+    for row in rows.iter_rows(named=True):
+        schema = RowSchema(row["label"], task.generation.text_max_chars).json_schema
+        jsonschema.validate({"text": row["text"], "label": row["label"]}, schema)
+        assert row["request_key"].rsplit("-", 1)[0] == row["label"]  # the label asked for
+        assert row["engine"] == "vllm" and row["backend"] == "xgrammar"
+        assert row["model"] == "smollm2-135m-instruct" and len(row["model_config_hash"]) == 16
+        assert row["completion_tokens"] <= row["max_tokens"]
+        assert row["finish_reason"] == "stop"
+    assert sorted(rows["label"].unique()) == sorted(labels)
+    assert manifest["egress"]["blocked_attempts"] == 0
+    return rows
+
+
+def test_zero_shot_rows_are_valid_with_requested_labels(
+    vllm_engine,
+    builtin_model,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+) -> None:
+    config = GenerateConfig(task_path=EXAMPLE_TASK, out=tmp_path / "run", count=4, quiet=True)
+    generate(config, engine=vllm_engine, model=builtin_model, log=lambda _m: None)
+    rows = _check_rows(tmp_path / "run", 4, load_task(EXAMPLE_TASK).label_names)
+    assert rows["text"].n_unique() > 1  # per-request seeds: not one answer repeated
+
+
+def test_few_shot_rows_name_their_examples(vllm_engine, builtin_model, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    config = GenerateConfig(
+        task_path=EXAMPLE_TASK,
+        out=tmp_path / "run",
+        count=2,
+        quiet=True,
+        strategy="few-shot",
+        seed_data=EXAMPLE_SEED,
+        text_column="message",
+        label_column="team",
+    )
+    generate(config, engine=vllm_engine, model=builtin_model, log=lambda _m: None)
+    rows = _check_rows(tmp_path / "run", 2, load_task(EXAMPLE_TASK).label_names)
+    assert set(rows["strategy"]) == {"few-shot"}
+    assert all(len(ids) == 3 for ids in rows["positive_ids"])
+
+
+def test_token_budget_holds_for_the_real_tokenizer(builtin_model) -> None:  # type: ignore[no-untyped-def]
+    """max_tokens assumes at most one token per byte; check that on the real vocabulary."""
+    import string
+
+    from transformers import AutoTokenizer
+
+    from localgen.schema import TEXT_PUNCTUATION
+
+    tokenizer = AutoTokenizer.from_pretrained(builtin_model.path)
+    allowed = string.ascii_letters + string.digits + TEXT_PUNCTUATION + '{}":'
+    for char in allowed:
+        assert len(tokenizer.encode(char, add_special_tokens=False)) == 1, char
+    for request in build_plan(load_task(EXAMPLE_TASK), count=1).requests:
+        row = json.dumps(
+            {"text": "A" * request.schema.max_chars, "label": request.label}, separators=(",", ":")
+        )
+        assert len(row.encode()) + 1 <= request.max_tokens  # + the end-of-sequence token
+
+
+def test_cli_runs_with_no_network_at_all(builtin_model, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """The whole command in a network namespace with only loopback: no hang, no attempt."""
+    if shutil.which("unshare") is None:
+        pytest.skip("unshare is not installed")
+    probe = subprocess.run(["unshare", "-n", "true"], capture_output=True)
+    if probe.returncode != 0:
+        pytest.skip(f"cannot create a network namespace here: {probe.stderr.decode().strip()}")
+    localgen = Path(sys.executable).parent / "localgen"
+    out = tmp_path / "run"
+    script = (
+        f"ip link set lo up && {localgen} generate {EXAMPLE_TASK} --out {out} -n 2 "
+        f"--max-model-len 1024 --quiet"
+    )
+    env = {**os.environ, "LOCALGEN_HOME": str(builtin_model.path.parent.parent)}
+    result = subprocess.run(
+        ["unshare", "-n", "sh", "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+        env=env,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = _check_rows(out, 2, load_task(EXAMPLE_TASK).label_names)
+    assert rows.height == 8
+
+
+def test_transformers_engine_gives_valid_rows(builtin_model, tmp_path: Path, write_task) -> None:  # type: ignore[no-untyped-def]
+    task = write_task(
+        'name = "t"\ncontext = "Help desk messages."\n[generation]\nmax_chars = 40\n'
+        '[labels.billing]\ndescription = "Invoices and refunds."\n'
+    )
+    config = GenerateConfig(
+        task_path=task,
+        out=tmp_path / "run",
+        count=2,
+        quiet=True,
+        engine=EngineSettings(name="transformers"),
+    )
+    result = generate(config, model=builtin_model, log=lambda _m: None)
+    rows = pl.read_parquet(tmp_path / "run" / "synthetic.parquet")
+    assert result.failures == [] and rows.height == 2
+    assert set(rows["label"]) == {"billing"} and set(rows["engine"]) == {"transformers"}
+    for text in rows["text"]:
+        jsonschema.validate(
+            {"text": text, "label": "billing"}, RowSchema("billing", 40).json_schema
+        )

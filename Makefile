@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 VLLM_EXTRA := $(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1 && echo gpu || echo cpu)
 STAMP  := $(VENV)/.installed-$(VLLM_EXTRA)
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test lint bench-dtype clean
 
 install: $(STAMP)
 
@@ -36,6 +36,9 @@ lint: install
 	$(BIN)/ruff check localgen tests
 	$(BIN)/ruff format --check localgen tests
 	$(BIN)/mypy
+
+bench-dtype: install
+	$(BIN)/python bench/cpu_dtype.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .mypy_cache .ruff_cache

@@ -32,31 +32,49 @@ def main() -> None:
     from localgen.task import load_task
 
     model = builtin_model()
-    plan = build_plan(load_task(ROOT / "examples/support-tickets/task.toml"),
-                      count=ROWS_PER_LABEL)
+    plan = build_plan(load_task(ROOT / "examples/support-tickets/task.toml"), count=ROWS_PER_LABEL)
     chats = [[{"role": "user", "content": r.prompt}] for r in plan.requests]
     flags = Path("/proc/cpuinfo").read_text()
     native = "avx512_bf16" in flags or "amx_bf16" in flags
-    print(f"CPU: native bfloat16 {'yes' if native else 'no'}, {os.cpu_count()} cores; "
-          f"{len(chats)} requests of the example task", file=sys.stderr)
+    print(
+        f"CPU: native bfloat16 {'yes' if native else 'no'}, {os.cpu_count()} cores; "
+        f"{len(chats)} requests of the example task",
+        file=sys.stderr,
+    )
     print("| dtype | constraint | wall s | output tokens | tokens/s |")
     print("|---|---|---|---|---|")
     for dtype in ("bfloat16", "float32"):
-        llm = LLM(model=str(model.path), dtype=dtype, max_model_len=1024, seed=0,
-                  enforce_eager=True, distributed_executor_backend="uni",
-                  structured_outputs_config={"backend": "xgrammar",
-                                             "disable_any_whitespace": True})
+        llm = LLM(
+            model=str(model.path),
+            dtype=dtype,
+            max_model_len=1024,
+            seed=0,
+            enforce_eager=True,
+            distributed_executor_backend="uni",
+            structured_outputs_config={"backend": "xgrammar", "disable_any_whitespace": True},
+        )
         for constrained in (False, True):
-            params = [SamplingParams(
-                temperature=r.temperature, top_p=r.top_p, max_tokens=r.max_tokens, seed=r.seed,
-                structured_outputs=StructuredOutputsParams(grammar=r.schema.ebnf)
-                if constrained else None) for r in plan.requests]
+            params = [
+                SamplingParams(
+                    temperature=r.temperature,
+                    top_p=r.top_p,
+                    max_tokens=r.max_tokens,
+                    seed=r.seed,
+                    structured_outputs=StructuredOutputsParams(grammar=r.schema.ebnf)
+                    if constrained
+                    else None,
+                )
+                for r in plan.requests
+            ]
             start = time.perf_counter()
             outs = llm.chat(chats, params, use_tqdm=False)  # type: ignore[arg-type]
             wall = time.perf_counter() - start
             tokens = sum(len(o.outputs[0].token_ids) for o in outs)
-            print(f"| {dtype} | {'row grammar' if constrained else 'none'} | {wall:.1f} | "
-                  f"{tokens} | {tokens / wall:.1f} |", flush=True)
+            print(
+                f"| {dtype} | {'row grammar' if constrained else 'none'} | {wall:.1f} | "
+                f"{tokens} | {tokens / wall:.1f} |",
+                flush=True,
+            )
         llm.llm_engine.engine_core.shutdown()
         del llm
         gc.collect()

@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import sys
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -54,10 +55,13 @@ def cli(verbose: bool) -> None:
       localgen generate examples/support-tickets/task.toml --out runs/tickets -n 50
       localgen show runs/tickets
     """
-    level = "INFO" if verbose else "WARNING"
+    level = "INFO" if verbose else "ERROR"
     os.environ.setdefault("VLLM_LOGGING_LEVEL", level)
     logging.basicConfig(level=getattr(logging, level), format="%(name)s: %(message)s")
     if not verbose:
+        # The engines' deprecation and performance hints are for their developers, not ours.
+        warnings.filterwarnings("ignore", category=FutureWarning)
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
         os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 

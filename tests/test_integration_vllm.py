@@ -56,6 +56,21 @@ def test_zero_shot_rows_are_valid_with_requested_labels(
     assert rows["text"].n_unique() > 1  # per-request seeds: not one answer repeated
 
 
+def test_same_seed_same_rows_on_the_same_engine(
+    vllm_engine,
+    builtin_model,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+) -> None:
+    texts = []
+    for name in ("a", "b"):
+        config = GenerateConfig(
+            task_path=EXAMPLE_TASK, out=tmp_path / name, count=1, seed=11, quiet=True
+        )
+        generate(config, engine=vllm_engine, model=builtin_model, log=lambda _m: None)
+        texts.append(pl.read_parquet(tmp_path / name / "synthetic.parquet")["text"].to_list())
+    assert texts[0] == texts[1]
+
+
 def test_few_shot_rows_name_their_examples(vllm_engine, builtin_model, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     config = GenerateConfig(
         task_path=EXAMPLE_TASK,

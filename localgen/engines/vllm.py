@@ -23,8 +23,9 @@ INSTALL_HINT = "pip install 'localgen[cpu]' (no NVIDIA GPU) or 'localgen[gpu]'"
 
 
 def cpu_dtype() -> Any:
-    """bfloat16 only where the CPU computes it natively; emulated on AVX2 it ran 4x slower
-    than float32 (42 vs 178 tokens/s, SmolLM2-135M, 2-core AMD EPYC without AVX-512)."""
+    """bfloat16 only where the CPU computes it natively; emulated on AVX2 it ran 2.3-2.7x
+    slower than float32 (38.9 vs 105.0 tokens/s unconstrained, 32.1 vs 72.8 with the row grammar;
+    SmolLM2-135M on a 2-core AMD EPYC without AVX-512; `make bench-dtype`)."""
     try:
         flags = Path("/proc/cpuinfo").read_text()
     except OSError:

@@ -190,7 +190,7 @@ def generate(
                 if not pending or engine is None:
                     break
                 batch = {r.key: _retry_request(r, attempt) for r in pending}
-                retry_next: list[Request] = []
+                retry_keys: set[str] = set()
                 for completion in engine.generate(list(batch.values())):
                     request = batch[completion.key]
                     tokens["prompt"] += completion.prompt_tokens
@@ -205,7 +205,7 @@ def generate(
                             "reason": reason,
                             "output": completion.text[:200],
                         }
-                        retry_next.append(request)
+                        retry_keys.add(request.key)
                         continue
                     failures.pop(request.key, None)
                     buffer.append(
@@ -217,11 +217,8 @@ def generate(
                     progress.advance(1, completion.completion_tokens)
                     if len(buffer) >= SHARD_ROWS or time.monotonic() - last_flush > SHARD_SECONDS:
                         flush()
-                pending = [
-                    plan_request
-                    for plan_request in pending
-                    if plan_request.key in {r.key for r in retry_next}
-                ]
+                # Retry from the planned request: _retry_request derives each attempt's seed.
+                pending = [r for r in pending if r.key in retry_keys]
             flush()
             progress.close()
             timings["generate_s"] = round(time.monotonic() - t0, 3)

@@ -4,7 +4,6 @@ and messages to stderr; a LocalgenError becomes one line and exit code 1 (2 for 
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import os
 import sys
@@ -18,6 +17,7 @@ import click
 from localgen import __version__
 from localgen.errors import LocalgenError
 from localgen.offline import apply_offline_env
+from localgen.task import STRATEGIES
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -66,45 +66,155 @@ def cli(verbose: bool) -> None:
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
 
+def _balance(value: str | None) -> str | int | None:
+    if value is None or value == "majority":
+        return value
+    try:
+        target = int(value)
+    except ValueError:
+        raise click.BadParameter("give 'majority' or a number of rows") from None
+    if target <= 0:
+        raise click.BadParameter("the target must be positive")
+    return target
+
+
+_PLAN_OPTIONS = [
+    click.argument("task_file", type=click.Path(path_type=Path)),
+    click.option(
+        "-n",
+        "--count",
+        type=click.IntRange(min=1),
+        default=None,
+        help="Rows per label. [default: the task file's generation.count]",
+    ),
+    click.option(
+        "--strategy",
+        "strategies",
+        type=click.Choice(STRATEGIES),
+        multiple=True,
+        help="How to prompt; repeat to mix in equal shares (weights: in the task file). "
+        "[default: the task file's generation.strategy]",
+    ),
+    click.option(
+        "--balance",
+        is_flag=False,
+        flag_value="majority",
+        default=None,
+        metavar="[TARGET]",
+        help="Instead of a flat count, fill each label of --seed-data up to TARGET rows, "
+        "real plus synthetic (alone: up to the largest label).",
+    ),
+    click.option(
+        "--seed-data",
+        type=click.Path(path_type=Path),
+        default=None,
+        help="Real labeled examples (CSV, JSONL or Parquet): shown by few-shot and "
+        "contrastive, counted by --balance.",
+    ),
+    click.option(
+        "--text-column",
+        default="text",
+        show_default=True,
+        help="Column of --seed-data holding the text.",
+    ),
+    click.option(
+        "--label-column",
+        default="label",
+        show_default=True,
+        help="Column of --seed-data holding the label.",
+    ),
+    click.option(
+        "--reject",
+        type=click.Path(path_type=Path),
+        default=None,
+        help="Rows you rejected (a .txt of texts or row ids, or a table with a text or id "
+        "column): the contrastive strategy asks for something different.",
+    ),
+    click.option(
+        "--instructions",
+        default="",
+        help="Extra instructions added to every prompt of this run.",
+    ),
+    click.option(
+        "--seed",
+        type=int,
+        default=0,
+        show_default=True,
+        help="Seed of the plan and of every request: same seed, same rows.",
+    ),
+]
+
+
+def _plan_options(func: F) -> F:
+    for option in reversed(_PLAN_OPTIONS):
+        func = option(func)
+    return func
+
+
+def _config(
+    task_file: Path,
+    count: int | None,
+    strategies: tuple[str, ...],
+    balance: str | None,
+    **rest: Any,
+) -> Any:
+    """GenerateConfig from the command-line options."""
+    from localgen.generate import GenerateConfig
+
+    if balance is not None and count is not None:
+        raise click.UsageError("give either --count or --balance, not both")
+    return GenerateConfig(
+        task_path=task_file,
+        count=count,
+        strategy=strategies,
+        balance=_balance(balance),
+        **rest,
+    )
+
+
+def _print_plan(config: Any, n_prompts: int, as_json: bool) -> None:
+    from localgen.generate import prepare_plan
+    from localgen.show import plan_summary
+
+    _, _, plan = prepare_plan(config)
+    click.echo(plan_summary(plan, n_prompts, as_json))
+
+
+@cli.command("plan")
+@_plan_options
+@click.option(
+    "--prompts",
+    "n_prompts",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Prompts to print. [default: one per strategy]",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the plan as one JSON object.")
+@_handle_errors
+def plan_command(n_prompts: int | None, as_json: bool, **options: Any) -> None:
+    """Print what a run would ask for: rows per label and strategy, and example prompts.
+
+    Loads no LLM and writes nothing (the contrastive strategy loads the small sentence
+    encoder to find neighbours).
+
+    \b
+    Example:
+      localgen plan examples/legal-clauses/task.toml --seed-data examples/legal-clauses/seed.csv
+      localgen plan task.toml --strategy attributes --strategy hierarchical --prompts 4
+    """
+    _print_plan(
+        _config(out=Path("."), **options), n_prompts if n_prompts is not None else -1, as_json
+    )
+
+
 @cli.command()
-@click.argument("task_file", type=click.Path(path_type=Path))
+@_plan_options
 @click.option(
     "--out",
     "-o",
     type=click.Path(path_type=Path),
     required=True,
     help="Run folder to write (synthetic.parquet, manifest.json, shards/).",
-)
-@click.option(
-    "-n",
-    "--count",
-    type=click.IntRange(min=1),
-    default=None,
-    help="Rows per label. [default: the task file's generation.count]",
-)
-@click.option(
-    "--strategy",
-    type=click.Choice(["zero-shot", "few-shot"]),
-    default=None,
-    help="How to prompt. [default: the task file's generation.strategy]",
-)
-@click.option(
-    "--seed-data",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Real labeled examples (CSV, JSONL or Parquet) for the few-shot strategy.",
-)
-@click.option(
-    "--text-column",
-    default="text",
-    show_default=True,
-    help="Column of --seed-data holding the text.",
-)
-@click.option(
-    "--label-column",
-    default="label",
-    show_default=True,
-    help="Column of --seed-data holding the label.",
 )
 @click.option(
     "--model",
@@ -136,13 +246,6 @@ def cli(verbose: bool) -> None:
     help="Longest prompt + row the engine accepts, in tokens.",
 )
 @click.option(
-    "--seed",
-    type=int,
-    default=0,
-    show_default=True,
-    help="Seed of the plan and of every request: same seed, same rows.",
-)
-@click.option(
     "--retries",
     type=click.IntRange(min=0, max=10),
     default=2,
@@ -167,23 +270,16 @@ def cli(verbose: bool) -> None:
 @click.option("-q", "--quiet", is_flag=True, help="No progress line.")
 @_handle_errors
 def generate(
-    task_file: Path,
-    out: Path,
-    count: int | None,
-    strategy: str | None,
-    seed_data: Path | None,
-    text_column: str,
-    label_column: str,
     model: str | None,
     engine: str,
     backend: str | None,
     max_model_len: int,
-    seed: int,
     retries: int,
     formats: tuple[str, ...],
     overwrite: bool,
     dry_run: bool,
     quiet: bool,
+    **options: Any,
 ) -> None:
     """Generate labeled rows for TASK_FILE into a run folder.
 
@@ -193,49 +289,25 @@ def generate(
     \b
     Example:
       localgen generate examples/support-tickets/task.toml --out runs/tickets -n 50
-      localgen generate task.toml --out runs/fs --strategy few-shot --seed-data real.csv
+      localgen generate task.toml --out runs/mix --seed-data real.csv \\
+          --strategy few-shot --strategy contrastive --strategy attributes
     """
     from localgen.engines import EngineSettings
-    from localgen.generate import GenerateConfig, prepare_plan
     from localgen.generate import generate as run_generate
 
-    config = GenerateConfig(
-        task_path=task_file,
-        out=out,
-        count=count,
-        seed=seed,
-        strategy=strategy,
-        seed_data=seed_data,
-        text_column=text_column,
-        label_column=label_column,
+    config = _config(
         model=model,
-        engine=EngineSettings(name=engine, backend=backend, max_model_len=max_model_len, seed=seed),
+        engine=EngineSettings(
+            name=engine, backend=backend, max_model_len=max_model_len, seed=options["seed"]
+        ),
         max_retries=retries,
         formats=tuple(dict.fromkeys(formats)),
         overwrite=overwrite,
         quiet=quiet,
+        **options,
     )
     if dry_run:
-        _, _, plan = prepare_plan(config)
-        click.echo(
-            json.dumps(
-                {
-                    "requests": len(plan.requests),
-                    "per_label": plan.counts(),
-                    "fingerprint": plan.fingerprint,
-                    "notes": plan.notes,
-                },
-                indent=2,
-            )
-        )
-        shown: set[str] = set()
-        for request in plan.requests:
-            if request.label not in shown:
-                shown.add(request.label)
-                click.echo(
-                    f"\n--- {request.key} ({request.strategy}, max_tokens "
-                    f"{request.max_tokens}) ---\n{request.prompt}"
-                )
+        _print_plan(config, -1, as_json=False)
         return
     log = (lambda _msg: None) if quiet else _echo_err
     result = run_generate(config, log=log)

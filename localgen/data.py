@@ -9,6 +9,7 @@ deduplicate across files; curation does that.
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -106,3 +107,67 @@ def check_labels(data: LabeledData, labels: list[str]) -> None:
             f"{data.source}: labels not in the task file: {shown}; "
             f"the task declares {', '.join(labels)}"
         )
+
+
+SYNTHETIC_ID = re.compile(r"^syn-[0-9a-f]{16}$")
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """A text the user does not want more of; `label` None means: for every label."""
+
+    id: str
+    text: str
+    label: str | None
+
+
+def _rows_by_id(run_dir: Path) -> dict[str, tuple[str, str]]:
+    table = run_dir / "synthetic.parquet"
+    if not table.is_file():
+        return {}
+    frame = pl.read_parquet(table, columns=["id", "text", "label"])
+    return {i: (t, lab) for i, t, lab in frame.iter_rows()}
+
+
+def read_rejects(path: str | Path) -> list[Rejected]:
+    """Read `--reject FILE`: texts or generated-row ids the user rejected.
+
+    A .txt file holds one entry per line; a table (CSV, JSONL, Parquet) has a `text` or
+    an `id` column and may have a `label` column. An id (`syn-` + 16 hex digits) is looked
+    up in the synthetic.parquet next to the file, the run the user reviewed.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise DataError(f"reject file not found: {p}")
+    if p.suffix.lower() == ".txt":
+        try:
+            lines = p.read_text(encoding="utf-8").splitlines()
+        except UnicodeDecodeError:
+            raise DataError(f"{p}: not a UTF-8 text file") from None
+        entries: list[tuple[str, str | None]] = [(s.strip(), None) for s in lines if s.strip()]
+    else:
+        frame = _read_frame(p)
+        column = "text" if "text" in frame.columns else "id" if "id" in frame.columns else None
+        if column is None:
+            raise DataError(f"{p}: needs a 'text' or an 'id' column")
+        labels = frame["label"].cast(pl.Utf8) if "label" in frame.columns else None
+        values = frame[column].cast(pl.Utf8).to_list()
+        entries = [
+            (str(v).strip(), None if labels is None else labels[i])
+            for i, v in enumerate(values)
+            if v is not None and str(v).strip()
+        ]
+    if not entries:
+        raise DataError(f"{p}: no rejected texts or ids in it")
+    known: dict[str, tuple[str, str]] | None = None
+    out = []
+    for value, label in entries:
+        if SYNTHETIC_ID.match(value):
+            known = _rows_by_id(p.parent) if known is None else known
+            if value not in known:
+                raise DataError(f"{p}: id {value} is not in {p.parent / 'synthetic.parquet'}")
+            text, label = known[value]
+            out.append(Rejected(value, text, label))
+        else:
+            out.append(Rejected(content_id(value, label or "", "rej-"), value, label))
+    return out

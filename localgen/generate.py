@@ -23,13 +23,13 @@ from pathlib import Path
 from typing import Any
 
 from localgen import __version__
-from localgen.data import LabeledData, check_labels, read_labeled
+from localgen.data import LabeledData, check_labels, read_labeled, read_rejects
 from localgen.engines import Engine, EngineSettings, check_settings, load_engine
 from localgen.models import ModelRef, resolve_model
 from localgen.offline import apply_offline_env, egress_guard
 from localgen.plan import Plan, Request, build_plan
 from localgen.progress import Progress
-from localgen.rows import ROW_SCHEMA, make_row
+from localgen.rows import DRAFT_SCHEMA, ROW_SCHEMA, make_draft, make_row
 from localgen.store import FORMAT_VERSION, RunFolder, write_json
 from localgen.task import Task, load_task
 
@@ -45,8 +45,11 @@ class GenerateConfig:
     out: Path
     count: int | None = None  # rows per label; None = the task file's count
     seed: int = 0
-    strategy: str | None = None  # None = the task file's strategy
+    strategy: tuple[str, ...] = ()  # equal shares of these; () = the task file's strategy
     seed_data: Path | None = None
+    balance: str | int | None = None  # "majority" or a target; None = the task file's
+    instructions: str = ""  # added to the task file's run-wide instructions
+    reject: Path | None = None  # rejected rows, shown as negatives by the contrastive strategy
     text_column: str = "text"
     label_column: str = "label"
     model: str | None = None  # None = the built-in model
@@ -76,7 +79,14 @@ def prepare_plan(config: GenerateConfig) -> tuple[Task, LabeledData | None, Plan
         seed_data = read_labeled(config.seed_data, config.text_column, config.label_column)
         check_labels(seed_data, task.label_names)
     plan = build_plan(
-        task, seed=config.seed, count=config.count, strategy=config.strategy, seed_data=seed_data
+        task,
+        seed=config.seed,
+        count=config.count,
+        strategy=list(config.strategy) or None,
+        seed_data=seed_data,
+        balance=config.balance,
+        instructions=config.instructions,
+        rejects=read_rejects(config.reject) if config.reject is not None else None,
     )
     return task, seed_data, plan
 
@@ -91,6 +101,38 @@ def _versions() -> dict[str, str]:
 
 def _retry_request(request: Request, attempt: int) -> Request:
     return dataclasses.replace(request, seed=(request.seed + attempt * RETRY_SEED_STEP) % 2**31)
+
+
+def _complete_followups(
+    plan: Plan, run: RunFolder, done: set[str], failures: dict[str, dict[str, Any]]
+) -> list[Request]:
+    """Second-pass requests, from the summaries and rows the first pass stored."""
+    todo = [f for f in plan.followups if f.key not in done]
+    if not todo:
+        return []
+    summaries = dict(run.drafts.scan(DRAFT_SCHEMA).select("key", "text").collect().iter_rows())
+    # Only first-pass rows are shown as "already written", so a resumed run shows the same.
+    first = {r.key for r in plan.requests}
+    earlier: dict[str, list[tuple[str, str]]] = {}
+    stored = run.rows.scan(ROW_SCHEMA).select("request_key", "id", "text", "label")
+    for key, row_id, text, label in stored.sort("request_key").collect().iter_rows():
+        if key in first:
+            earlier.setdefault(label, []).append((row_id, text))
+    out = []
+    for f in todo:
+        summary = summaries.get(f.summary_key) if f.summary_key else None
+        if f.summary_key and summary is None:
+            failures[f.key] = {
+                "key": f.key,
+                "label": f.request.label,
+                "attempts": 0,
+                "finish_reason": "skipped",
+                "reason": f"its first pass ({f.summary_key}) produced no valid summary",
+                "output": "",
+            }
+            continue
+        out.append(f.complete(summary, earlier.get(f.request.label, []) if f.earlier else []))
+    return out
 
 
 def generate(
@@ -120,7 +162,7 @@ def generate(
         done = run.done_keys()
         todo = [r for r in plan.requests if r.key not in done]
         if previous is not None and done:
-            log(f"resuming {config.out}: {len(done)} of {len(plan.requests)} rows already stored")
+            log(f"resuming {config.out}: {len(done)} of {plan.rows} rows already stored")
 
         timings: dict[str, float] = {}
         manifest: dict[str, Any] = {
@@ -132,10 +174,15 @@ def generate(
             "plan": {
                 "fingerprint": plan.fingerprint,
                 "seed": plan.seed,
-                "requests": len(plan.requests),
+                "rows": plan.rows,
+                "first_pass_rows": len(plan.requests),
+                "summaries": len(plan.drafts),
+                "second_pass_rows": len(plan.followups),
                 "per_label": plan.counts(),
                 "notes": plan.notes,
             },
+            "instructions": config.instructions,
+            "reject": None if config.reject is None else str(config.reject),
             "seed_data": None
             if seed_data is None
             else {
@@ -150,7 +197,7 @@ def generate(
         written_now = 0
         tokens = Counter[str]()
         try:
-            if todo:
+            if len(done) < plan.rows:
                 t0 = time.monotonic()
                 if engine is None:
                     engine = load_engine(config.engine, model, log)
@@ -171,55 +218,83 @@ def generate(
             )
             write_json(run.manifest_path, manifest)
 
-            progress = Progress(len(plan.requests), done=len(done), enabled=not config.quiet)
-            buffer: list[dict[str, Any]] = []
+            progress = Progress(plan.rows, done=len(done), enabled=not config.quiet)
+            rows: list[dict[str, Any]] = []
+            drafts: list[dict[str, Any]] = []
             last_flush = time.monotonic()
 
             def flush() -> None:
-                nonlocal buffer, last_flush
-                if buffer:
-                    run.write_shard(buffer, ROW_SCHEMA)
-                    buffer = []
+                nonlocal rows, drafts, last_flush
+                if drafts:
+                    run.drafts.write(drafts, DRAFT_SCHEMA)
+                    drafts = []
+                if rows:
+                    run.write_shard(rows, ROW_SCHEMA)
+                    rows = []
                 last_flush = time.monotonic()
                 manifest["counts"] = {"stored": len(done) + written_now, "failed": len(failures)}
                 write_json(run.manifest_path, manifest)
 
+            def run_pass(requests: list[Request]) -> None:
+                """One batch through the engine, then bounded retries of invalid outputs."""
+                nonlocal written_now
+                assert engine is not None
+                pending = requests
+                for attempt in range(config.max_retries + 1):
+                    if not pending:
+                        break
+                    batch = {r.key: _retry_request(r, attempt) for r in pending}
+                    retry_keys: set[str] = set()
+                    for completion in engine.generate(list(batch.values())):
+                        request = batch[completion.key]
+                        tokens["prompt"] += completion.prompt_tokens
+                        tokens["completion"] += completion.completion_tokens
+                        parsed, reason = request.schema.parse(completion.text)
+                        if parsed is None:
+                            failures[request.key] = {
+                                "key": request.key,
+                                "label": request.label,
+                                "attempts": attempt + 1,
+                                "finish_reason": completion.finish_reason,
+                                "reason": reason,
+                                "output": completion.text[:200],
+                            }
+                            retry_keys.add(request.key)
+                            continue
+                        failures.pop(request.key, None)
+                        if request.key in draft_keys:
+                            drafts.append(make_draft(request, parsed, completion, attempt))
+                            progress.advance(0, completion.completion_tokens)
+                        else:
+                            rows.append(
+                                make_row(
+                                    request,
+                                    parsed,
+                                    completion,
+                                    model,
+                                    engine.name,
+                                    engine.backend,
+                                    attempt,
+                                )
+                            )
+                            written_now += 1
+                            progress.advance(1, completion.completion_tokens)
+                        if (
+                            len(rows) + len(drafts) >= SHARD_ROWS
+                            or time.monotonic() - last_flush > SHARD_SECONDS
+                        ):
+                            flush()
+                    # Retry from the planned request: _retry_request derives each seed.
+                    pending = [r for r in pending if r.key in retry_keys]
+                flush()
+
             t0 = time.monotonic()
-            pending = todo
-            for attempt in range(config.max_retries + 1):
-                if not pending or engine is None:
-                    break
-                batch = {r.key: _retry_request(r, attempt) for r in pending}
-                retry_keys: set[str] = set()
-                for completion in engine.generate(list(batch.values())):
-                    request = batch[completion.key]
-                    tokens["prompt"] += completion.prompt_tokens
-                    tokens["completion"] += completion.completion_tokens
-                    parsed, reason = request.schema.parse(completion.text)
-                    if parsed is None:
-                        failures[request.key] = {
-                            "key": request.key,
-                            "label": request.label,
-                            "attempts": attempt + 1,
-                            "finish_reason": completion.finish_reason,
-                            "reason": reason,
-                            "output": completion.text[:200],
-                        }
-                        retry_keys.add(request.key)
-                        continue
-                    failures.pop(request.key, None)
-                    buffer.append(
-                        make_row(
-                            request, parsed, completion, model, engine.name, engine.backend, attempt
-                        )
-                    )
-                    written_now += 1
-                    progress.advance(1, completion.completion_tokens)
-                    if len(buffer) >= SHARD_ROWS or time.monotonic() - last_flush > SHARD_SECONDS:
-                        flush()
-                # Retry from the planned request: _retry_request derives each attempt's seed.
-                pending = [r for r in pending if r.key in retry_keys]
-            flush()
+            draft_keys = {d.key for d in plan.drafts}
+            if engine is not None:
+                stored_drafts = run.drafts.keys()
+                run_pass(todo + [d for d in plan.drafts if d.key not in stored_drafts])
+                second = _complete_followups(plan, run, done, failures)
+                run_pass(second)
             progress.close()
             timings["generate_s"] = round(time.monotonic() - t0, 3)
 
@@ -247,7 +322,7 @@ def generate(
                 "status": "complete" if not failures else "complete_with_failures",
                 "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
                 "counts": {
-                    "planned": len(plan.requests),
+                    "planned": plan.rows,
                     "stored": len(done) + written_now,
                     "generated_now": written_now,
                     "resumed": len(done),
@@ -271,7 +346,7 @@ def generate(
     write_json(run.manifest_path, manifest)
     return GenerateResult(
         out=config.out,
-        planned=len(plan.requests),
+        planned=plan.rows,
         written=len(done) + written_now,
         resumed=len(done),
         failures=list(failures.values()),

@@ -1,9 +1,10 @@
 """One generated row with its provenance, as the data contract in the design describes.
 
 Columns (in this order): id, text, label, then how the row was made: request_key,
-strategy, template, template_hash, attributes (JSON), positive_ids, negative_ids, model,
-model_path, model_config_hash, engine, backend, temperature, top_p, max_tokens, seed,
-attempt, finish_reason, prompt_tokens, completion_tokens, created_at (UTC, ISO 8601).
+strategy, template, template_hash, attributes (JSON), positive_ids, negative_ids,
+intermediate, model, model_path, model_config_hash, engine, backend, temperature, top_p,
+max_tokens, seed, attempt, finish_reason, prompt_tokens, completion_tokens, created_at
+(UTC, ISO 8601).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ ROW_SCHEMA: dict[str, Any] = {
     "attributes": pl.Utf8,  # JSON object of sampled attributes, "{}" when none
     "positive_ids": pl.List(pl.Utf8),  # real examples shown as ones to imitate
     "negative_ids": pl.List(pl.Utf8),  # examples shown as ones to differ from
+    "intermediate": pl.Utf8,  # hierarchical: the first-pass summary; null otherwise
     "model": pl.Utf8,
     "model_path": pl.Utf8,
     "model_config_hash": pl.Utf8,
@@ -69,6 +71,7 @@ def make_row(
         "attributes": json.dumps(request.attributes, sort_keys=True),
         "positive_ids": list(request.positive_ids),
         "negative_ids": list(request.negative_ids),
+        "intermediate": request.intermediate,
         "model": model.name,
         "model_path": str(model.path),
         "model_config_hash": model.config_hash,
@@ -83,4 +86,32 @@ def make_row(
         "prompt_tokens": completion.prompt_tokens,
         "completion_tokens": completion.completion_tokens,
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+
+
+# First-pass outputs that are not rows (the summaries of the hierarchical strategy).
+DRAFT_SCHEMA: dict[str, Any] = {
+    "key": pl.Utf8,
+    "label": pl.Utf8,
+    "text": pl.Utf8,
+    "template_hash": pl.Utf8,
+    "seed": pl.Int64,
+    "attempt": pl.Int64,
+    "finish_reason": pl.Utf8,
+    "completion_tokens": pl.Int64,
+}
+
+
+def make_draft(
+    request: Request, parsed: dict[str, Any], completion: Completion, attempt: int
+) -> dict[str, Any]:
+    return {
+        "key": request.key,
+        "label": parsed["label"],
+        "text": parsed["text"],
+        "template_hash": request.template_hash,
+        "seed": request.seed,
+        "attempt": attempt,
+        "finish_reason": completion.finish_reason,
+        "completion_tokens": completion.completion_tokens,
     }

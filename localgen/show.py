@@ -1,4 +1,4 @@
-"""Read a finished run back for people: a count per label and the first rows."""
+"""Views for people: a finished run's first rows, and a plan before it runs."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ from pathlib import Path
 import polars as pl
 
 from localgen.errors import OutputError
+from localgen.plan import SUMMARY_SUFFIX, Plan
 from localgen.store import OUTPUT_STEM, RunFolder
+from localgen.task import STRATEGIES
 
 
 def head(run_dir: Path, limit: int, as_json: bool = False) -> str:
@@ -25,4 +27,62 @@ def head(run_dir: Path, limit: int, as_json: bool = False) -> str:
     lines = [f"{frame.height} rows: " + ", ".join(f"{k} {v}" for k, v in counts.iter_rows())]
     for row in frame.head(limit).iter_rows(named=True):
         lines.append(f"[{row['label']}] {row['text']}")
+    return "\n".join(lines)
+
+
+def _sample_prompts(plan: Plan, limit: int) -> list[tuple[str, str, str]]:
+    """(key, strategy, prompt) of the first request of each strategy and pass, then more."""
+    first = [(r.key, r.strategy, r.prompt) for r in plan.requests + plan.drafts]
+    second = [
+        (f.key, f.request.strategy, f.complete(PLACEHOLDER_SUMMARY, PLACEHOLDER_EARLIER).prompt)
+        for f in plan.followups
+    ]
+    seen: set[tuple[str, str]] = set()
+    picked: list[tuple[str, str, str]] = []
+    rest: list[tuple[str, str, str]] = []
+    for item, stage in [(x, "1") for x in first] + [(x, "2") for x in second]:
+        kind = (item[1] + ("/summary" if item[0].endswith(SUMMARY_SUFFIX) else ""), stage)
+        (rest if kind in seen else picked).append(item)
+        seen.add(kind)
+    return (picked + rest)[:limit] if limit >= 0 else picked
+
+
+PLACEHOLDER_SUMMARY = "<the summary written in the first pass>"
+PLACEHOLDER_EARLIER = [("-", "<a row generated in the first pass>")]
+
+
+def plan_summary(plan: Plan, n_prompts: int = -1, as_json: bool = False) -> str:
+    """Rows per label and strategy, notes, and rendered prompts (-1: one per strategy)."""
+    prompts = _sample_prompts(plan, n_prompts)
+    if as_json:
+        return json.dumps(
+            {
+                "rows": plan.rows,
+                "first_pass": len(plan.requests) + len(plan.drafts),
+                "second_pass": len(plan.followups),
+                "summaries": len(plan.drafts),
+                "per_label": plan.counts(),
+                "fingerprint": plan.fingerprint,
+                "notes": plan.notes,
+                "prompts": [{"key": k, "strategy": s, "prompt": p} for k, s, p in prompts],
+            },
+            indent=2,
+        )
+    counts = plan.counts()
+    strategies = [s for s in STRATEGIES if any(s in c for c in counts.values())]
+    width = max([len("label"), *(len(lab) for lab in counts)])
+    lines = [
+        f"{plan.rows} rows planned: {len(plan.requests)} in the first pass"
+        + (f" with {len(plan.drafts)} summaries" if plan.drafts else "")
+        + (f", {len(plan.followups)} in the second" if plan.followups else "")
+        + f" (plan {plan.fingerprint})",
+        "",
+        "  ".join([f"{'label':<{width}}", *(f"{s:>12}" for s in strategies), f"{'total':>7}"]),
+    ]
+    for label, by_strategy in counts.items():
+        cells = [f"{by_strategy.get(s, 0):>12}" for s in strategies]
+        lines.append("  ".join([f"{label:<{width}}", *cells, f"{sum(by_strategy.values()):>7}"]))
+    lines += [f"note: {n}" for n in plan.notes]
+    for key, strategy, prompt in prompts:
+        lines += ["", f"--- {key} ({strategy}) ---", prompt]
     return "\n".join(lines)

@@ -3,6 +3,7 @@
 Layout of a run folder:
     manifest.json          what was asked, what happened, progress; rewritten atomically
     shards/part-NNNNN.parquet   validated rows, each shard complete or absent
+    drafts/part-NNNNN.parquet   first-pass outputs that are not rows (hierarchical summaries)
     synthetic.parquet      all rows, written once the run is complete (+ .jsonl on request)
 
 Every file is written to a temporary name, flushed to disk and renamed, so a killed run
@@ -27,6 +28,7 @@ from localgen.errors import OutputError
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 SHARDS = "shards"
+DRAFTS = "drafts"
 OUTPUT_STEM = "synthetic"
 WRITE_FORMATS = ("parquet", "jsonl")
 
@@ -58,12 +60,42 @@ def write_table(frame: pl.DataFrame, path: Path) -> None:
         _atomic_write(path, frame.write_parquet)
 
 
+class ShardSet:
+    """A folder of Parquet shards, each written whole; `key_column` names each record."""
+
+    def __init__(self, folder: Path, key_column: str) -> None:
+        self.folder = folder
+        self.key_column = key_column
+
+    def files(self) -> list[Path]:
+        return sorted(self.folder.glob("part-*.parquet"))
+
+    def scan(self, schema: dict[str, Any]) -> pl.LazyFrame:
+        files = self.files()
+        return pl.scan_parquet(files) if files else pl.LazyFrame(schema=schema)
+
+    def keys(self) -> set[str]:
+        """Keys of the records already stored."""
+        files = self.files()
+        if not files:
+            return set()
+        return set(pl.scan_parquet(files).select(self.key_column).collect()[self.key_column])
+
+    def write(self, records: list[dict[str, Any]], schema: dict[str, Any]) -> Path:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        path = self.folder / f"part-{len(self.files()):05d}.parquet"
+        write_table(pl.DataFrame(records, schema=schema, orient="row"), path)
+        return path
+
+
 class RunFolder:
     """One generation run's folder."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self.shards = path / SHARDS
+        self.rows = ShardSet(path / SHARDS, "request_key")
+        self.drafts = ShardSet(path / DRAFTS, "key")
 
     @property
     def manifest_path(self) -> Path:
@@ -104,14 +136,11 @@ class RunFolder:
         return previous
 
     def shard_files(self) -> list[Path]:
-        return sorted(self.shards.glob("part-*.parquet"))
+        return self.rows.files()
 
     def done_keys(self) -> set[str]:
         """Request keys that already have a stored row."""
-        files = self.shard_files()
-        if not files:
-            return set()
-        return set(pl.scan_parquet(files).select("request_key").collect()["request_key"])
+        return self.rows.keys()
 
     def label_counts(self) -> dict[str, int]:
         files = self.shard_files()
@@ -121,16 +150,11 @@ class RunFolder:
         return {str(k): int(v) for k, v in counts.iter_rows()}
 
     def write_shard(self, rows: list[dict[str, Any]], schema: dict[str, Any]) -> Path:
-        index = len(self.shard_files())
-        path = self.shards / f"part-{index:05d}.parquet"
-        write_table(pl.DataFrame(rows, schema=schema, orient="row"), path)
-        return path
+        return self.rows.write(rows, schema)
 
     def finalize(self, formats: tuple[str, ...], schema: dict[str, Any]) -> list[Path]:
         """Join the shards into the output tables (streamed: memory stays flat)."""
-        files = self.shard_files()
-        lazy = pl.scan_parquet(files) if files else pl.LazyFrame(schema=schema)
-        lazy = lazy.sort("request_key")
+        lazy = self.rows.scan(schema).sort("request_key")
         written = []
         for fmt in formats:
             path = self.path / f"{OUTPUT_STEM}.{fmt}"

@@ -20,12 +20,20 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+)
 
 from localgen.errors import TaskError
 
-Strategy = Literal["zero-shot", "few-shot"]
-STRATEGIES: tuple[str, ...] = ("zero-shot", "few-shot")
+STRATEGIES: tuple[str, ...] = ("zero-shot", "few-shot", "contrastive", "attributes", "hierarchical")
+# Strategies that show the user's real examples, and so need --seed-data.
+NEEDS_EXAMPLES: tuple[str, ...] = ("few-shot", "contrastive")
 
 # Letters, digits and a little punctuation: a label is written verbatim into the grammar.
 LabelName = Annotated[
@@ -37,17 +45,52 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+PoolName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][\w-]{0,39}$")]
+Pool = Annotated[list[Annotated[str, StringConstraints(min_length=1)]], Field(min_length=1)]
+
+
+def _check_pools(pools: dict[str, list[str]]) -> dict[str, list[str]]:
+    for name, values in pools.items():
+        if len(set(values)) != len(values):
+            raise ValueError(f"attribute pool '{name}' lists a value twice")
+    return pools
+
+
 class Label(_Strict):
     """One class of the classifier to be trained."""
 
     description: str = Field(min_length=1, description="What texts of this label are about.")
+    instructions: str = ""  # extra instructions for this label only
+    # Pools for this label only: a pool named like a task-wide one replaces it (to restrict
+    # it), a new name adds a pool.
+    attributes: dict[PoolName, Pool] = {}
+
+    _pools = field_validator("attributes")(_check_pools)
+
+
+class Contrastive(_Strict):
+    """What the contrastive strategy shows: "similar to these, different from these"."""
+
+    positives: int = Field(default=3, gt=0, le=20, description="Nearest real examples.")
+    boundary: int = Field(default=2, ge=0, le=20, description="Nearest examples of other labels.")
+    rejected: int = Field(default=2, ge=0, le=20, description="Rows from --reject.")
+    earlier: int = Field(default=3, ge=0, le=20, description="Rows already generated.")
+
+
+class Hierarchical(_Strict):
+    """The first pass of the hierarchical strategy: a one-line summary of the text."""
+
+    summary_words: int = Field(default=15, ge=3, le=60)
+
+    @property
+    def summary_max_chars(self) -> int:
+        return min(7 * self.summary_words, 300)
 
 
 class Generation(_Strict):
     """How many rows and how to sample them."""
 
     count: int = Field(default=20, gt=0, le=1_000_000, description="Rows to generate per label.")
-    strategy: Strategy = "zero-shot"
     temperature: float = Field(default=0.9, ge=0.0, le=2.0)  # high enough for variety
     top_p: float = Field(default=0.95, gt=0.0, le=1.0)
     # The prompt asks for at most this many words; the schema caps characters (below).
@@ -56,6 +99,26 @@ class Generation(_Strict):
     max_chars: int | None = Field(default=None, ge=20, le=2000)
     style: str = "a realistic message written by a real person"
     few_shot_k: int = Field(default=3, gt=0, le=20, description="Real examples per prompt.")
+    # One strategy, a list (equal shares) or a table of weights: {few-shot = 2, attributes = 1}.
+    strategy: dict[str, float] = {"zero-shot": 1.0}
+    instructions: str = ""  # extra instructions for every label
+    # Fill each label up to a target given the real data: "majority" or a number of rows.
+    # Replaces `count` when set, and needs --seed-data.
+    balance: Literal["majority"] | Annotated[int, Field(gt=0, le=1_000_000)] | None = None
+    contrastive: Contrastive = Contrastive()
+    hierarchical: Hierarchical = Hierarchical()
+
+    @field_validator("strategy", mode="before")
+    @classmethod
+    def _normalise_strategy(cls, value: object) -> object:
+        weights = strategy_weights(value)
+        unknown = [name for name in weights if name not in STRATEGIES]
+        if unknown:
+            choices = ", ".join(STRATEGIES)
+            raise ValueError(f"unknown strategy {unknown[0]!r}; choose from {choices}")
+        if not weights or any(w <= 0 for w in weights.values()):
+            raise ValueError("give at least one strategy, each with a positive weight")
+        return weights
 
     @property
     def text_max_chars(self) -> int:
@@ -69,11 +132,35 @@ class Task(_Strict):
     name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
     context: str = Field(min_length=1, description="One or two sentences about the domain.")
     generation: Generation = Generation()
+    # Pools of the attributes strategy: each request draws one value from each pool.
+    attributes: dict[PoolName, Pool] = {}
     labels: dict[LabelName, Label] = Field(min_length=1)
+
+    _pools = field_validator("attributes")(_check_pools)
 
     @property
     def label_names(self) -> list[str]:
         return list(self.labels)
+
+    def pools_for(self, label: str) -> dict[str, list[str]]:
+        """The attribute pools that apply to `label`, task-wide ones first."""
+        return {**self.attributes, **self.labels[label].attributes}
+
+
+def strategy_weights(value: object) -> dict[str, float]:
+    """Normalise the spellings of a strategy mix (one name, a list, a table) to weights."""
+    if isinstance(value, str):
+        return {value: 1.0}
+    if isinstance(value, list | tuple):
+        if len(set(value)) != len(value):
+            raise ValueError("a strategy is listed twice")
+        return dict.fromkeys((str(v) for v in value), 1.0)
+    if isinstance(value, dict):
+        try:
+            return {str(k): float(v) for k, v in value.items()}
+        except (TypeError, ValueError):
+            raise ValueError("strategy weights must be numbers") from None
+    raise ValueError("strategy must be a name, a list of names or a table of weights")
 
 
 def _format_validation_error(err: ValidationError) -> str:

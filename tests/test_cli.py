@@ -1,6 +1,7 @@
 """The command line: help everywhere, exit codes, one-line errors, no tracebacks."""
 
 import json
+import re
 from pathlib import Path
 
 import click
@@ -90,11 +91,37 @@ def test_dry_run_prints_plan_and_writes_nothing(tmp_path: Path) -> None:
         "--dry-run",
     )
     assert result.exit_code == 0, result.output
-    summary = json.loads(result.output[: result.output.index("\n---")])
-    assert summary["requests"] == 20
-    assert summary["per_label"]["bug"] == {"few-shot": 5}
-    assert result.output.count("Real examples of this category:") == 4
+    assert result.output.startswith("20 rows planned: 20 in the first pass")
+    assert re.search(r"^bug\s+5\s+5$", result.output, re.MULTILINE)
+    assert result.output.count("Real examples of this category:") == 1  # one per strategy
     assert not out.exists()
+
+
+def test_plan_command_mixes_strategies_and_prints_json(tmp_path: Path) -> None:
+    args = ["plan", str(EXAMPLE_TASK), "-n", "4", "--seed-data", str(EXAMPLE_SEED)]
+    args += ["--text-column", "message", "--label-column", "team", "--json"]
+    args += ["--strategy", "few-shot", "--strategy", "hierarchical"]
+    result = _invoke(*args)
+    assert result.exit_code == 0, result.output
+    plan = json.loads(result.output)
+    assert plan["rows"] == 16 and plan["summaries"] == 8 and plan["second_pass"] == 8
+    assert plan["per_label"]["billing"] == {"few-shot": 2, "hierarchical": 2}
+    shown = [(p["strategy"], p["key"].endswith("/summary")) for p in plan["prompts"]]
+    assert shown == [("few-shot", False), ("hierarchical", True), ("hierarchical", False)]
+    assert "<the summary written in the first pass>" in plan["prompts"][2]["prompt"]
+    balanced = _invoke(
+        *args[:2],
+        "--balance",
+        "5",
+        "--seed-data",
+        str(EXAMPLE_SEED),
+        "--text-column",
+        "message",
+        "--label-column",
+        "team",
+        "--json",
+    )
+    assert json.loads(balanced.output)["per_label"]["bug"] == {"zero-shot": 2}  # 3 real + 2
 
 
 def _seed_with_unknown_label(tmp_path: Path) -> Path:
@@ -161,6 +188,13 @@ def _seed_with_unknown_label(tmp_path: Path) -> Path:
             "no decoding backend 'magic'",
         ),
         (["show", "{tmp}/nothing"], 1, "has no synthetic.parquet"),
+        (["plan", "{task}", "--strategy", "magic"], 2, "--strategy"),
+        (["plan", "{task}", "--strategy", "attributes"], 1, "needs attribute pools"),
+        (["plan", "{task}", "--strategy", "contrastive"], 1, "pass --seed-data FILE"),
+        (["plan", "{task}", "--balance"], 1, "pass --seed-data FILE"),
+        (["plan", "{task}", "--balance", "lots"], 2, "give 'majority' or a number"),
+        (["plan", "{task}", "--balance", "3", "-n", "2"], 2, "either --count or --balance"),
+        (["plan", "{task}", "--reject", "{tmp}/no.txt"], 1, "reject file not found"),
     ],
 )
 def test_errors_are_one_line_with_exit_code(

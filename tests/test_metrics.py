@@ -1,0 +1,49 @@
+"""Diversity metrics against hand-computed cases, and the real sentence encoder."""
+
+import numpy as np
+import pytest
+
+from localgen import metrics
+from localgen.metrics import chamfer, distinct_n, remote_clique
+
+
+def test_distinct_n_by_hand() -> None:
+    texts = ["A b a.", "b C"]  # words: a b a | b c
+    assert distinct_n(texts, 1) == pytest.approx(3 / 5)  # a, b, c out of 5
+    assert distinct_n(texts, 2) == pytest.approx(3 / 3)  # (a b) (b a) (b c)
+    assert distinct_n(["a a a"], 2) == pytest.approx(1 / 2)
+    assert distinct_n(["one"], 2) == 0.0  # no bigram at all
+
+
+def test_embedding_diversity_by_hand() -> None:
+    e1, e2 = np.array([1.0, 0.0]), np.array([0.0, 1.0])
+    vectors = np.array([e1, e2, e1])
+    # distances: d(1,2) = 1, d(1,3) = 0, d(2,3) = 1
+    assert remote_clique(vectors) == pytest.approx((0.5 + 1.0 + 0.5) / 3)
+    assert chamfer(vectors) == pytest.approx((0.0 + 1.0 + 0.0) / 3)
+    assert remote_clique(vectors[:1]) == chamfer(vectors[:1]) == 0.0
+
+
+def test_blocked_computation_equals_the_full_matrix(monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = np.random.default_rng(0)
+    v = rng.normal(size=(37, 8))
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    d = 1.0 - v @ v.T
+    np.fill_diagonal(d, np.inf)
+    expected_chamfer = d.min(axis=1).mean()
+    np.fill_diagonal(d, 0.0)
+    expected_clique = (d.sum(axis=1) / 36).mean()
+    monkeypatch.setattr(metrics, "BLOCK", 5)
+    assert chamfer(v) == pytest.approx(expected_chamfer)
+    assert remote_clique(v) == pytest.approx(expected_clique)
+
+
+def test_real_encoder_puts_paraphrases_close() -> None:
+    from localgen.embed import default_encoder
+
+    v = default_encoder().encode(
+        ["I was charged twice this month", "You billed me two times in May", "The app crashes"]
+    )
+    assert v.shape == (3, 384)
+    assert np.allclose(np.linalg.norm(v, axis=1), 1.0, atol=1e-5)
+    assert v[0] @ v[1] > v[0] @ v[2] + 0.2

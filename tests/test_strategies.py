@@ -1,0 +1,362 @@
+"""Each generation strategy: its prompt, its provenance, and the passes it needs.
+
+Plans are built with a planted sentence encoder (vectors chosen by hand) so nearest
+neighbours are known; runs use the fake engine. The real encoder and the real vLLM
+engine are exercised in test_integration_vllm.py.
+"""
+
+import json
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from localgen.data import read_labeled, read_rejects
+from localgen.engines import EngineSettings
+from localgen.engines.fake import FakeEngine
+from localgen.errors import DataError, TaskError
+from localgen.generate import GenerateConfig, generate
+from localgen.models import ModelRef
+from localgen.plan import SUMMARY_SUFFIX, build_plan, split_count
+from localgen.task import parse_task
+
+FAKE_MODEL = ModelRef("fake-model", Path("/models/fake"), "cafe0000cafe0000")
+
+TASK = """
+name = "strategies"
+context = "Messages to a help desk."
+
+[generation]
+count = 6
+max_words = 12
+instructions = "Write in British English."
+
+[generation.contrastive]
+positives = 2
+boundary = 1
+rejected = 1
+earlier = 2
+
+[attributes]
+tone = ["angry", "polite", "confused"]
+channel = ["e-mail", "chat"]
+
+[labels.billing]
+description = "Money: invoices and refunds."
+instructions = "Mention an amount of money."
+attributes.tone = ["polite"]
+
+[labels.bug]
+description = "Something is broken."
+attributes.severity = ["minor", "blocking"]
+"""
+
+# Real examples and where the planted encoder puts them (unit vectors in the plane/space).
+SEED = {
+    ("refund my invoice please", "billing"): (1.0, 0.0, 0.0),
+    ("charged twice this month", "billing"): (0.9, 0.1, 0.0),
+    ("change my payment card", "billing"): (0.0, 0.2, 1.0),
+    ("the refund page shows an error", "bug"): (0.8, 0.3, 0.0),  # close to billing
+    ("app crashes on start", "bug"): (0.0, 1.0, 0.0),
+}
+
+
+class PlantedEncoder:
+    """Vectors from SEED; any other text is far from all of them."""
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        table = {text: vec for (text, _), vec in SEED.items()}
+        rows = [np.array(table.get(t, (0.0, -1.0, 0.0))) for t in texts]
+        return np.array([r / np.linalg.norm(r) for r in rows], dtype=np.float32)
+
+
+@pytest.fixture
+def seed_file(tmp_path: Path) -> Path:
+    path = tmp_path / "seed.csv"
+    lines = ["text,label"] + [f"{t},{lab}" for t, lab in SEED]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.fixture
+def strategy_task(write_task: Callable[..., Path]) -> Path:
+    return write_task(TASK, "strategies.toml")
+
+
+def _plan(task_path: Path, seed_file: Path | None = None, **kw):  # type: ignore[no-untyped-def]
+    data = read_labeled(seed_file) if seed_file else None
+    task = parse_task(task_path.read_text())
+    return build_plan(task, seed_data=data, encoder=PlantedEncoder(), **kw)  # type: ignore[arg-type]
+
+
+def _generate(task: Path, out: Path, engine: FakeEngine | None = None, **kw):  # type: ignore[no-untyped-def]
+    config = GenerateConfig(
+        task_path=task, out=out, quiet=True, engine=EngineSettings(name="fake"), **kw
+    )
+    return generate(config, engine=engine or FakeEngine(), model=FAKE_MODEL, log=lambda _m: None)
+
+
+# --- the task file ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("spelling", "weights"),
+    [
+        ('"few-shot"', {"few-shot": 1.0}),
+        ('["few-shot", "attributes"]', {"few-shot": 1.0, "attributes": 1.0}),
+        ("{ contrastive = 2, zero-shot = 1 }", {"contrastive": 2.0, "zero-shot": 1.0}),
+    ],
+)
+def test_strategy_spellings(spelling: str, weights: dict[str, float]) -> None:
+    task = parse_task(TASK.replace("count = 6", f"count = 6\nstrategy = {spelling}"))
+    assert task.generation.strategy == weights
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ('strategy = "magic"', "unknown strategy 'magic'"),
+        ('strategy = ["few-shot", "few-shot"]', "listed twice"),
+        ("strategy = { few-shot = 0 }", "positive weight"),
+        ('balance = "most"', "generation.balance"),
+        ("balance = -3", "generation.balance"),
+    ],
+)
+def test_bad_strategy_settings(line: str, message: str) -> None:
+    with pytest.raises(TaskError, match=message):
+        parse_task(TASK.replace("count = 6", f"count = 6\n{line}"))
+
+
+def test_attribute_pools_per_label_and_duplicates() -> None:
+    task = parse_task(TASK)
+    assert task.pools_for("billing") == {"tone": ["polite"], "channel": ["e-mail", "chat"]}
+    assert task.pools_for("bug")["severity"] == ["minor", "blocking"]
+    assert task.pools_for("bug")["tone"] == ["angry", "polite", "confused"]
+    with pytest.raises(TaskError, match="lists a value twice"):
+        parse_task(TASK.replace('"e-mail", "chat"', '"chat", "chat"'))
+
+
+def test_split_count_is_proportional_and_exact() -> None:
+    assert split_count(6, {"a": 1, "b": 1, "c": 1}) == {"a": 2, "b": 2, "c": 2}
+    assert split_count(7, {"a": 2, "b": 1}) == {"a": 5, "b": 2}
+    assert split_count(2, {"a": 1, "b": 1, "c": 1}) == {"a": 1, "b": 1, "c": 0}
+    for n in range(0, 30):
+        assert sum(split_count(n, {"a": 0.3, "b": 1.7, "c": 1}).values()) == n
+
+
+# --- each strategy's prompt and provenance ----------------------------------------------
+
+
+def test_mixed_plan_counts_and_keys(strategy_task: Path, seed_file: Path) -> None:
+    plan = _plan(strategy_task, seed_file, strategy=list(("zero-shot", "attributes", "few-shot")))
+    assert plan.counts() == {
+        "billing": {"zero-shot": 2, "attributes": 2, "few-shot": 2},
+        "bug": {"zero-shot": 2, "attributes": 2, "few-shot": 2},
+    }
+    assert len(set(plan.row_keys)) == plan.rows == 12
+    assert not plan.drafts and not plan.followups
+
+
+def test_instructions_reach_every_prompt_of_their_scope(
+    strategy_task: Path, seed_file: Path
+) -> None:
+    plan = _plan(
+        strategy_task,
+        seed_file,
+        strategy=["zero-shot", "few-shot", "contrastive", "attributes", "hierarchical"],
+        count=10,
+        instructions="Never use the word please.",
+    )
+    prompts = [(r.label, r.prompt) for r in plan.requests + plan.drafts] + [
+        (f.request.label, f.complete("a summary", []).prompt) for f in plan.followups
+    ]
+    assert len(prompts) == 24  # 20 rows + 4 hierarchical summaries
+    for label, prompt in prompts:
+        assert "Write in British English." in prompt  # the task file's, for every label
+        assert "Never use the word please." in prompt  # the command line's
+        assert ("Mention an amount of money." in prompt) == (label == "billing")
+
+
+def test_attributes_are_drawn_from_the_labels_pools(strategy_task: Path) -> None:
+    plan = _plan(strategy_task, strategy="attributes", count=30)
+    seen: dict[str, set[str]] = {}
+    for r in plan.requests:
+        assert r.strategy == "attributes" and r.template == "attributes"
+        pools = {"tone", "channel"} | ({"severity"} if r.label == "bug" else set())
+        assert set(r.attributes) == pools
+        for name, value in r.attributes.items():
+            assert f"- {name}: {value}" in r.prompt
+            seen.setdefault(f"{r.label}.{name}", set()).add(value)
+    assert seen["billing.tone"] == {"polite"}  # restricted for billing
+    assert seen["bug.tone"] == {"angry", "polite", "confused"}  # 30 draws reach all three
+    assert len({json.dumps(r.attributes, sort_keys=True) for r in plan.requests}) > 6
+
+
+def test_attributes_need_pools(task_file: Path) -> None:
+    with pytest.raises(TaskError, match=r"needs attribute pools"):
+        build_plan(parse_task(task_file.read_text()), strategy="attributes")
+
+
+def test_contrastive_positives_boundary_and_rejects(
+    strategy_task: Path, seed_file: Path, tmp_path: Path
+) -> None:
+    reject = tmp_path / "rejected.csv"
+    reject.write_text("text,label\nI hate this,billing\nnothing works,bug\n")
+    plan = _plan(
+        strategy_task, seed_file, strategy="contrastive", count=8, rejects=read_rejects(reject)
+    )
+    ids = {t: i for i, t in zip(*read_labeled(seed_file).frame[["id", "text"]], strict=True)}
+    first = [r for r in plan.requests if r.label == "billing"]
+    second = [f for f in plan.followups if f.request.label == "billing"]
+    assert len(first) == 4 and len(second) == 4  # half in each pass
+    for r in first:
+        assert r.strategy == "contrastive" and len(r.positive_ids) == 2
+        anchor, nearest = r.positive_ids
+        # the positives are the anchor and its nearest neighbour within the label
+        pairs = {
+            ids["refund my invoice please"]: ids["charged twice this month"],
+            ids["charged twice this month"]: ids["refund my invoice please"],
+            ids["change my payment card"]: ids["charged twice this month"],
+        }
+        assert pairs[anchor] == nearest
+        # the boundary negative is the other label's example nearest to the positives
+        boundary, rejected = r.negative_ids
+        assert boundary == ids["the refund page shows an error"]
+        assert '- the refund page shows an error (category "bug")' in r.prompt
+        assert rejected.startswith("rej-") and "- I hate this" in r.prompt
+        assert "nothing works" not in r.prompt  # rejected for the other label
+        assert "already written" not in r.prompt
+
+
+def test_contrastive_second_half_sees_earlier_rows(
+    strategy_task: Path, seed_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("localgen.embed.default_encoder", lambda: PlantedEncoder())
+    engine = FakeEngine()
+    _generate(
+        strategy_task, tmp_path / "run", engine, strategy=("contrastive",), seed_data=seed_file
+    )
+    rows = pl.read_parquet(tmp_path / "run" / "synthetic.parquet")
+    assert rows.height == 12 and set(rows["strategy"]) == {"contrastive"}
+    first_keys = set(engine.calls[0])
+    assert len(engine.calls) == 2 and len(first_keys) == 6 and len(engine.calls[1]) == 6
+    by_id = {r["id"]: r for r in rows.iter_rows(named=True)}
+    for row in rows.iter_rows(named=True):
+        earlier = [i for i in row["negative_ids"] if i.startswith("syn-")]
+        if row["request_key"] in first_keys:
+            assert earlier == []
+            continue
+        assert len(earlier) == 2  # earlier = 2 in the task file
+        for i in earlier:  # first-pass rows of the same label
+            assert by_id[i]["label"] == row["label"]
+            assert by_id[i]["request_key"] in first_keys
+
+
+def test_hierarchical_two_passes_keep_the_summary(strategy_task: Path, tmp_path: Path) -> None:
+    plan = _plan(strategy_task, strategy="hierarchical", count=3)
+    assert len(plan.drafts) == len(plan.followups) == 6 and not plan.requests
+    for draft in plan.drafts:
+        assert draft.key.endswith(SUMMARY_SUFFIX) and draft.template == "hierarchical-summary"
+        assert draft.schema.max_chars == 7 * 15  # summary_words = 15 by default
+        assert "one-line summary" in draft.prompt
+        assert set(draft.attributes) >= {"tone", "channel"}  # pools feed the first pass
+    engine = FakeEngine()
+    _generate(strategy_task, tmp_path / "run", engine, strategy=("hierarchical",), count=3)
+    assert [len(c) for c in engine.calls] == [6, 6]
+    assert all(k.endswith(SUMMARY_SUFFIX) for k in engine.calls[0])
+    summaries = dict(pl.read_parquet(tmp_path / "run" / "drafts").select("key", "text").iter_rows())
+    rows = pl.read_parquet(tmp_path / "run" / "synthetic.parquet")
+    assert rows.height == 6 and set(rows["strategy"]) == {"hierarchical"}
+    for row in rows.iter_rows(named=True):
+        assert row["intermediate"] == summaries[row["request_key"] + SUMMARY_SUFFIX]
+        assert row["template"] == "hierarchical"
+
+
+def test_failed_summary_fails_its_row_with_the_reason(strategy_task: Path, tmp_path: Path) -> None:
+    engine = FakeEngine()
+    for _ in range(3):  # the first try and both retries
+        engine.enqueue("bug-000001" + SUMMARY_SUFFIX, "not json")
+    result = _generate(strategy_task, tmp_path / "run", engine, strategy=("hierarchical",), count=2)
+    reasons = {f["key"]: f["reason"] for f in result.failures}
+    assert reasons["bug-000001" + SUMMARY_SUFFIX].startswith("not valid JSON")
+    assert "produced no valid summary" in reasons["bug-000001"]
+    assert result.written == 3 and result.planned == 4
+
+
+def test_two_pass_run_resumes_to_the_same_rows(
+    strategy_task: Path, seed_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("localgen.embed.default_encoder", lambda: PlantedEncoder())
+    options = {
+        "strategy": ("contrastive", "hierarchical", "attributes"),
+        "seed_data": seed_file,
+        "count": 6,
+    }
+    _generate(strategy_task, tmp_path / "whole", **options)
+
+    class Dies(FakeEngine):
+        def generate(self, requests):  # type: ignore[no-untyped-def]
+            # Killed in the second pass, after one row that comes before a contrastive
+            # request of the same label: the resumed run must not show it as "earlier".
+            second = len(self.calls) == 1
+            for i, completion in enumerate(super().generate(requests[::-1])):
+                if second and i == 1:
+                    raise KeyboardInterrupt
+                yield completion
+
+    monkeypatch.setattr("localgen.generate.SHARD_ROWS", 1)  # every row reaches the disk
+    with pytest.raises(KeyboardInterrupt):
+        _generate(strategy_task, tmp_path / "cut", Dies(), **options)
+    engine = FakeEngine()
+    result = _generate(strategy_task, tmp_path / "cut", engine, **options)
+    # The first pass was complete and one second-pass row was stored: only 5 are left.
+    assert result.resumed == 7 and len(engine.calls) == 1 and len(engine.calls[0]) == 5
+    columns = ["request_key", "id", "text", "negative_ids", "intermediate", "attributes"]
+    whole = pl.read_parquet(tmp_path / "whole" / "synthetic.parquet").select(columns)
+    cut = pl.read_parquet(tmp_path / "cut" / "synthetic.parquet").select(columns)
+    assert cut.height == whole.height == 12
+    assert cut.to_dicts() == whole.to_dicts()
+
+
+# --- balance -----------------------------------------------------------------------------
+
+
+def test_balance_fills_labels_up_to_the_majority(strategy_task: Path, seed_file: Path) -> None:
+    plan = _plan(strategy_task, seed_file, balance="majority")
+    assert plan.counts() == {"bug": {"zero-shot": 1}}  # billing has 3 real rows, bug 2
+    assert any("'billing' already has 3 real rows" in n for n in plan.notes)
+    plan = _plan(strategy_task, seed_file, balance=10)
+    assert plan.counts() == {"billing": {"zero-shot": 7}, "bug": {"zero-shot": 8}}
+    assert _plan(strategy_task, seed_file, balance=10, count=2).rows == 4  # a count wins
+
+
+def test_balance_errors(strategy_task: Path, seed_file: Path) -> None:
+    with pytest.raises(TaskError, match="--seed-data"):
+        _plan(strategy_task, balance="majority")
+    with pytest.raises(TaskError, match="nothing to do"):
+        _plan(strategy_task, seed_file, balance=2)
+
+
+# --- rejected rows -------------------------------------------------------------------------
+
+
+def test_reject_file_of_texts_and_ids(strategy_task: Path, tmp_path: Path) -> None:
+    _generate(strategy_task, tmp_path / "run", count=2)
+    rows = pl.read_parquet(tmp_path / "run" / "synthetic.parquet")
+    first = rows.row(0, named=True)
+    reject = tmp_path / "run" / "rejected.txt"
+    reject.write_text(f"{first['id']}\n\nToo polite to be real\n")
+    got = read_rejects(reject)
+    assert [(r.id, r.text, r.label) for r in got] == [
+        (first["id"], first["text"], first["label"]),
+        (got[1].id, "Too polite to be real", None),
+    ]
+    assert got[1].id.startswith("rej-")
+    reject.write_text("syn-0000000000000000\n")
+    with pytest.raises(DataError, match="syn-0000000000000000 is not in"):
+        read_rejects(reject)
+    reject.write_text("\n \n")
+    with pytest.raises(DataError, match="no rejected texts"):
+        read_rejects(reject)

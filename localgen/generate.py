@@ -82,7 +82,7 @@ def prepare_plan(config: GenerateConfig) -> tuple[Task, LabeledData | None, Plan
         task,
         seed=config.seed,
         count=config.count,
-        strategy=list(config.strategy) or None,
+        strategy=[config.strategy] if isinstance(config.strategy, str) else list(config.strategy),
         seed_data=seed_data,
         balance=config.balance,
         instructions=config.instructions,

@@ -112,7 +112,7 @@ def test_plan_command_mixes_strategies_and_prints_json(tmp_path: Path) -> None:
     balanced = _invoke(
         *args[:2],
         "--balance",
-        "5",
+        "9",
         "--seed-data",
         str(EXAMPLE_SEED),
         "--text-column",
@@ -121,7 +121,8 @@ def test_plan_command_mixes_strategies_and_prints_json(tmp_path: Path) -> None:
         "team",
         "--json",
     )
-    assert json.loads(balanced.output)["per_label"]["bug"] == {"zero-shot": 2}  # 3 real + 2
+    # 6 real rows per label + 3; the task file's mix (zero-shot and attributes) splits them
+    assert json.loads(balanced.output)["per_label"]["bug"] == {"zero-shot": 2, "attributes": 1}
 
 
 def _seed_with_unknown_label(tmp_path: Path) -> Path:

@@ -16,6 +16,7 @@ import jsonschema
 import polars as pl
 import pytest
 
+from localgen.data import read_labeled
 from localgen.engines import EngineSettings
 from localgen.generate import GenerateConfig, generate
 from localgen.plan import build_plan
@@ -50,7 +51,9 @@ def test_zero_shot_rows_are_valid_with_requested_labels(
     builtin_model,  # type: ignore[no-untyped-def]
     tmp_path: Path,
 ) -> None:
-    config = GenerateConfig(task_path=EXAMPLE_TASK, out=tmp_path / "run", count=4, quiet=True)
+    config = GenerateConfig(
+        task_path=EXAMPLE_TASK, out=tmp_path / "run", count=4, strategy=("zero-shot",), quiet=True
+    )
     generate(config, engine=vllm_engine, model=builtin_model, log=lambda _m: None)
     rows = _check_rows(tmp_path / "run", 4, load_task(EXAMPLE_TASK).label_names)
     assert rows["text"].n_unique() > 1  # per-request seeds: not one answer repeated
@@ -77,7 +80,7 @@ def test_few_shot_rows_name_their_examples(vllm_engine, builtin_model, tmp_path:
         out=tmp_path / "run",
         count=2,
         quiet=True,
-        strategy="few-shot",
+        strategy=("few-shot",),
         seed_data=EXAMPLE_SEED,
         text_column="message",
         label_column="team",
@@ -86,6 +89,55 @@ def test_few_shot_rows_name_their_examples(vllm_engine, builtin_model, tmp_path:
     rows = _check_rows(tmp_path / "run", 2, load_task(EXAMPLE_TASK).label_names)
     assert set(rows["strategy"]) == {"few-shot"}
     assert all(len(ids) == 3 for ids in rows["positive_ids"])
+
+
+def test_every_strategy_in_one_run(vllm_engine, builtin_model, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """All five strategies mixed in one two-pass run on the real engine.
+
+    The first pass holds ~4,000 prompt tokens (few-shot and contrastive prompts are long):
+    more than one engine step takes, which crashed vLLM's CPU build with chunked prefill.
+    """
+    config = GenerateConfig(
+        task_path=EXAMPLE_TASK,
+        out=tmp_path / "run",
+        count=10,
+        quiet=True,
+        strategy=("zero-shot", "few-shot", "contrastive", "attributes", "hierarchical"),
+        seed_data=EXAMPLE_SEED,
+        text_column="message",
+        label_column="team",
+    )
+    result = generate(config, engine=vllm_engine, model=builtin_model, log=lambda _m: None)
+    rows = _check_rows(tmp_path / "run", 10, load_task(EXAMPLE_TASK).label_names)
+    assert rows.group_by("strategy").len().sort("strategy").rows() == [
+        ("attributes", 8),
+        ("contrastive", 8),
+        ("few-shot", 8),
+        ("hierarchical", 8),
+        ("zero-shot", 8),
+    ]
+    seed = read_labeled(EXAMPLE_SEED, "message", "team").frame
+    label_of = dict(zip(seed["id"], seed["label"], strict=True))
+    syn_label = dict(zip(rows["id"], rows["label"], strict=True))
+    summaries = dict(pl.read_parquet(tmp_path / "run" / "drafts").select("key", "text").iter_rows())
+    for row in rows.iter_rows(named=True):
+        strategy, label = row["strategy"], row["label"]
+        if strategy in ("few-shot", "contrastive"):
+            assert row["positive_ids"] and all(label_of[i] == label for i in row["positive_ids"])
+        if strategy == "contrastive":
+            boundary = [i for i in row["negative_ids"] if i.startswith("real-")]
+            assert len(boundary) == 2 and all(label_of[i] != label for i in boundary)
+            earlier = [i for i in row["negative_ids"] if i.startswith("syn-")]
+            assert all(syn_label[i] == label for i in earlier)
+        if strategy == "attributes":
+            assert set(json.loads(row["attributes"])) >= {"tone", "customer", "channel"}
+        if strategy == "hierarchical":
+            assert row["intermediate"] == summaries[row["request_key"] + "/summary"]
+        else:
+            assert row["intermediate"] is None
+    # the second half of the contrastive rows was shown earlier rows of its label
+    assert sum(any(i.startswith("syn-") for i in ids) for ids in rows["negative_ids"]) == 4
+    assert result.manifest["plan"]["summaries"] == 8
 
 
 def test_token_budget_holds_for_the_real_tokenizer(builtin_model) -> None:  # type: ignore[no-untyped-def]

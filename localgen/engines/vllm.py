@@ -20,6 +20,7 @@ from localgen.models import ModelRef
 from localgen.plan import Request
 
 INSTALL_HINT = "pip install 'localgen[cpu]' (no NVIDIA GPU) or 'localgen[gpu]'"
+CPU_BATCH_TOKENS = 8192  # prompt tokens per engine step on CPU (no chunked prefill there)
 
 
 def cpu_dtype() -> Any:
@@ -54,6 +55,15 @@ class VllmEngine:
         self.backend = backend
         self.model = model
         on_gpu = torch.cuda.is_available()
+        cpu_only: dict[str, Any] = {}
+        if not on_gpu:
+            # vLLM 0.32's CPU build crashes ("CPU Generator does not use offset") when a
+            # request with its own seed is prefilled in chunks, which happens as soon as a
+            # step holds more prompt tokens than the batch budget. Whole prefills avoid it.
+            cpu_only = {
+                "enable_chunked_prefill": False,
+                "max_num_batched_tokens": max(max_model_len, CPU_BATCH_TOKENS),
+            }
         try:
             self.llm = LLM(
                 model=str(model.path),
@@ -64,6 +74,7 @@ class VllmEngine:
                 distributed_executor_backend="uni",
                 # Whitespace is engine-wide: per-request settings are ignored by xgrammar.
                 structured_outputs_config={"backend": backend, "disable_any_whitespace": True},
+                **cpu_only,
             )
         except Exception as e:  # vLLM raises many types for a model it cannot load
             raise EngineError(f"vLLM could not load {model.path}: {_first_line(e)}") from None

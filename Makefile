@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 VLLM_EXTRA := $(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1 && echo gpu || echo cpu)
 STAMP  := $(VENV)/.installed-$(VLLM_EXTRA)
 
-.PHONY: install demo test lint bench-dtype clean
+.PHONY: install demo test lint bench-dtype bench-diversity clean
 
 install: $(STAMP)
 
@@ -26,7 +26,10 @@ $(STAMP): pyproject.toml Makefile
 	touch $@
 
 demo: install
-	$(BIN)/localgen generate examples/support-tickets/task.toml --out runs/demo -n 8 --overwrite
+	$(BIN)/localgen generate examples/support-tickets/task.toml --out runs/demo -n 10 --overwrite \
+	    --seed-data examples/support-tickets/seed.csv --text-column message --label-column team \
+	    --strategy zero-shot --strategy few-shot --strategy contrastive \
+	    --strategy attributes --strategy hierarchical
 	$(BIN)/localgen show runs/demo --limit 10
 
 test: install
@@ -39,6 +42,9 @@ lint: install
 
 bench-dtype: install
 	$(BIN)/python bench/cpu_dtype.py
+
+bench-diversity: install
+	$(BIN)/python bench/diversity.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .mypy_cache .ruff_cache

@@ -52,6 +52,7 @@ def cli(verbose: bool) -> None:
 
     \b
     Example:
+      localgen plan examples/support-tickets/task.toml
       localgen generate examples/support-tickets/task.toml --out runs/tickets -n 50
       localgen show runs/tickets
     """
@@ -335,7 +336,7 @@ def generate(
 @click.option("--json", "as_json", is_flag=True, help="Print rows as JSON lines, all columns.")
 @_handle_errors
 def show(run_dir: Path, limit: int, as_json: bool) -> None:
-    """Print the first rows of a run, with a count per label.
+    """Print a count per label and a sample of rows spread over the run.
 
     \b
     Example:

@@ -39,7 +39,7 @@ class Progress:
         step = max(1, self.total // 10)
         if (
             (self._tty and now - self._last_draw > 0.2)
-            or (not self._tty and self.done % step == 0)
+            or (not self._tty and rows and self.done % step == 0)
             or self.done >= self.total
         ):
             self._last_draw = now

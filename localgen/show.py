@@ -1,4 +1,4 @@
-"""Views for people: a finished run's first rows, and a plan before it runs."""
+"""Views for people: a sample of a finished run's rows, and a plan before it runs."""
 
 from __future__ import annotations
 
@@ -25,8 +25,10 @@ def head(run_dir: Path, limit: int, as_json: bool = False) -> str:
         return "\n".join(json.dumps(r) for r in frame.head(limit).iter_rows(named=True))
     counts = frame.group_by("label").len().sort("label")
     lines = [f"{frame.height} rows: " + ", ".join(f"{k} {v}" for k, v in counts.iter_rows())]
-    for row in frame.head(limit).iter_rows(named=True):
-        lines.append(f"[{row['label']}] {row['text']}")
+    # A sample spread over the run (rows are sorted by label), not only the first label.
+    step = max(1, frame.height // limit)
+    for row in frame.gather_every(step).head(limit).iter_rows(named=True):
+        lines.append(f"[{row['label']} | {row['strategy']}] {row['text']}")
     return "\n".join(lines)
 
 

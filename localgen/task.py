@@ -7,9 +7,14 @@ Example (see examples/ for complete ones):
 
     [generation]
     count = 20
+    strategy = ["zero-shot", "attributes"]   # or { few-shot = 2, contrastive = 1 }
+
+    [attributes]
+    tone = ["angry", "polite"]
 
     [labels.billing]
     description = "Invoices, charges, refunds, payment methods."
+    instructions = "Mention an amount."
 
 This module only reads and checks the file; planning requests is `localgen.plan`.
 """

@@ -194,6 +194,20 @@ def test_attributes_are_drawn_from_the_labels_pools(strategy_task: Path) -> None
     assert len({json.dumps(r.attributes, sort_keys=True) for r in plan.requests}) > 6
 
 
+def test_attribute_rows_record_what_they_were_asked_for(
+    strategy_task: Path, tmp_path: Path
+) -> None:
+    _generate(strategy_task, tmp_path / "run", strategy=("attributes",), count=4)
+    rows = pl.read_parquet(tmp_path / "run" / "synthetic.parquet")
+    plan = {r.key: r for r in _plan(strategy_task, strategy="attributes", count=4).requests}
+    assert rows.height == 8
+    for row in rows.iter_rows(named=True):
+        attributes = json.loads(row["attributes"])
+        assert attributes == plan[row["request_key"]].attributes
+        assert row["strategy"] == row["template"] == "attributes"
+        assert row["template_hash"] == plan[row["request_key"]].template_hash
+
+
 def test_attributes_need_pools(task_file: Path) -> None:
     with pytest.raises(TaskError, match=r"needs attribute pools"):
         build_plan(parse_task(task_file.read_text()), strategy="attributes")

@@ -206,6 +206,13 @@ class _Neighbours:
         return pos, self.nearest(centre, others, boundary)
 
 
+def _followup(
+    prompts: PromptLibrary, request: Request, variables: dict[str, Any], **links: Any
+) -> Followup:
+    template = prompts.get(request.template)
+    return Followup(replace(request, template_hash=template.hash), template, variables, **links)
+
+
 def build_plan(
     task: Task,
     *,
@@ -320,15 +327,7 @@ def build_plan(
                 contrastive_seen += 1
                 if c.earlier and contrastive_seen > math.ceil(n_contrastive / 2):
                     variables.pop("earlier")
-                    template = prompts.get("contrastive")
-                    plan.followups.append(
-                        Followup(
-                            replace(request, template_hash=template.hash),
-                            template,
-                            variables,
-                            earlier=c.earlier,
-                        )
-                    )
+                    plan.followups.append(_followup(prompts, request, variables, earlier=c.earlier))
                     continue
             if name == "hierarchical":
                 words = gen.hierarchical.summary_words
@@ -344,14 +343,9 @@ def build_plan(
                         schema=summary_schema,
                     )
                 )
-                template = prompts.get("hierarchical")
+                summary_key = request.key + SUMMARY_SUFFIX
                 plan.followups.append(
-                    Followup(
-                        replace(request, template_hash=template.hash),
-                        template,
-                        variables,
-                        summary_key=request.key + SUMMARY_SUFFIX,
-                    )
+                    _followup(prompts, request, variables, summary_key=summary_key)
                 )
                 continue
             template = prompts.get(name)

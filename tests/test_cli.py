@@ -71,6 +71,9 @@ def test_generate_and_show_with_fake_engine(tmp_path: Path) -> None:
     ]
 
 
+SEED_ARGS = ["--seed-data", str(EXAMPLE_SEED), "--text-column", "message", "--label-column", "team"]
+
+
 def test_dry_run_prints_plan_and_writes_nothing(tmp_path: Path) -> None:
     out = tmp_path / "run"
     result = _invoke(
@@ -82,12 +85,7 @@ def test_dry_run_prints_plan_and_writes_nothing(tmp_path: Path) -> None:
         "5",
         "--strategy",
         "few-shot",
-        "--seed-data",
-        str(EXAMPLE_SEED),
-        "--text-column",
-        "message",
-        "--label-column",
-        "team",
+        *SEED_ARGS,
         "--dry-run",
     )
     assert result.exit_code == 0, result.output
@@ -98,8 +96,7 @@ def test_dry_run_prints_plan_and_writes_nothing(tmp_path: Path) -> None:
 
 
 def test_plan_command_mixes_strategies_and_prints_json(tmp_path: Path) -> None:
-    args = ["plan", str(EXAMPLE_TASK), "-n", "4", "--seed-data", str(EXAMPLE_SEED)]
-    args += ["--text-column", "message", "--label-column", "team", "--json"]
+    args = ["plan", str(EXAMPLE_TASK), "-n", "4", *SEED_ARGS, "--json"]
     args += ["--strategy", "few-shot", "--strategy", "hierarchical"]
     result = _invoke(*args)
     assert result.exit_code == 0, result.output
@@ -109,18 +106,7 @@ def test_plan_command_mixes_strategies_and_prints_json(tmp_path: Path) -> None:
     shown = [(p["strategy"], p["key"].endswith("/summary")) for p in plan["prompts"]]
     assert shown == [("few-shot", False), ("hierarchical", True), ("hierarchical", False)]
     assert "<the summary written in the first pass>" in plan["prompts"][2]["prompt"]
-    balanced = _invoke(
-        *args[:2],
-        "--balance",
-        "9",
-        "--seed-data",
-        str(EXAMPLE_SEED),
-        "--text-column",
-        "message",
-        "--label-column",
-        "team",
-        "--json",
-    )
+    balanced = _invoke(*args[:2], "--balance", "9", *SEED_ARGS, "--json")
     # 6 real rows per label + 3; the task file's mix (zero-shot and attributes) splits them
     assert json.loads(balanced.output)["per_label"]["bug"] == {"zero-shot": 2, "attributes": 1}
 

@@ -15,11 +15,12 @@ from typing import Any, TypeVar
 import click
 
 from localgen import __version__
-from localgen.errors import LocalgenError
+from localgen.errors import EgressBlocked, LocalgenError
 from localgen.offline import apply_offline_env
 from localgen.task import STRATEGIES
 
 F = TypeVar("F", bound=Callable[..., Any])
+INTERRUPTED = "interrupted; rows already written are kept: rerun the same command to resume"
 
 
 def _echo_err(message: str) -> None:
@@ -37,6 +38,12 @@ def _handle_errors(func: F) -> F:
             exc = click.ClickException(str(e))
             exc.exit_code = e.exit_code  # type: ignore[misc]
             raise exc from None
+        except EgressBlocked as e:  # a dependency tried to go online and did not give up
+            raise click.ClickException(str(e)) from None
+        except KeyboardInterrupt:
+            # Before click turns it into "Aborted!" and exit code 1.
+            _echo_err(INTERRUPTED)
+            sys.exit(130)
 
     return wrapper  # type: ignore[return-value]
 
@@ -262,6 +269,14 @@ def plan_command(n_prompts: int | None, as_json: bool, **options: Any) -> None:
     show_default=True,
     help="Output table format; repeat for both.",
 )
+@click.option(
+    "--shard-rows",
+    type=click.IntRange(min=1, max=100_000),
+    default=200,
+    show_default=True,
+    help="Rows per shard on disk: a killed run loses at most this many finished rows "
+    "(or 30 s of work).",
+)
 @click.option("--overwrite", is_flag=True, help="Replace what is in --out instead of resuming.")
 @click.option(
     "--dry-run",
@@ -277,6 +292,7 @@ def generate(
     max_model_len: int,
     retries: int,
     formats: tuple[str, ...],
+    shard_rows: int,
     overwrite: bool,
     dry_run: bool,
     quiet: bool,
@@ -303,6 +319,7 @@ def generate(
         ),
         max_retries=retries,
         formats=tuple(dict.fromkeys(formats)),
+        shard_rows=shard_rows,
         overwrite=overwrite,
         quiet=quiet,
         **options,
@@ -347,13 +364,51 @@ def show(run_dir: Path, limit: int, as_json: bool) -> None:
     click.echo(head(run_dir, limit, as_json))
 
 
+@cli.group()
+def models() -> None:
+    """Check the local models.
+
+    \b
+    Example:
+      localgen models verify              # the built-in model
+      localgen models verify models/my-model
+    """
+
+
+@models.command("verify")
+@click.argument("model", required=False)
+@click.option(
+    "--write",
+    is_flag=True,
+    help="Record the checksums of a trusted copy instead of checking them.",
+)
+@_handle_errors
+def models_verify(model: str | None, write: bool) -> None:
+    """Check every file of MODEL against its checksum manifest (SHA-256).
+
+    MODEL is a folder or a name under ./models/ (default: the built-in model). Exit code 1
+    names the files that are missing or changed. generate also verifies a folder that has
+    a manifest before it starts.
+
+    \b
+    Example:
+      localgen models verify
+      localgen models verify /srv/models/qwen2.5-7b-instruct --write
+    """
+    from localgen.models import CHECKSUMS_FILE, verify_model
+
+    folder, n = verify_model(model, write)
+    verb = "recorded" if write else "verified"
+    click.echo(f"{folder}: {n} files {verb} ({CHECKSUMS_FILE})")
+
+
 def main() -> None:
     """Console-script entry point."""
     apply_offline_env()  # before anything can import huggingface_hub, transformers or vLLM
     try:
         cli.main(prog_name="localgen")
-    except KeyboardInterrupt:
-        _echo_err("interrupted; rows already written are kept: rerun the same command to resume")
+    except KeyboardInterrupt:  # outside a command, e.g. while importing
+        _echo_err(INTERRUPTED)
         sys.exit(130)
 
 

@@ -141,7 +141,8 @@ def read_rejects(path: str | Path) -> list[Rejected]:
         raise DataError(f"reject file not found: {p}")
     if p.suffix.lower() == ".txt":
         try:
-            lines = p.read_text(encoding="utf-8").splitlines()
+            # Split on newlines only: splitlines() would also break at U+0085 or U+2028.
+            lines = p.read_text(encoding="utf-8").split("\n")
         except UnicodeDecodeError:
             raise DataError(f"{p}: not a UTF-8 text file") from None
         entries: list[tuple[str, str | None]] = [(s.strip(), None) for s in lines if s.strip()]

@@ -56,6 +56,7 @@ class GenerateConfig:
     engine: EngineSettings = field(default_factory=EngineSettings)
     max_retries: int = MAX_RETRIES
     formats: tuple[str, ...] = ("parquet",)
+    shard_rows: int = SHARD_ROWS
     overwrite: bool = False
     quiet: bool = False
 
@@ -280,7 +281,7 @@ def generate(
                             written_now += 1
                             progress.advance(1, completion.completion_tokens)
                         if (
-                            len(rows) + len(drafts) >= SHARD_ROWS
+                            len(rows) + len(drafts) >= config.shard_rows
                             or time.monotonic() - last_flush > SHARD_SECONDS
                         ):
                             flush()

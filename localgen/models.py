@@ -155,12 +155,53 @@ def builtin_model(log: Callable[[str], None] = print) -> ModelRef:
     return ModelRef(BUILTIN_NAME, folder, _sha256(folder / "config.json")[:16])
 
 
-def resolve_model(spec: str | None, log: Callable[[str], None] = print) -> ModelRef:
-    """`None` or 'builtin' gives the built-in model; a name under ./models/ or any path works."""
-    if spec in (None, "", "builtin", BUILTIN_NAME):
-        return builtin_model(log)
-    assert spec is not None
+def _model_path(spec: str) -> Path:
     path = Path(spec).expanduser()
     if not path.exists() and (Path("models") / spec).exists():
         path = Path("models") / spec
-    return check_model_folder(path)
+    return path
+
+
+def resolve_model(spec: str | None, log: Callable[[str], None] = print) -> ModelRef:
+    """`None` or 'builtin' gives the built-in model; a name under ./models/ or any path works.
+
+    A folder that carries a checksum manifest is verified before it is used, so a damaged
+    or altered model is refused before generation starts.
+    """
+    if spec in (None, "", "builtin", BUILTIN_NAME):
+        return builtin_model(log)
+    assert spec is not None
+    ref = check_model_folder(_model_path(spec))
+    if (ref.path / CHECKSUMS_FILE).is_file():
+        damaged = verify_checksums(ref.path)
+        if damaged:
+            raise ModelError(
+                f"{ref.path}: {', '.join(damaged[:5])} differ from {CHECKSUMS_FILE}: "
+                "the model is damaged or was changed"
+            )
+    return ref
+
+
+def verify_model(spec: str | None, write: bool = False) -> tuple[Path, int]:
+    """Check a model folder against its checksum manifest (or write one); return its size.
+
+    Raises ModelError naming the files that are missing or differ.
+    """
+    if spec in (None, "", "builtin", BUILTIN_NAME):
+        folder = localgen_home() / "models" / BUILTIN_NAME
+        if not folder.is_dir():
+            raise ModelError(f"the built-in model is not prepared yet ({folder}); run generate")
+    else:
+        assert spec is not None
+        folder = check_model_folder(_model_path(spec)).path
+    if write:
+        return folder, len(write_checksums(folder))
+    if not (folder / CHECKSUMS_FILE).is_file():
+        raise ModelError(
+            f"{folder} has no {CHECKSUMS_FILE}; record one on a trusted copy with --write"
+        )
+    damaged = verify_checksums(folder)
+    if damaged:
+        raise ModelError(f"{folder}: files missing or changed: {', '.join(damaged)}")
+    files = json.loads((folder / CHECKSUMS_FILE).read_text())["files"]
+    return folder, len(files)

@@ -64,6 +64,13 @@ class EgressAudit:
         }
 
 
+class BlockedLookup(socket.gaierror, EgressBlocked):
+    """A refused DNS lookup: a gaierror to the library that asked, EgressBlocked to us."""
+
+    def __str__(self) -> str:
+        return str(self.args[1]) if len(self.args) > 1 else super().__str__()
+
+
 _lock = threading.Lock()
 
 
@@ -97,7 +104,7 @@ def egress_guard() -> Iterator[EgressAudit]:
     def getaddrinfo(host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
         name = host.decode() if isinstance(host, bytes) else host
         if name is not None and not is_loopback_host(str(name)):
-            raise socket.gaierror(socket.EAI_NONAME, str(refuse(f"{name}:{port} (lookup)")))
+            raise BlockedLookup(socket.EAI_NONAME, str(refuse(f"{name}:{port} (lookup)")))
         return real_getaddrinfo(host, port, *args, **kwargs)
 
     socket.socket.connect = connect  # type: ignore[method-assign,assignment]

@@ -35,7 +35,10 @@ WRITE_FORMATS = ("parquet", "jsonl")
 
 def _atomic_write(path: Path, write: Callable[[Path], object]) -> None:
     """Write through a temporary file in the same folder, fsync, then rename over `path`."""
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as e:
+        raise OutputError(f"cannot write in {path.parent}: {e.strerror}") from None
     os.close(fd)
     tmp = Path(tmp_name)
     try:
@@ -43,6 +46,10 @@ def _atomic_write(path: Path, write: Callable[[Path], object]) -> None:
         with tmp.open("rb+") as f:
             os.fsync(f.fileno())
         tmp.replace(path)
+    except OSError as e:  # a full disk, a quota, a folder removed under us
+        tmp.unlink(missing_ok=True)
+        reason = e.strerror or str(e).strip().splitlines()[0] or type(e).__name__
+        raise OutputError(f"cannot write {path}: {reason}") from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -133,6 +140,10 @@ class RunFolder:
             self.shards.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise OutputError(f"cannot create {self.shards}: {e.strerror}") from None
+        # A run killed in the middle of a write leaves its temporary file: never data.
+        for folder in (self.path, self.shards, self.drafts.folder):
+            for stale in folder.glob(".*.tmp"):
+                stale.unlink(missing_ok=True)
         return previous
 
     def shard_files(self) -> list[Path]:

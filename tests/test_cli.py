@@ -16,11 +16,11 @@ def _invoke(*args: str):  # type: ignore[no-untyped-def]
     return CliRunner().invoke(cli, list(args), catch_exceptions=False)
 
 
-def _commands(group: click.Group):  # type: ignore[no-untyped-def]
+def _commands(group: click.Group, prefix: tuple[str, ...] = ()):  # type: ignore[no-untyped-def]
     for name, command in group.commands.items():
-        yield name, command
+        yield (*prefix, name), command
         if isinstance(command, click.Group):
-            yield from _commands(command)
+            yield from _commands(command, (*prefix, name))
 
 
 def test_every_command_and_option_has_help() -> None:
@@ -30,7 +30,7 @@ def test_every_command_and_option_has_help() -> None:
         for param in command.params:
             if isinstance(param, click.Option) and param.name != "help":
                 assert param.help, f"{name} {param.opts}"
-        result = _invoke(name, "--help")
+        result = _invoke(*name, "--help")
         assert result.exit_code == 0 and "Usage:" in result.output
 
 
@@ -117,6 +117,26 @@ def _seed_with_unknown_label(tmp_path: Path) -> Path:
     return path
 
 
+GOOD_TASK = 'name = "t"\ncontext = "c"\n[labels.billing]\ndescription = "d"\n'
+BAD_FILES: dict[str, bytes] = {
+    "empty_task.toml": b"",
+    "binary_task.toml": bytes(range(256)),
+    "dup_label.toml": (GOOD_TASK + '[labels.billing]\ndescription = "again"\n').encode(),
+    "case_labels.toml": (GOOD_TASK + '[labels.Billing]\ndescription = "d"\n').encode(),
+    "unknown_key.toml": (GOOD_TASK + 'colour = "red"\n').encode(),
+    "wrong_type.toml": (GOOD_TASK + '[generation]\ncount = "ten"\n').encode(),
+    "zero_count.toml": (GOOD_TASK + "[generation]\ncount = 0\n").encode(),
+    "no_labels.toml": b'name = "t"\ncontext = "c"\n[labels]\n',
+    "latin1.csv": "text,label\ncaf\u00e9 cr\u00e8me,billing\n".encode("latin-1"),
+    "ragged.csv": b'text,label\n"a",billing,extra,more\nb\n',
+    "no_text.csv": b"body,label\nhello,billing\n",
+    "empty.csv": b"",
+    "binary.parquet": b"PAR1 this is not parquet",
+    "blank_reject.txt": b"\n  \n",
+    "unknown_id_reject.txt": b"syn-0123456789abcdef\n",
+}
+
+
 @pytest.mark.parametrize(
     ("args", "code", "message"),
     [
@@ -182,6 +202,31 @@ def _seed_with_unknown_label(tmp_path: Path) -> Path:
         (["plan", "{task}", "--balance", "lots"], 2, "give 'majority' or a number"),
         (["plan", "{task}", "--balance", "3", "-n", "2"], 2, "either --count or --balance"),
         (["plan", "{task}", "--reject", "{tmp}/no.txt"], 1, "reject file not found"),
+        (["plan", "{tmp}/empty_task.toml"], 1, "name: Field required"),
+        (["plan", "{tmp}/binary_task.toml"], 1, "not a UTF-8 text file"),
+        (["plan", "{tmp}/dup_label.toml"], 1, "not valid TOML"),
+        (["plan", "{tmp}/case_labels.toml"], 1, "differ only in letter case"),
+        (["plan", "{tmp}/unknown_key.toml"], 1, "colour: unknown key"),
+        (["plan", "{tmp}/wrong_type.toml"], 1, "generation.count"),
+        (["plan", "{tmp}/zero_count.toml"], 1, "generation.count"),
+        (["plan", "{tmp}/no_labels.toml"], 1, "[labels] is empty"),
+        (["plan", "{tmp}", "-n", "1"], 1, "task file not found"),
+        (["plan", "{task}", "--seed-data", "{tmp}/latin1.csv"], 1, "cannot read as csv"),
+        (["plan", "{task}", "--seed-data", "{tmp}/ragged.csv"], 1, "cannot read as csv"),
+        (["plan", "{task}", "--seed-data", "{tmp}/no_text.csv"], 1, "no column 'text'"),
+        (["plan", "{task}", "--seed-data", "{tmp}/empty.csv"], 1, "the file is empty"),
+        (["plan", "{task}", "--seed-data", "{tmp}/binary.parquet"], 1, "cannot read as parquet"),
+        (
+            ["plan", "{task}", "--seed-data", "{seed}", "--text-column", "body"],
+            1,
+            "no column 'body'",
+        ),
+        (["plan", "{task}", "--reject", "{tmp}/blank_reject.txt"], 1, "no rejected texts"),
+        (["plan", "{task}", "--reject", "{tmp}/unknown_id_reject.txt"], 1, "is not in"),
+        (["generate", "{task}", "--out", "{tmp}/r", "-n", "-3"], 2, "-n"),
+        (["generate", "{task}", "--out", "{tmp}/r", "--format", "xml"], 2, "--format"),
+        (["models", "verify", "{tmp}/none"], 1, "model folder not found"),
+        (["show", "{task}"], 1, "has no synthetic.parquet"),
     ],
 )
 def test_errors_are_one_line_with_exit_code(
@@ -192,7 +237,12 @@ def test_errors_are_one_line_with_exit_code(
     (fake_model / "config.json").write_text("{}")
     (fake_model / "model.safetensors").write_bytes(b"0")
     (fake_model / "tokenizer.json").write_text("{}")
+    for name, content in BAD_FILES.items():
+        (tmp_path / name).write_bytes(content)
+    seed = tmp_path / "good_seed.csv"
+    seed.write_text("text,label\nrefund me,billing\n")
     values = {
+        "seed": str(seed),
         "tmp": str(tmp_path),
         "task": str(task_file),
         "fake_model": str(fake_model),

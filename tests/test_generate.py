@@ -100,13 +100,10 @@ class _CrashingEngine(FakeEngine):
             yield completion
 
 
-def test_resume_generates_only_what_is_missing(
-    task_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr("localgen.generate.SHARD_ROWS", 2)  # a shard every two rows
+def test_resume_generates_only_what_is_missing(task_file: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
-    with pytest.raises(_Crash):
-        _run(_config(task_file, out, seed=9), _CrashingEngine(after=5))
+    with pytest.raises(_Crash):  # a shard every two rows
+        _run(_config(task_file, out, seed=9, shard_rows=2), _CrashingEngine(after=5))
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["status"] == "interrupted"
     assert not (out / "synthetic.parquet").exists()
@@ -115,6 +112,10 @@ def test_resume_generates_only_what_is_missing(
     result = _run(_config(task_file, out, seed=9), engine)
     assert result.resumed == 4 and len(engine.calls[0]) == 2
     _run(_config(task_file, tmp_path / "clean", seed=9))
+    stale = out / "shards" / ".part-00009.parquet.x1y2.tmp"  # what a kill mid-write leaves
+    stale.write_bytes(b"PAR1 half a shard")
+    _run(_config(task_file, out, seed=9))  # nothing left to generate
+    assert not stale.exists()
     resumed = pl.read_parquet(out / "synthetic.parquet").drop("created_at")
     clean = pl.read_parquet(tmp_path / "clean" / "synthetic.parquet").drop("created_at")
     assert resumed.equals(clean)

@@ -168,9 +168,17 @@ def test_cli_runs_with_no_network_at_all(builtin_model, tmp_path: Path) -> None:
         pytest.skip(f"cannot create a network namespace here: {probe.stderr.decode().strip()}")
     localgen = Path(sys.executable).parent / "localgen"
     out = tmp_path / "run"
-    script = (
-        f"ip link set lo up && {localgen} generate {EXAMPLE_TASK} --out {out} -n 2 "
-        f"--max-model-len 1024 --quiet"
+    seed = f"--seed-data {EXAMPLE_SEED} --text-column message --label-column team"
+    # Every command there is: plan (the contrastive strategy loads the sentence encoder),
+    # generate (the LLM), show, models verify. Each must finish with no network.
+    script = " && ".join(
+        [
+            "ip link set lo up",
+            f"{localgen} plan {EXAMPLE_TASK} {seed} -n 2 --strategy contrastive --prompts 0",
+            f"{localgen} generate {EXAMPLE_TASK} --out {out} -n 2 --max-model-len 1024 --quiet",
+            f"{localgen} show {out}",
+            f"{localgen} models verify",
+        ]
     )
     env = {**os.environ, "LOCALGEN_HOME": str(builtin_model.path.parent.parent)}
     result = subprocess.run(
@@ -184,6 +192,47 @@ def test_cli_runs_with_no_network_at_all(builtin_model, tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr[-2000:]
     rows = _check_rows(out, 2, load_task(EXAMPLE_TASK).label_names)
     assert rows.height == 8
+    assert "8 rows planned" in result.stdout and "6 files verified" in result.stdout
+
+
+def test_sigkill_mid_run_then_resume_on_the_real_engine(
+    vllm_engine,  # type: ignore[no-untyped-def]
+    builtin_model,
+    tmp_path: Path,
+) -> None:
+    """Kill a real `localgen generate` once rows are on disk; the rerun ends exactly right."""
+    import signal
+    import time
+
+    args = ["generate", str(EXAMPLE_TASK), "-n", "6", "--strategy", "zero-shot", "--quiet"]
+    # A shard per row: the kill lands when the first (shortest) rows are stored and the
+    # long ones are still being decoded in the same batch.
+    args += ["--max-model-len", "1024", "--shard-rows", "1", "--out", str(tmp_path / "cut")]
+    env = {**os.environ, "LOCALGEN_HOME": str(builtin_model.path.parent.parent)}
+    command = [sys.executable, "-m", "localgen.cli", *args]
+    child = subprocess.Popen(command, cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 240
+    while not list((tmp_path / "cut" / "shards").glob("part-*.parquet")):
+        assert child.poll() is None and time.monotonic() < deadline, "no shard was written"
+        time.sleep(0.02)
+    child.send_signal(signal.SIGKILL)
+    child.wait(timeout=60)
+    kept = pl.read_parquet(tmp_path / "cut" / "shards").height
+    assert 1 <= kept < 24
+    resumed = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    manifest = json.loads((tmp_path / "cut" / "manifest.json").read_text())
+    assert manifest["counts"]["resumed"] == kept and manifest["counts"]["stored"] == 24
+    cut = _check_rows(tmp_path / "cut", 6, load_task(EXAMPLE_TASK).label_names)
+    assert cut["request_key"].n_unique() == 24
+    # The same plan run without a kill, on an engine with the same settings, in this process.
+    config = GenerateConfig(
+        task_path=EXAMPLE_TASK, out=tmp_path / "whole", count=6, strategy=("zero-shot",), quiet=True
+    )
+    generate(config, engine=vllm_engine, model=builtin_model, log=lambda _m: None)
+    whole = pl.read_parquet(tmp_path / "whole" / "synthetic.parquet")
+    columns = ["request_key", "id", "text", "seed"]
+    assert cut.select(columns).sort("request_key").equals(whole.select(columns).sort("request_key"))
 
 
 def test_transformers_engine_gives_valid_rows(builtin_model, tmp_path: Path, write_task) -> None:  # type: ignore[no-untyped-def]

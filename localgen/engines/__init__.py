@@ -82,6 +82,12 @@ def load_engine(
         from localgen.engines.transformers import TransformersEngine
 
         return TransformersEngine(model, backend, settings.seed)
+    import os
+
     from localgen.engines.fake import FakeEngine
 
-    return FakeEngine()
+    rate = os.environ.get("LOCALGEN_FAKE_TOKENS_PER_S")
+    try:
+        return FakeEngine(float(rate) if rate else None)
+    except ValueError:
+        raise EngineError(f"LOCALGEN_FAKE_TOKENS_PER_S must be a number, got {rate!r}") from None

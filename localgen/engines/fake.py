@@ -2,13 +2,16 @@
 
 It answers each request with a schema-valid row built from the request's seed, so runs
 are reproducible. `FakeEngine.enqueue(key, raw)` queues a raw answer for a request key
-(consumed once), which is how tests plant invalid outputs and failures.
+(consumed once), which is how tests plant invalid outputs and failures. With
+`tokens_per_s` (env LOCALGEN_FAKE_TOKENS_PER_S for `--engine fake`) it takes as long as
+an engine of that speed would, so kill tests and overhead benchmarks have time to act.
 """
 
 from __future__ import annotations
 
 import json
 import random
+import time
 from collections import defaultdict, deque
 from collections.abc import Iterator, Sequence
 
@@ -39,7 +42,8 @@ class FakeEngine:
     name = "fake"
     backend = "none"
 
-    def __init__(self) -> None:
+    def __init__(self, tokens_per_s: float | None = None) -> None:
+        self.tokens_per_s = tokens_per_s
         self.queued: dict[str, deque[str]] = defaultdict(deque)
         self.calls: list[list[str]] = []  # keys of each generate() call, for tests
 
@@ -56,13 +60,16 @@ class FakeEngine:
                 words = [rng.choice(_WORDS) for _ in range(rng.randint(4, 12))]
                 text = " ".join(words).capitalize()[: r.schema.max_chars]
                 raw = json.dumps({"text": text, "label": r.label}, separators=(",", ":"))
-            yield Completion(
+            completion = Completion(
                 key=r.key,
                 text=raw,
                 finish_reason="stop",
                 prompt_tokens=len(r.prompt.split()),
                 completion_tokens=len(raw.split()),
             )
+            if self.tokens_per_s:
+                time.sleep(completion.completion_tokens / self.tokens_per_s)
+            yield completion
 
     def close(self) -> None:
         pass

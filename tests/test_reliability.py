@@ -1,0 +1,167 @@
+"""Runs that are killed, interrupted or starved of disk lose nothing and resume exactly.
+
+The kill tests run the real command line in a child process (`--engine fake` slowed to a
+fixed token rate, so there is time to kill it mid-run) and compare the finished table
+with an uninterrupted run of the same command. The real-engine case is in
+test_integration_vllm.py.
+"""
+
+import contextlib
+import errno
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import polars as pl
+import pytest
+from click.testing import CliRunner
+
+from localgen.cli import cli
+from tests.conftest import EXAMPLE_TASK, ROOT
+
+LOCALGEN = [sys.executable, "-m", "localgen.cli"]
+# Two passes (attributes + hierarchical summaries, then the texts), 40 rows, shards of 3.
+ARGS = ["generate", str(EXAMPLE_TASK), "-n", "10", "--engine", "fake", "--quiet"]
+ARGS += ["--strategy", "attributes", "--strategy", "hierarchical", "--shard-rows", "3"]
+ENV = {**os.environ, "LOCALGEN_FAKE_TOKENS_PER_S": "150"}  # ~80 ms a row: ~5 s a run
+COMPARED = ["request_key", "id", "text", "label", "attributes", "intermediate", "seed"]
+
+
+def _start(out: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [*LOCALGEN, *ARGS, "--out", str(out)],
+        cwd=ROOT,
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _table(out: Path) -> pl.DataFrame:
+    return pl.read_parquet(out / "synthetic.parquet").select(COMPARED).sort("request_key")
+
+
+def _wait_for_shards(out: Path, at_least: int, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if len(list((out / "shards").glob("part-*.parquet"))) >= at_least:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"no {at_least} shards in {out} after {timeout} s")
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> pl.DataFrame:
+    out = tmp_path_factory.mktemp("whole") / "run"
+    child = _start(out)
+    _, err = child.communicate(timeout=120)
+    assert child.returncode == 0, err
+    return _table(out)
+
+
+def test_sigkill_at_random_points_then_resume_gives_the_same_rows(
+    tmp_path: Path, uninterrupted: pl.DataFrame
+) -> None:
+    out = tmp_path / "run"
+    rng = random.Random(7)  # the "random" points, fixed so a failure can be replayed
+    kills = 0
+    for _ in range(4):
+        child = _start(out)
+        time.sleep(rng.uniform(0.4, 2.0))  # from import time to deep into the run
+        if child.poll() is not None:
+            break  # it finished before the kill
+        child.send_signal(signal.SIGKILL)
+        child.wait(timeout=30)
+        kills += 1
+        # What a kill leaves: whole shards only, never a temporary file taken for data.
+        for shard in (out / "shards").glob("part-*.parquet") if out.exists() else []:
+            pl.read_parquet(shard)  # raises if a shard is torn
+        assert not (out / "synthetic.parquet").exists()
+    assert kills >= 3
+    child = _start(out)
+    _, err = child.communicate(timeout=120)
+    assert child.returncode == 0, err
+    resumed = _table(out)
+    assert resumed.height == 40 and resumed["request_key"].n_unique() == 40
+    assert resumed.equals(uninterrupted)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["status"] == "complete" and manifest["counts"]["stored"] == 40
+    assert not list(out.rglob("*.tmp"))  # a write cut by a kill leaves one; resuming clears it
+
+
+def test_ctrl_c_exits_130_with_one_line_and_resumes(
+    tmp_path: Path, uninterrupted: pl.DataFrame
+) -> None:
+    out = tmp_path / "run"
+    child = _start(out)
+    _wait_for_shards(out, 2)
+    child.send_signal(signal.SIGINT)
+    _, err = child.communicate(timeout=30)
+    assert child.returncode == 130
+    assert err.strip().splitlines() == [
+        "interrupted; rows already written are kept: rerun the same command to resume"
+    ]
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["status"] == "interrupted" and manifest["counts"]["stored"] >= 6
+    child = _start(out)
+    _, err = child.communicate(timeout=120)
+    assert child.returncode == 0, err
+    assert _table(out).equals(uninterrupted)
+
+
+def test_full_disk_is_one_line_and_leaves_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_space(self: pl.DataFrame, *args: object, **kwargs: object) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(pl.DataFrame, "write_parquet", no_space)
+    out = tmp_path / "run"
+    args = ["generate", str(EXAMPLE_TASK), "-n", "2", "--engine", "fake", "-q", "--out", str(out)]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 1
+    assert result.stderr.strip().splitlines() == [
+        f"Error: cannot write {out / 'shards' / 'part-00000.parquet'}: No space left on device"
+    ]
+    assert not out.exists()  # nothing was stored, so nothing is left behind
+
+
+def test_a_dependency_dialling_out_is_refused_and_reported(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import socket
+
+    from localgen.engines.fake import FakeEngine
+
+    real_generate = FakeEngine.generate
+
+    def phones_home(self, requests):  # type: ignore[no-untyped-def]
+        with contextlib.suppress(OSError):  # telemetry that swallows its own failure
+            socket.create_connection(("203.0.113.9", 443), timeout=5)
+        yield from real_generate(self, requests)
+
+    monkeypatch.setattr(FakeEngine, "generate", phones_home)
+    out = tmp_path / "run"
+    args = ["generate", str(EXAMPLE_TASK), "-n", "1", "--engine", "fake", "-q", "--out", str(out)]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    egress = json.loads((out / "manifest.json").read_text())["egress"]
+    assert egress["blocked_attempts"] == 1 and egress["blocked"][0].startswith("203.0.113.9:443")
+
+    def insists(self, requests):  # type: ignore[no-untyped-def]
+        socket.create_connection(("198.51.100.7", 80), timeout=5)  # gives up with an error
+        yield from real_generate(self, requests)
+
+    monkeypatch.setattr(FakeEngine, "generate", insists)
+    result = CliRunner().invoke(cli, [*args[:-1], str(tmp_path / "other")])
+    assert result.exit_code == 1
+    assert result.stderr.strip().splitlines() == [
+        "Error: localgen is offline: refused network access to 198.51.100.7:80 (lookup)"
+    ]
+    assert not (tmp_path / "other").exists()

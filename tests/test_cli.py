@@ -215,6 +215,11 @@ BAD_FILES: dict[str, bytes] = {
         (["plan", "{task}", "--seed-data", "{tmp}/ragged.csv"], 1, "cannot read as csv"),
         (["plan", "{task}", "--seed-data", "{tmp}/no_text.csv"], 1, "no column 'text'"),
         (["plan", "{task}", "--seed-data", "{tmp}/empty.csv"], 1, "the file is empty"),
+        (
+            ["plan", "{task}", "--seed-data", "{seed}", "--label-column", "team"],
+            1,
+            "no column 'team'",
+        ),
         (["plan", "{task}", "--seed-data", "{tmp}/binary.parquet"], 1, "cannot read as parquet"),
         (
             ["plan", "{task}", "--seed-data", "{seed}", "--text-column", "body"],

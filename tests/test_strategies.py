@@ -194,18 +194,27 @@ def test_attributes_are_drawn_from_the_labels_pools(strategy_task: Path) -> None
     assert len({json.dumps(r.attributes, sort_keys=True) for r in plan.requests}) > 6
 
 
-def test_attribute_rows_record_what_they_were_asked_for(
-    strategy_task: Path, tmp_path: Path
+@pytest.mark.parametrize("strategy", ["zero-shot", "few-shot", "attributes"])
+def test_rows_record_what_they_were_asked_for(
+    strategy_task: Path, seed_file: Path, tmp_path: Path, strategy: str
 ) -> None:
-    _generate(strategy_task, tmp_path / "run", strategy=("attributes",), count=4)
+    _generate(strategy_task, tmp_path / "run", strategy=(strategy,), count=4, seed_data=seed_file)
     rows = pl.read_parquet(tmp_path / "run" / "synthetic.parquet")
-    plan = {r.key: r for r in _plan(strategy_task, strategy="attributes", count=4).requests}
+    plan = {r.key: r for r in _plan(strategy_task, seed_file, strategy=strategy, count=4).requests}
     assert rows.height == 8
     for row in rows.iter_rows(named=True):
-        attributes = json.loads(row["attributes"])
-        assert attributes == plan[row["request_key"]].attributes
-        assert row["strategy"] == row["template"] == "attributes"
-        assert row["template_hash"] == plan[row["request_key"]].template_hash
+        asked = plan[row["request_key"]]
+        assert row["strategy"] == row["template"] == strategy
+        assert row["template_hash"] == asked.template_hash
+        assert json.loads(row["attributes"]) == asked.attributes
+        assert tuple(row["positive_ids"]) == asked.positive_ids
+        if strategy == "few-shot":  # few_shot_k = 3; bug has only 2 real examples
+            assert len(asked.positive_ids) == (2 if row["label"] == "bug" else 3)
+            assert all(i.startswith("real-") for i in asked.positive_ids)
+        else:
+            assert asked.positive_ids == ()
+        assert row["negative_ids"] == [] and row["intermediate"] is None
+        assert row["seed"] == asked.seed
 
 
 def test_attributes_need_pools(task_file: Path) -> None:

@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 VLLM_EXTRA := $(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1 && echo gpu || echo cpu)
 STAMP  := $(VENV)/.installed-$(VLLM_EXTRA)
 
-.PHONY: install demo test lint bench-dtype bench-diversity clean
+.PHONY: install demo test lint bench-dtype bench-diversity bench-overhead bench-scale clean
 
 install: $(STAMP)
 
@@ -36,8 +36,8 @@ test: install
 	$(BIN)/pytest
 
 lint: install
-	$(BIN)/ruff check localgen tests
-	$(BIN)/ruff format --check localgen tests
+	$(BIN)/ruff check localgen tests bench
+	$(BIN)/ruff format --check localgen tests bench
 	$(BIN)/mypy
 
 bench-dtype: install
@@ -45,6 +45,12 @@ bench-dtype: install
 
 bench-diversity: install
 	$(BIN)/python bench/diversity.py
+
+bench-overhead: install
+	$(BIN)/python bench/overhead.py
+
+bench-scale: install
+	$(BIN)/python bench/scale.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .mypy_cache .ruff_cache

@@ -101,6 +101,8 @@ def _versions() -> dict[str, str]:
 
 
 def _retry_request(request: Request, attempt: int) -> Request:
+    if attempt == 0:
+        return request  # no copy: a pass may hold every request of a large run
     return dataclasses.replace(request, seed=(request.seed + attempt * RETRY_SEED_STEP) % 2**31)
 
 

@@ -86,21 +86,22 @@ class VllmEngine:
             return StructuredOutputsParams(grammar=request.schema.ebnf)
         return StructuredOutputsParams(json=request.schema.json_schema)
 
-    def generate(self, requests: Sequence[Request]) -> Iterator[Completion]:
+    def sampling_params(self, request: Request) -> Any:
+        """vLLM's SamplingParams for a request: its sampling settings, seed and grammar."""
         from vllm import SamplingParams
 
+        return SamplingParams(
+            temperature=request.temperature,
+            top_p=request.top_p,
+            max_tokens=request.max_tokens,
+            seed=request.seed,
+            structured_outputs=self._constraint(request),
+        )
+
+    def generate(self, requests: Sequence[Request]) -> Iterator[Completion]:
         if not requests:
             return
-        params = [
-            SamplingParams(
-                temperature=r.temperature,
-                top_p=r.top_p,
-                max_tokens=r.max_tokens,
-                seed=r.seed,
-                structured_outputs=self._constraint(r),
-            )
-            for r in requests
-        ]
+        params = [self.sampling_params(r) for r in requests]
         conversations = [[{"role": "user", "content": r.prompt}] for r in requests]
         ids = self.llm.enqueue_chat(conversations, params, use_tqdm=False)  # type: ignore[arg-type]
         # enqueue returns internal ids ("7-a1b2c3"); outputs carry the external one ("7").

@@ -1,0 +1,124 @@
+"""localgen's own cost: `localgen generate` against raw `vllm.LLM.chat`, one engine, one run.
+
+Both sides send the same planned requests of the support-tickets example (same prompts,
+sampling settings, per-request seeds and row grammar) to the same in-process vLLM
+engine on the built-in model. The prefix cache is reset before each measurement and the
+two sides alternate (raw, localgen, raw, localgen), so neither gets a warm cache or a
+quieter moment of this shared machine. For localgen, the time spent outside the engine
+(planning and rendering prompts, validation, building rows, writing shards and the
+output table) is measured as the wall time minus the time spent waiting on the engine.
+Prints a Markdown table. Run: make bench-overhead
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from localgen.offline import apply_offline_env
+
+ROOT = Path(__file__).resolve().parent.parent
+TASK = ROOT / "examples" / "support-tickets" / "task.toml"
+
+
+class TimedEngine:
+    """Wraps an engine and adds up the time spent inside it."""
+
+    def __init__(self, engine: object) -> None:
+        self.inner = engine
+        self.name = engine.name  # type: ignore[attr-defined]
+        self.backend = engine.backend  # type: ignore[attr-defined]
+        self.seconds = 0.0
+
+    def generate(self, requests: Sequence[object]) -> Iterator[object]:
+        iterator = self.inner.generate(requests)  # type: ignore[attr-defined]
+        while True:
+            start = time.perf_counter()
+            try:
+                item = next(iterator)
+            except StopIteration:
+                self.seconds += time.perf_counter() - start
+                return
+            self.seconds += time.perf_counter() - start
+            yield item
+
+    def close(self) -> None:
+        pass
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--count", type=int, default=16, help="rows per label (4 labels)")
+    parser.add_argument("--rounds", type=int, default=2)
+    args = parser.parse_args()
+    apply_offline_env()
+
+    from localgen.engines import EngineSettings, load_engine
+    from localgen.generate import GenerateConfig, generate
+    from localgen.models import builtin_model
+    from localgen.plan import build_plan
+    from localgen.task import load_task
+
+    model = builtin_model()
+    engine = load_engine(EngineSettings(name="vllm", max_model_len=1024), model)
+    llm = engine.llm  # type: ignore[attr-defined]
+    plan = build_plan(load_task(TASK), count=args.count, strategy="zero-shot")
+    chats = [[{"role": "user", "content": r.prompt}] for r in plan.requests]
+    params = [engine.sampling_params(r) for r in plan.requests]  # type: ignore[attr-defined]
+    rows = len(plan.requests)
+    results: dict[str, list[tuple[float, int, float]]] = {"raw": [], "localgen": []}
+    work = Path(tempfile.mkdtemp(prefix="localgen-overhead-"))
+    try:
+        for round_ in range(args.rounds):
+            llm.reset_prefix_cache()
+            start = time.perf_counter()
+            outs = llm.chat(chats, params, use_tqdm=False)
+            wall = time.perf_counter() - start
+            tokens = sum(len(o.outputs[0].token_ids) for o in outs)
+            results["raw"].append((wall, tokens, 0.0))
+
+            llm.reset_prefix_cache()
+            timed = TimedEngine(engine)
+            config = GenerateConfig(
+                task_path=TASK,
+                out=work / f"run{round_}",
+                count=args.count,
+                strategy=("zero-shot",),
+                quiet=True,
+            )
+            start = time.perf_counter()
+            result = generate(config, engine=timed, model=model, log=lambda _m: None)  # type: ignore[arg-type]
+            wall = time.perf_counter() - start
+            tokens = result.manifest["tokens"]["completion"]
+            assert result.written == rows, result.failures
+            results["localgen"].append((wall, tokens, wall - timed.seconds))
+            print(
+                f"round {round_ + 1}: raw {results['raw'][-1][0]:.1f} s, localgen {wall:.1f} s",
+                flush=True,
+            )
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+        engine.close()
+
+    print(
+        f"\n{rows} rows of the example task, zero-shot, row grammar (xgrammar), "
+        f"{args.rounds} rounds alternating\n"
+    )
+    print("| path | wall s (mean) | rows/s | output tokens/s | outside the engine s |")
+    print("|---|---|---|---|---|")
+    means = {}
+    for name, runs in results.items():
+        wall = sum(r[0] for r in runs) / len(runs)
+        tokens = sum(r[1] for r in runs) / len(runs)
+        outside = sum(r[2] for r in runs) / len(runs)
+        means[name] = wall
+        print(f"| {name} | {wall:.2f} | {rows / wall:.2f} | {tokens / wall:.1f} | {outside:.2f} |")
+    print(f"\nlocalgen / raw wall time: {means['localgen'] / means['raw']:.3f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 VLLM_EXTRA := $(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1 && echo gpu || echo cpu)
 STAMP  := $(VENV)/.installed-$(VLLM_EXTRA)
 
-.PHONY: install demo test lint bench-dtype bench-diversity bench-overhead bench-scale clean
+.PHONY: install demo test lint bench-dtype bench-diversity bench-overhead bench-scale bench-engines clean
 
 install: $(STAMP)
 
@@ -51,6 +51,9 @@ bench-overhead: install
 
 bench-scale: install
 	$(BIN)/python bench/scale.py
+
+bench-engines: install
+	$(BIN)/python bench/engines.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .mypy_cache .ruff_cache

@@ -83,7 +83,7 @@ def prepare_plan(config: GenerateConfig) -> tuple[Task, LabeledData | None, Plan
         task,
         seed=config.seed,
         count=config.count,
-        strategy=[config.strategy] if isinstance(config.strategy, str) else list(config.strategy),
+        strategy=list(config.strategy),
         seed_data=seed_data,
         balance=config.balance,
         instructions=config.instructions,
@@ -162,7 +162,7 @@ def generate(
         run = RunFolder(config.out)
         created = not config.out.exists()
         previous = run.prepare(plan.fingerprint, config.overwrite)
-        done = run.done_keys()
+        done = run.rows.keys()
         todo = [r for r in plan.requests if r.key not in done]
         if previous is not None and done:
             log(f"resuming {config.out}: {len(done)} of {plan.rows} rows already stored")
@@ -232,7 +232,7 @@ def generate(
                     run.drafts.write(drafts, DRAFT_SCHEMA)
                     drafts = []
                 if rows:
-                    run.write_shard(rows, ROW_SCHEMA)
+                    run.rows.write(rows, ROW_SCHEMA)
                     rows = []
                 last_flush = time.monotonic()
                 manifest["counts"] = {"stored": len(done) + written_now, "failed": len(failures)}
@@ -305,7 +305,7 @@ def generate(
             outputs = run.finalize(config.formats, ROW_SCHEMA)
             timings["write_s"] = round(time.monotonic() - t0, 3)
         except BaseException:
-            if created and not run.shard_files():
+            if created and not run.rows.files():
                 shutil.rmtree(config.out, ignore_errors=True)  # nothing worth keeping
                 raise
             manifest["status"] = "interrupted"

@@ -28,6 +28,8 @@ from collections import Counter
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from localgen.data import LabeledData, Rejected
 from localgen.errors import TaskError
 from localgen.prompts import PromptLibrary, Template
@@ -35,8 +37,6 @@ from localgen.schema import RowSchema
 from localgen.task import NEEDS_EXAMPLES, STRATEGIES, Task, strategy_weights
 
 if TYPE_CHECKING:
-    import numpy as np
-
     from localgen.embed import Encoder
 
 SUMMARY_SUFFIX = "/summary"  # key of a hierarchical first-pass request: "<row key>/summary"
@@ -176,9 +176,6 @@ class _Neighbours:
     """Nearest real examples by cosine similarity of sentence embeddings."""
 
     def __init__(self, data: LabeledData, encoder: Encoder) -> None:
-        import numpy as np
-
-        self.np = np
         self.frame = data.frame
         self.vectors = encoder.encode(data.frame["text"].to_list())
         labels = data.frame["label"].to_list()
@@ -191,7 +188,7 @@ class _Neighbours:
         if k <= 0 or len(rows) == 0:
             return []
         sims = self.vectors[rows] @ query
-        order = self.np.argsort(-sims, kind="stable")[:k]
+        order = np.argsort(-sims, kind="stable")[:k]
         return [int(rows[i]) for i in order]
 
     def pick(
@@ -202,7 +199,7 @@ class _Neighbours:
         anchor = self.vectors[own[rng.randrange(len(own))]]
         pos = self.nearest(anchor, own, positives)  # the anchor itself comes first
         centre = self.vectors[pos].mean(axis=0)
-        others = self.np.flatnonzero(self.labels != label)
+        others = np.flatnonzero(self.labels != label)
         return pos, self.nearest(centre, others, boundary)
 
 

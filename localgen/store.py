@@ -146,22 +146,12 @@ class RunFolder:
                 stale.unlink(missing_ok=True)
         return previous
 
-    def shard_files(self) -> list[Path]:
-        return self.rows.files()
-
-    def done_keys(self) -> set[str]:
-        """Request keys that already have a stored row."""
-        return self.rows.keys()
-
     def label_counts(self) -> dict[str, int]:
-        files = self.shard_files()
+        files = self.rows.files()
         if not files:
             return {}
         counts = pl.scan_parquet(files).group_by("label").len().sort("label").collect()
         return {str(k): int(v) for k, v in counts.iter_rows()}
-
-    def write_shard(self, rows: list[dict[str, Any]], schema: dict[str, Any]) -> Path:
-        return self.rows.write(rows, schema)
 
     def finalize(self, formats: tuple[str, ...], schema: dict[str, Any]) -> list[Path]:
         """Join the shards into the output tables (streamed: memory stays flat)."""

@@ -39,23 +39,13 @@ def test_version() -> None:
     assert result.exit_code == 0 and "localgen, version" in result.output
 
 
+FAKE_ARGS = ["-n", "2", "--engine", "fake", "--quiet"]
+
+
 def test_generate_and_show_with_fake_engine(tmp_path: Path) -> None:
     out = tmp_path / "run"
-    result = _invoke(
-        "generate",
-        str(EXAMPLE_TASK),
-        "--out",
-        str(out),
-        "-n",
-        "2",
-        "--engine",
-        "fake",
-        "--quiet",
-        "--format",
-        "parquet",
-        "--format",
-        "jsonl",
-    )
+    formats = ["--format", "parquet", "--format", "jsonl"]
+    result = _invoke("generate", str(EXAMPLE_TASK), "--out", str(out), *FAKE_ARGS, *formats)
     assert result.exit_code == 0, result.output
     assert result.stdout.split() == [str(out / "synthetic.parquet"), str(out / "synthetic.jsonl")]
     assert "8/8 rows" in result.stderr
@@ -76,18 +66,8 @@ SEED_ARGS = ["--seed-data", str(EXAMPLE_SEED), "--text-column", "message", "--la
 
 def test_dry_run_prints_plan_and_writes_nothing(tmp_path: Path) -> None:
     out = tmp_path / "run"
-    result = _invoke(
-        "generate",
-        str(EXAMPLE_TASK),
-        "--out",
-        str(out),
-        "-n",
-        "5",
-        "--strategy",
-        "few-shot",
-        *SEED_ARGS,
-        "--dry-run",
-    )
+    args = ["-n", "5", "--strategy", "few-shot", *SEED_ARGS, "--dry-run"]
+    result = _invoke("generate", str(EXAMPLE_TASK), "--out", str(out), *args)
     assert result.exit_code == 0, result.output
     assert result.output.startswith("20 rows planned: 20 in the first pass")
     assert re.search(r"^bug\s+5\s+5$", result.output, re.MULTILINE)

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 import click
 
 from localgen import __version__
+from localgen.curate import RULES
 from localgen.errors import EgressBlocked, LocalgenError
 from localgen.offline import apply_offline_env
 from localgen.task import STRATEGIES
@@ -362,6 +363,127 @@ def show(run_dir: Path, limit: int, as_json: bool) -> None:
     from localgen.show import head
 
     click.echo(head(run_dir, limit, as_json))
+
+
+def _data_columns(func: F) -> F:
+    for option in reversed(
+        [
+            click.option(
+                "--text-column",
+                default="text",
+                show_default=True,
+                help="Column of --real and --eval holding the text.",
+            ),
+            click.option(
+                "--label-column",
+                default="label",
+                show_default=True,
+                help="Column of --real and --eval holding the label.",
+            ),
+        ]
+    ):
+        func = option(func)
+    return func
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option(
+    "--real",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Real labeled examples: for leakage, duplicates of real text and the label judge. "
+    "[default: the run's --seed-data]",
+)
+@click.option(
+    "--eval",
+    "eval_file",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Evaluation data: rows too close to it are dropped (test-set contamination).",
+)
+@_data_columns
+@click.option(
+    "--skip",
+    type=click.Choice(RULES),
+    multiple=True,
+    help="Switch a rule off; repeat for more.",
+)
+@click.option(
+    "--min-words",
+    type=click.IntRange(min=0),
+    default=3,
+    show_default=True,
+    help="Drop rows with fewer words.",
+)
+@click.option(
+    "--max-words",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Drop rows with more words. [default: no limit]",
+)
+@click.option(
+    "--leak-words",
+    type=click.IntRange(min=2),
+    default=8,
+    show_default=True,
+    help="Leakage: drop rows sharing this many consecutive words with a real example.",
+)
+@click.option(
+    "--near-duplicate",
+    type=click.FloatRange(0, 1),
+    default=0.95,
+    show_default=True,
+    help="Drop rows with at least this cosine to an earlier row or a real example.",
+)
+@click.option(
+    "--contamination",
+    type=click.FloatRange(0, 1),
+    default=0.90,
+    show_default=True,
+    help="Drop rows with at least this cosine to an --eval row.",
+)
+@click.option(
+    "--mislabeled",
+    type=click.Choice(["flag", "drop"]),
+    default="flag",
+    show_default=True,
+    help="What to do with rows whose label the judge disputes: keep them flagged, or drop.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print curation.json instead of a table.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress lines.")
+@_handle_errors
+def curate(
+    run_dir: Path,
+    real: Path | None,
+    eval_file: Path | None,
+    skip: tuple[str, ...],
+    as_json: bool,
+    quiet: bool,
+    **settings: Any,
+) -> None:
+    """Drop duplicates, copies of real text, test-set look-alikes and bad lengths; judge labels.
+
+    Writes RUN_DIR/curated.parquet (the kept rows, with the judge's label) and
+    RUN_DIR/curation.json (each rule's setting and counts, and every finding per row).
+    The raw rows are not touched. Every rule runs on every row; a dropped row is charged
+    to the first rule, in the order of the table printed.
+
+    \b
+    Example:
+      localgen curate runs/tickets --real data/train.csv --eval data/test.csv
+      localgen curate runs/tickets --skip label-fidelity --near-duplicate 0.9
+    """
+    import json
+
+    from localgen.curate import CurateConfig, summary_table
+    from localgen.curate import curate as run_curation
+
+    config = CurateConfig(
+        run_dir=run_dir, real=real, eval=eval_file, skip=frozenset(skip), **settings
+    )
+    summary = run_curation(config, say=(lambda _: None) if quiet else _echo_err)
+    click.echo(json.dumps(summary, indent=2) if as_json else summary_table(summary))
 
 
 @cli.group()

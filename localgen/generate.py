@@ -190,6 +190,8 @@ def generate(
             if seed_data is None
             else {
                 "path": seed_data.source,
+                "text_column": config.text_column,
+                "label_column": config.label_column,
                 "rows": seed_data.frame.height,
                 "dropped_empty": seed_data.dropped_empty,
             },

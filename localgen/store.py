@@ -146,6 +146,19 @@ class RunFolder:
                 stale.unlink(missing_ok=True)
         return previous
 
+    def read_rows(self) -> pl.DataFrame:
+        """The finished run's rows; a clear error when the run is missing or unfinished."""
+        table = self.path / f"{OUTPUT_STEM}.parquet"
+        if not table.is_file():
+            manifest = self.read_manifest()
+            state = manifest.get("status") if manifest else None
+            hint = f" (status: {state}; rerun generate to finish it)" if state else ""
+            raise OutputError(f"{self.path} has no {table.name}{hint}")
+        try:
+            return pl.read_parquet(table)
+        except (pl.exceptions.PolarsError, OSError) as e:
+            raise OutputError(f"{table}: cannot read: {str(e).strip().splitlines()[0]}") from None
+
     def label_counts(self) -> dict[str, int]:
         files = self.rows.files()
         if not files:

@@ -330,9 +330,12 @@ def _skipped(reason: str) -> dict[str, Any]:
     return {"enabled": False, "reason": reason}
 
 
-def _load_real(config: CurateConfig, manifest: dict[str, Any]) -> LabeledData | None:
-    if config.real is not None:
-        return read_labeled(config.real, config.text_column, config.label_column)
+def load_real(
+    path: Path | None, text_column: str, label_column: str, manifest: dict[str, Any]
+) -> LabeledData | None:
+    """The real data: `path` when given, else the run's --seed-data when it still exists."""
+    if path is not None:
+        return read_labeled(path, text_column, label_column)
     seed = manifest.get("seed_data") or {}
     path = seed.get("path")
     if not path or not Path(path).is_file():
@@ -355,7 +358,7 @@ def curate(
         raise DataError(f"unknown rule {unknown[0]}; the rules are {', '.join(RULES)}")
     if rows.height == 0:
         raise DataError(f"{config.run_dir} holds no rows to curate")
-    real = _load_real(config, manifest)
+    real = load_real(config.real, config.text_column, config.label_column, manifest)
     task_labels = list((manifest.get("task") or {}).get("labels") or [])
     if real is not None and task_labels:
         check_labels(real, task_labels)

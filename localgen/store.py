@@ -55,8 +55,12 @@ def _atomic_write(path: Path, write: Callable[[Path], object]) -> None:
         raise
 
 
+def write_text(path: Path, text: str) -> None:
+    _atomic_write(path, lambda p: p.write_text(text, encoding="utf-8"))
+
+
 def write_json(path: Path, payload: Any) -> None:
-    _atomic_write(path, lambda p: p.write_text(json.dumps(payload, indent=2, default=str) + "\n"))
+    write_text(path, json.dumps(payload, indent=2, default=str) + "\n")
 
 
 def write_table(frame: pl.DataFrame, path: Path) -> None:

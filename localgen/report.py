@@ -1,0 +1,257 @@
+"""The data-quality report of a run: metrics.json and a self-contained report.html.
+
+Metrics are computed per label and over the whole run, for the synthetic rows (the
+curated ones when `localgen curate` has run) and, side by side, for the real data, so
+every number has a reference: counts, lengths, distinct-1/2, self-BLEU, Remote Clique,
+Chamfer distance and the similarity of the synthetic rows to the real ones (Li et al.,
+EMNLP 2023), plus the curation rates. The HTML embeds its charts as SVG and has no
+script, so it opens from disk on a machine with no network.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from statistics import mean, median
+from typing import Any
+
+import numpy as np
+import polars as pl
+from jinja2 import Environment, PackageLoader, select_autoescape
+
+from localgen import charts
+from localgen.curate import CURATED, CURATION, TextEncoder, load_real
+from localgen.data import LabeledData
+from localgen.errors import OutputError
+from localgen.metrics import (
+    chamfer,
+    distinct_n,
+    remote_clique,
+    self_bleu,
+    similarity_to_real,
+    words,
+)
+from localgen.store import RunFolder, write_json, write_text
+
+METRICS = "metrics.json"
+REPORT = "report.html"
+FORMAT_VERSION = 1
+SELF_BLEU_SAMPLE = 300  # self-BLEU is quadratic in the set size: a fixed random sample
+MAP_POINTS = 2000  # points per side (real, synthetic) on the embedding map
+TOP_K = 5
+
+
+def set_metrics(texts: Sequence[str], vectors: np.ndarray) -> dict[str, Any]:
+    """The metrics of one set of texts (one label, or all)."""
+    lengths = [len(words(t)) for t in texts]
+    sample = list(texts)
+    if len(sample) > SELF_BLEU_SAMPLE:
+        sample = random.Random(0).sample(sample, SELF_BLEU_SAMPLE)
+    return {
+        "rows": len(texts),
+        "words_mean": round(mean(lengths), 2) if lengths else 0.0,
+        "words_median": float(median(lengths)) if lengths else 0.0,
+        "chars_mean": round(mean(len(t) for t in texts), 1) if texts else 0.0,
+        "distinct_1": round(distinct_n(texts, 1), 4),
+        "distinct_2": round(distinct_n(texts, 2), 4),
+        "self_bleu": round(self_bleu(sample), 4),
+        "remote_clique": round(remote_clique(vectors), 4),
+        "chamfer": round(chamfer(vectors), 4),
+    }
+
+
+def _block(
+    texts: list[str],
+    vectors: np.ndarray,
+    real_texts: list[str] | None,
+    real_vectors: np.ndarray | None,
+) -> dict[str, Any]:
+    out: dict[str, Any] = {"synthetic": set_metrics(texts, vectors), "real": None}
+    out["similarity_to_real"] = None
+    if real_texts and real_vectors is not None:
+        out["real"] = set_metrics(real_texts, real_vectors)
+        out["similarity_to_real"] = round(similarity_to_real(real_vectors, vectors, TOP_K), 4)
+    return out
+
+
+def _rows(folder: RunFolder, source: str) -> tuple[pl.DataFrame, str]:
+    curated = folder.path / CURATED
+    if source == "curated" or (source == "auto" and curated.is_file()):
+        if not curated.is_file():
+            raise OutputError(f"{folder.path} has no {CURATED}; run localgen curate first")
+        return pl.read_parquet(curated), CURATED
+    return folder.read_rows(), "synthetic.parquet"
+
+
+def compute(
+    run_dir: Path,
+    real: LabeledData | None,
+    encoder: TextEncoder,
+    source: str = "auto",
+    say: Callable[[str], None] = lambda _: None,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(metrics, chart data) of a run."""
+    folder = RunFolder(run_dir)
+    rows, rows_file = _rows(folder, source)
+    if rows.height == 0:
+        raise OutputError(f"{run_dir / rows_file} holds no rows")
+    manifest = folder.read_manifest() or {}
+    texts: list[str] = rows["text"].to_list()
+    labels: list[str] = rows["label"].to_list()
+    say(f"embedding {len(texts)} rows" + (f" and {real.frame.height} real" if real else ""))
+    vectors = encoder.encode(texts)
+    real_texts: list[str] = real.frame["text"].to_list() if real else []
+    real_labels: list[str] = real.frame["label"].to_list() if real else []
+    real_vectors = encoder.encode(real_texts) if real else None
+
+    say("computing metrics")
+    names = sorted(set(labels) | set(real_labels))
+    per_label = {}
+    for name in names:
+        mine = [i for i, label in enumerate(labels) if label == name]
+        theirs = [i for i, label in enumerate(real_labels) if label == name]
+        per_label[name] = _block(
+            [texts[i] for i in mine],
+            vectors[mine],
+            [real_texts[i] for i in theirs] if real else None,
+            real_vectors[theirs] if real_vectors is not None else None,
+        )
+    curation_path = run_dir / CURATION
+    curation = json.loads(curation_path.read_text()) if curation_path.is_file() else None
+    metrics = {
+        "format_version": FORMAT_VERSION,
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "run": str(run_dir),
+        "rows_file": rows_file,
+        "model": (manifest.get("model") or {}).get("name"),
+        "encoder": str(getattr(encoder, "path", "custom")),
+        "real": None if real is None else {"path": real.source, "rows": real.frame.height},
+        "strategies": dict(sorted(rows.group_by("strategy").len().iter_rows()))
+        if "strategy" in rows.columns
+        else {},
+        "overall": _block(texts, vectors, real_texts or None, real_vectors),
+        "per_label": per_label,
+        "curation": None
+        if curation is None
+        else {
+            "input": curation["counts"]["input"],
+            "kept": curation["counts"]["kept"],
+            "rules": {
+                rule: {k: entry.get(k) for k in ("enabled", "flagged", "flagged_rate", "dropped")}
+                | ({"reason": entry["reason"]} if "reason" in entry else {})
+                for rule, entry in curation["rules"].items()
+            },
+        },
+    }
+    chart_data = {
+        "names": names,
+        "labels": labels,
+        "texts": texts,
+        "vectors": vectors,
+        "real_labels": real_labels,
+        "real_texts": real_texts,
+        "real_vectors": real_vectors,
+    }
+    return metrics, chart_data
+
+
+def _sample(n: int, limit: int) -> list[int]:
+    return sorted(random.Random(0).sample(range(n), limit)) if n > limit else list(range(n))
+
+
+def render(metrics: dict[str, Any], data: dict[str, Any]) -> str:
+    """The report as one HTML string."""
+    names = data["names"]
+    synthetic_counts = [metrics["per_label"][n]["synthetic"]["rows"] for n in names]
+    series: dict[str, list[float]] = {}
+    if data["real_vectors"] is not None:
+        series["real"] = [data["real_labels"].count(n) for n in names]
+    series["synthetic"] = synthetic_counts
+    lengths = {"synthetic": [len(words(t)) for t in data["texts"]]}
+    if data["real_vectors"] is not None:
+        lengths = {"real": [len(words(t)) for t in data["real_texts"]]} | lengths
+
+    mine = _sample(len(data["texts"]), MAP_POINTS)
+    theirs = _sample(len(data["real_texts"]), MAP_POINTS)
+    parts = [data["vectors"][mine]]
+    if data["real_vectors"] is not None:
+        parts.append(data["real_vectors"][theirs])
+    points = charts.pca_2d(np.concatenate(parts))
+    index = {n: i for i, n in enumerate(names)}
+    groups = [index[data["labels"][i]] for i in mine] + [
+        index[data["real_labels"][i]] for i in theirs
+    ]
+    is_real = [False] * len(mine) + [True] * len(theirs)
+    titles = [f"{data['labels'][i]} (synthetic): {data['texts'][i][:200]}" for i in mine] + [
+        f"{data['real_labels'][i]} (real): {data['real_texts'][i][:200]}" for i in theirs
+    ]
+    env = Environment(
+        loader=PackageLoader("localgen", "templates"),
+        autoescape=select_autoescape(default=True),
+        keep_trailing_newline=True,
+    )
+    template = env.get_template("report.html.jinja")
+    return template.render(
+        m=metrics,
+        names=names,
+        label_chart=charts.grouped_bars(names, series, "Rows per label"),
+        length_chart=charts.histograms(lengths, "Length of the texts", "words"),
+        map_chart=charts.scatter_map(
+            points, groups, is_real, titles, names, "Embeddings, first two principal components"
+        ),
+        metric_rows=METRIC_ROWS,
+    )
+
+
+METRIC_ROWS = (
+    ("rows", "rows", "{:d}"),
+    ("words_mean", "words, mean", "{:.1f}"),
+    ("distinct_1", "distinct-1 ↑", "{:.3f}"),
+    ("distinct_2", "distinct-2 ↑", "{:.3f}"),
+    ("self_bleu", "self-BLEU ↓", "{:.3f}"),
+    ("remote_clique", "Remote Clique ↑", "{:.3f}"),
+    ("chamfer", "Chamfer ↑", "{:.3f}"),
+)
+
+
+def write_report(
+    run_dir: Path,
+    real_path: Path | None,
+    encoder: TextEncoder | None = None,
+    source: str = "auto",
+    text_column: str = "text",
+    label_column: str = "label",
+    say: Callable[[str], None] = lambda _: None,
+) -> dict[str, Any]:
+    """Compute the metrics, write metrics.json and report.html, return the metrics."""
+    folder = RunFolder(run_dir)
+    manifest = folder.read_manifest() or {}
+    real = load_real(real_path, text_column, label_column, manifest)
+    if encoder is None:
+        from localgen.embed import default_encoder
+
+        encoder = default_encoder()
+    metrics, data = compute(run_dir, real, encoder, source, say)
+    html = render(metrics, data)
+    write_json(run_dir / METRICS, metrics)
+    write_text(run_dir / REPORT, html)
+    return metrics
+
+
+def summary_lines(metrics: dict[str, Any]) -> str:
+    """The headline numbers for a terminal."""
+    overall = metrics["overall"]
+    syn, real = overall["synthetic"], overall["real"]
+    lines = [f"{syn['rows']} rows from {metrics['rows_file']}"]
+    lines.append(f"{'':<16}{'synthetic':>10}{'real':>10}")
+    for key, title, fmt in METRIC_ROWS[1:]:
+        other = fmt.format(real[key]) if real else "-"
+        lines.append(f"{title:<16}{fmt.format(syn[key]):>10}{other:>10}")
+    if overall["similarity_to_real"] is not None:
+        lines.append(
+            f"similarity to real (top-{TOP_K} cosine): {overall['similarity_to_real']:.3f}"
+        )
+    return "\n".join(lines)

@@ -10,6 +10,7 @@ from click.testing import CliRunner
 
 from localgen.cli import cli
 from tests.conftest import EXAMPLE_SEED, EXAMPLE_TASK
+from tests.test_curate import make_run
 
 
 def _invoke(*args: str):  # type: ignore[no-untyped-def]
@@ -212,6 +213,17 @@ BAD_FILES: dict[str, bytes] = {
         (["generate", "{task}", "--out", "{tmp}/r", "--format", "xml"], 2, "--format"),
         (["models", "verify", "{tmp}/none"], 1, "model folder not found"),
         (["show", "{task}"], 1, "has no synthetic.parquet"),
+        (["curate", "{tmp}/nothing"], 1, "has no synthetic.parquet"),
+        (["curate", "{run}", "--real", "{tmp}/nope.csv"], 1, "data file not found"),
+        (["curate", "{run}", "--eval", "{tmp}/no_text.csv"], 1, "no column 'text'"),
+        (["curate", "{run}", "--real", "{unknown_label}"], 1, "labels not in the task file"),
+        (["curate", "{run}", "--real", "{tmp}/binary.parquet"], 1, "cannot read as parquet"),
+        (["curate", "{run}", "--skip", "magic"], 2, "--skip"),
+        (["curate", "{run}", "--near-duplicate", "1.5"], 2, "--near-duplicate"),
+        (["curate", "{run}", "--leak-words", "1"], 2, "--leak-words"),
+        (["report", "{tmp}/nothing"], 1, "has no synthetic.parquet"),
+        (["report", "{run}", "--rows", "curated"], 1, "run localgen curate first"),
+        (["report", "{run}", "--real", "{tmp}/latin1.csv"], 1, "cannot read as csv"),
     ],
 )
 def test_errors_are_one_line_with_exit_code(
@@ -233,6 +245,8 @@ def test_errors_are_one_line_with_exit_code(
         "fake_model": str(fake_model),
         "unknown_label": str(_seed_with_unknown_label(tmp_path)),
     }
+    run = make_run(tmp_path, [{"text": "refund my invoice please", "label": "billing"}])
+    values["run"] = str(run)
     result = CliRunner().invoke(cli, [a.format(**values) for a in args])
     assert result.exit_code == code, result.output
     assert message in result.stderr
@@ -240,3 +254,4 @@ def test_errors_are_one_line_with_exit_code(
     if code == 1:
         assert len(result.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "r").exists()
+    assert sorted(p.name for p in run.iterdir()) == ["manifest.json", "synthetic.parquet"]

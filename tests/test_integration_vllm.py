@@ -170,13 +170,18 @@ def test_cli_runs_with_no_network_at_all(builtin_model, tmp_path: Path) -> None:
     out = tmp_path / "run"
     seed = f"--seed-data {EXAMPLE_SEED} --text-column message --label-column team"
     # Every command there is: plan (the contrastive strategy loads the sentence encoder),
-    # generate (the LLM), show, models verify. Each must finish with no network.
+    # generate (the LLM), show, curate, report, models verify. Each must finish with no
+    # network.
     script = " && ".join(
         [
             "ip link set lo up",
             f"{localgen} plan {EXAMPLE_TASK} {seed} -n 2 --strategy contrastive --prompts 0",
             f"{localgen} generate {EXAMPLE_TASK} --out {out} -n 2 --max-model-len 1024 --quiet",
             f"{localgen} show {out}",
+            f"{localgen} curate {out} --real {EXAMPLE_SEED} --text-column message "
+            "--label-column team --quiet",
+            f"{localgen} report {out} --real {EXAMPLE_SEED} --text-column message "
+            "--label-column team --quiet",
             f"{localgen} models verify",
         ]
     )
@@ -193,6 +198,7 @@ def test_cli_runs_with_no_network_at_all(builtin_model, tmp_path: Path) -> None:
     rows = _check_rows(out, 2, load_task(EXAMPLE_TASK).label_names)
     assert rows.height == 8
     assert "8 rows planned" in result.stdout and "6 files verified" in result.stdout
+    assert "rows kept" in result.stdout and (out / "report.html").is_file()
 
 
 def test_sigkill_mid_run_then_resume_on_the_real_engine(

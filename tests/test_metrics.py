@@ -47,3 +47,38 @@ def test_real_encoder_puts_paraphrases_close() -> None:
     assert v.shape == (3, 384)
     assert np.allclose(np.linalg.norm(v, axis=1), 1.0, atol=1e-5)
     assert v[0] @ v[1] > v[0] @ v[2] + 0.2
+
+
+def test_bleu_by_hand() -> None:
+    hyp, ref = ["a", "b", "c", "d", "e"], ["a", "b", "c", "x", "y"]
+    # precisions 3/5, 2/4, 1/3 and 0/2 (smoothed to 0.1/2); same length: no penalty
+    assert metrics.bleu(hyp, [ref]) == pytest.approx((0.6 * 0.5 * (1 / 3) * 0.05) ** 0.25)
+    # a short hypothesis: 1, 1, then 0.1/1 twice, times the brevity penalty exp(1 - 4/2)
+    short = metrics.bleu(["a", "b"], [["a", "b", "c", "d"]])
+    assert short == pytest.approx(0.01**0.25 * np.exp(-1))
+    # the clipped count takes the best reference for each n-gram
+    assert metrics.bleu(["a", "a"], [["a", "b"], ["a", "a"]], n=1) == pytest.approx(1.0)
+    assert metrics.bleu(["a", "a"], [["a", "b"]], n=1) == pytest.approx(0.5)
+
+
+def test_self_bleu_equals_bleu_against_all_others() -> None:
+    texts = ["a b c d", "a b c d", "e f g h", "a b e f g", "h"]
+    tokens = [metrics.words(t) for t in texts]
+    expected = np.mean(
+        [metrics.bleu(tokens[i], tokens[:i] + tokens[i + 1 :]) for i in range(len(texts))]
+    )
+    assert metrics.self_bleu(texts) == pytest.approx(expected)
+    assert metrics.self_bleu(["a b c d", "a b c d"]) == pytest.approx(1.0)
+    assert metrics.self_bleu(["only one"]) == 0.0
+
+
+def test_similarity_to_real_by_hand(monkeypatch: pytest.MonkeyPatch) -> None:
+    real = np.array([[1.0, 0.0], [0.0, 1.0]])
+    synthetic = np.array([[1.0, 0.0], [0.0, 1.0], [0.6, 0.8]])
+    # real 1: top-2 cosines 1.0 and 0.6; real 2: 1.0 and 0.8
+    assert metrics.similarity_to_real(real, synthetic, k=2) == pytest.approx((0.8 + 0.9) / 2)
+    assert metrics.similarity_to_real(real, synthetic, k=10) == pytest.approx(
+        ((1 + 0 + 0.6) / 3 + (0 + 1 + 0.8) / 3) / 2
+    )
+    monkeypatch.setattr(metrics, "BLOCK", 1)
+    assert metrics.similarity_to_real(real, synthetic, k=2) == pytest.approx(0.85)

@@ -1,0 +1,227 @@
+"""Curation rules against planted duplicates, copied passages, test rows and wrong labels."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from localgen.classifier import cross_val_accuracy, fit_linear
+from localgen.curate import (
+    CURATED,
+    CURATION,
+    CurateConfig,
+    copied_spans,
+    curate,
+    greedy_duplicates,
+    longest_common_span,
+    normalize,
+)
+from localgen.errors import DataError
+from localgen.metrics import words
+
+
+class BagOfWords:
+    """A deterministic stand-in encoder: word counts hashed into 256 dimensions, unit length.
+    Texts with the same words in any order have cosine 1."""
+
+    path = "bag-of-words"
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        out = np.zeros((len(texts), 256), dtype=np.float32)
+        for i, text in enumerate(texts):
+            for w in words(text):
+                out[i, int(hashlib.md5(w.encode()).hexdigest(), 16) % 256] += 1.0
+        norms = np.linalg.norm(out, axis=1, keepdims=True)
+        return out / np.where(norms > 0, norms, 1.0)
+
+
+REAL = [
+    (
+        "I was charged twice for the March invoice and need a refund of the second payment",
+        "billing",
+    ),
+    ("Please refund the annual plan, my card was billed after I cancelled", "billing"),
+    ("Why does my invoice show a charge for three seats when we only have two", "billing"),
+    ("I cannot log in since the password reset link expired this morning", "access"),
+    ("My account is locked after too many login attempts, please unlock it", "access"),
+    ("The two factor code never arrives on my phone so I cannot sign in", "access"),
+]
+EVAL = [("The export button crashes the whole application every single time", "access")]
+
+
+def make_run(tmp_path: Path, rows: list[dict]) -> Path:
+    """A finished run folder holding `rows` (text, label, optional positive_ids)."""
+    run = tmp_path / "run"
+    run.mkdir()
+    frame = pl.DataFrame(
+        {
+            "id": [f"syn-{i:016x}" for i in range(len(rows))],
+            "text": [r["text"] for r in rows],
+            "label": [r["label"] for r in rows],
+            "strategy": [r.get("strategy", "zero-shot") for r in rows],
+            "positive_ids": [r.get("positive_ids", []) for r in rows],
+            "negative_ids": [[] for _ in rows],
+        },
+        schema_overrides={"positive_ids": pl.List(pl.Utf8), "negative_ids": pl.List(pl.Utf8)},
+    )
+    frame.write_parquet(run / "synthetic.parquet")
+    (run / "manifest.json").write_text(
+        json.dumps({"status": "complete", "task": {"labels": {"billing": {}, "access": {}}}})
+    )
+    return run
+
+
+def write_csv(path: Path, pairs: list[tuple[str, str]]) -> Path:
+    pl.DataFrame({"text": [t for t, _ in pairs], "label": [lab for _, lab in pairs]}).write_csv(
+        path
+    )
+    return path
+
+
+def real_id(text: str, label: str) -> str:
+    from localgen.data import content_id
+
+    return content_id(text, label, "real-")
+
+
+def test_normalize_and_spans_by_hand() -> None:
+    assert normalize("  Refund my INVOICE, please!! ") == normalize("refund my invoice please")
+    assert normalize("ﬁle") == "file"  # NFKC: the ligature is two letters
+    assert longest_common_span(["a", "b", "c", "d", "e"], ["x", "b", "c", "d", "y"]) == 3
+    assert longest_common_span(["a", "b"], ["c", "d"]) == 0
+    spans = copied_spans(
+        [["z", "a", "b", "c", "d", "q"], ["a", "b", "z", "c", "d"]],
+        [["a", "b", "c", "d"], ["q", "q"]],
+        3,
+    )
+    assert spans == {0: (0, 4)}  # the second text has no run of 3
+
+
+def test_greedy_duplicates_keep_the_first_of_each_group() -> None:
+    e1, e2 = [1.0, 0.0], [0.0, 1.0]
+    v = np.array([e1, e1, e2, e1, e2], dtype=np.float32)
+    assert greedy_duplicates(v, 0.95) == {1: (0, 1.0), 3: (0, 1.0), 4: (2, 1.0)}
+    # A chain a~b, b~c with a!~c: b goes, so c is compared with a only and stays.
+    a, b, c = [1.0, 0.0], [0.8, 0.6], [0.28, 0.96]
+    chain = np.array([a, b, c], dtype=np.float32)
+    assert greedy_duplicates(chain, 0.79) == {1: (0, pytest.approx(0.8))}
+
+
+def test_linear_head_learns_a_separable_task() -> None:
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.normal(2, 0.3, (20, 5)), rng.normal(-2, 0.3, (20, 5))])
+    labels = ["a"] * 20 + ["b"] * 20
+    head = fit_linear(x, labels)
+    assert head.predict(x) == labels
+    assert np.allclose(head.proba(x).sum(axis=1), 1.0)
+    assert cross_val_accuracy(x, labels, folds=4) == 1.0
+    with pytest.raises(DataError, match="at least two labels"):
+        fit_linear(x[:3], ["a"] * 3)
+
+
+def test_every_rule_catches_what_was_planted(tmp_path: Path) -> None:
+    leaked = REAL[0][0]  # 16 words; the row below copies 12 of them in a row
+    rows = [
+        {"text": "My card was charged for a plan I never ordered last week", "label": "billing"},
+        {"text": "my CARD was charged, for a plan I never ordered last week!", "label": "billing"},
+        {"text": "last week I never ordered a plan my card was charged for", "label": "billing"},
+        {
+            "text": "Hello, twice for the March invoice and need a refund of the second one",
+            "label": "billing",
+            "positive_ids": [real_id(*REAL[0])],
+        },
+        {"text": "the export button crashes the whole application every time", "label": "access"},
+        {"text": "Refund?", "label": "billing"},
+        {"text": "I cannot sign in, the password reset link and login fail", "label": "billing"},
+        {"text": "Locked out of my account after the login attempts", "label": "access"},
+    ]
+    run = make_run(tmp_path, rows)
+    raw_before = (run / "synthetic.parquet").read_bytes()
+    config = CurateConfig(
+        run,
+        real=write_csv(tmp_path / "real.csv", REAL),
+        eval=write_csv(tmp_path / "eval.csv", EVAL),
+        leak_words=8,
+    )
+    summary = curate(config, BagOfWords())
+
+    by_id = {r["id"]: r for r in summary["rows"]}
+
+    def rules_of(i: int) -> list[str]:
+        return [f["rule"] for f in by_id.get(f"syn-{i:016x}", {"findings": []})["findings"]]
+
+    assert rules_of(0) == []
+    assert rules_of(1)[0] == "exact-duplicate"
+    assert by_id[f"syn-{1:016x}"]["findings"][0]["match"] == f"syn-{0:016x}"
+    assert rules_of(2) == ["near-duplicate"]  # same words, other order: cosine 1
+    assert rules_of(3)[0] == "leakage"
+    leak = by_id[f"syn-{3:016x}"]["findings"][0]
+    assert leak["match"] == real_id(*REAL[0]) and leak["score"] == 12
+    assert "(shown to the model)" in leak["detail"]
+    assert " ".join(words(rows[3]["text"])[1:13]) in " ".join(words(leaked))
+    assert "contamination" in rules_of(4)
+    assert rules_of(5)[0] == "length"
+    assert rules_of(6) == ["label-fidelity"]  # an access message labelled billing
+    assert by_id[f"syn-{6:016x}"]["dropped_by"] is None  # flagged, kept by default
+    assert rules_of(7) == []
+
+    kept = pl.read_parquet(run / CURATED)
+    assert kept["id"].to_list() == [f"syn-{i:016x}" for i in (0, 6, 7)]
+    assert kept.filter(pl.col("id") == f"syn-{6:016x}")["judge_label"].item() == "access"
+    assert (run / "synthetic.parquet").read_bytes() == raw_before  # raw rows untouched
+    on_disk = json.loads((run / CURATION).read_text())
+    assert on_disk["counts"] == summary["counts"]
+    assert summary["counts"] == {
+        "input": 8,
+        "kept": 3,
+        "dropped": 5,
+        "per_label": {"access": {"input": 2, "kept": 1}, "billing": {"input": 6, "kept": 2}},
+    }
+    rules = summary["rules"]
+    assert sum(r["dropped"] for r in rules.values() if r["enabled"]) == 5
+    assert rules["leakage"]["shown_to_model"] == 1 and rules["leakage"]["min_span_words"] == 8
+    assert rules["label-fidelity"]["dropped"] == 0 and rules["label-fidelity"]["flagged"] == 1
+
+
+def test_rules_can_be_switched_off_and_mislabeled_rows_dropped(tmp_path: Path) -> None:
+    rows = [
+        {"text": "Refund?", "label": "billing"},
+        {"text": "I cannot sign in, the password reset link and login fail", "label": "billing"},
+        {"text": "Please refund the charge on my invoice this month", "label": "billing"},
+    ]
+    run = make_run(tmp_path, rows)
+    real = write_csv(tmp_path / "real.csv", REAL)
+    summary = curate(
+        CurateConfig(run, real=real, skip=frozenset({"length"}), mislabeled="drop"), BagOfWords()
+    )
+    assert summary["rules"]["length"] == {"enabled": False, "reason": "switched off (--skip)"}
+    assert summary["rules"]["label-fidelity"]["dropped"] == 1
+    assert pl.read_parquet(run / CURATED)["text"].to_list() == [rows[0]["text"], rows[2]["text"]]
+
+
+def test_without_real_or_eval_data_those_rules_say_why(tmp_path: Path) -> None:
+    run = make_run(tmp_path, [{"text": "one two three four", "label": "billing"}] * 2)
+    summary = curate(CurateConfig(run), BagOfWords())
+    for rule in ("leakage", "contamination", "label-fidelity"):
+        assert summary["rules"][rule]["enabled"] is False
+        assert summary["rules"][rule]["reason"]
+    assert summary["counts"]["kept"] == 1  # the second is an exact duplicate
+
+
+def test_real_data_from_the_runs_seed_data_and_label_check(tmp_path: Path) -> None:
+    run = make_run(tmp_path, [{"text": "Please refund the extra charge now", "label": "billing"}])
+    seed = write_csv(tmp_path / "seed.csv", REAL)
+    manifest = json.loads((run / "manifest.json").read_text())
+    manifest["seed_data"] = {"path": str(seed), "text_column": "text", "label_column": "label"}
+    (run / "manifest.json").write_text(json.dumps(manifest))
+    summary = curate(CurateConfig(run), BagOfWords())
+    assert summary["inputs"]["real"] == {"path": str(seed), "rows": len(REAL)}
+    bad = write_csv(tmp_path / "bad.csv", [*REAL, ("hello", "refunds")])
+    with pytest.raises(DataError, match="labels not in the task file: 'refunds'"):
+        curate(CurateConfig(run, real=bad), BagOfWords())

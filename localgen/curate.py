@@ -37,6 +37,7 @@ from localgen.classifier import cross_val_accuracy, fit_linear
 from localgen.data import LabeledData, check_labels, read_labeled
 from localgen.errors import DataError
 from localgen.metrics import BLOCK, ngrams, words
+from localgen.offline import egress_guard
 from localgen.store import RunFolder, write_json, write_table
 
 RULES = (
@@ -349,7 +350,19 @@ def curate(
     say: Callable[[str], None] = lambda _: None,
 ) -> dict[str, Any]:
     """Run every rule on the run's rows, write curated.parquet and curation.json, and
-    return the curation summary (what curation.json holds)."""
+    return the curation summary (what curation.json holds). Network access other than
+    loopback is refused meanwhile, and the summary records any attempt."""
+    with egress_guard() as audit:
+        curated, summary = _curate(config, encoder, say)
+    summary["egress"] = audit.as_dict()
+    write_table(curated, config.run_dir / CURATED)
+    write_json(config.run_dir / CURATION, summary)
+    return summary
+
+
+def _curate(
+    config: CurateConfig, encoder: TextEncoder | None, say: Callable[[str], None]
+) -> tuple[pl.DataFrame, dict[str, Any]]:
     folder = RunFolder(config.run_dir)
     rows = folder.read_rows()
     manifest = folder.read_manifest() or {}
@@ -483,9 +496,7 @@ def curate(
         "rules": report,
         "rows": row_findings,
     }
-    write_table(curated, config.run_dir / CURATED)
-    write_json(config.run_dir / CURATION, summary)
-    return summary
+    return curated, summary
 
 
 def summary_table(summary: dict[str, Any]) -> str:

@@ -34,6 +34,7 @@ from localgen.metrics import (
     similarity_to_real,
     words,
 )
+from localgen.offline import egress_guard
 from localgen.store import RunFolder, write_json, write_text
 
 METRICS = "metrics.json"
@@ -230,11 +231,13 @@ def write_report(
     folder = RunFolder(run_dir)
     manifest = folder.read_manifest() or {}
     real = load_real(real_path, text_column, label_column, manifest)
-    if encoder is None:
-        from localgen.embed import default_encoder
+    with egress_guard() as audit:
+        if encoder is None:
+            from localgen.embed import default_encoder
 
-        encoder = default_encoder()
-    metrics, data = compute(run_dir, real, encoder, source, say)
+            encoder = default_encoder()
+        metrics, data = compute(run_dir, real, encoder, source, say)
+    metrics["egress"] = audit.as_dict()
     html = render(metrics, data)
     write_json(run_dir / METRICS, metrics)
     write_text(run_dir / REPORT, html)

@@ -225,3 +225,21 @@ def test_real_data_from_the_runs_seed_data_and_label_check(tmp_path: Path) -> No
     bad = write_csv(tmp_path / "bad.csv", [*REAL, ("hello", "refunds")])
     with pytest.raises(DataError, match="labels not in the task file: 'refunds'"):
         curate(CurateConfig(run, real=bad), BagOfWords())
+
+
+def test_a_dependency_dialling_out_is_refused_and_recorded(tmp_path: Path) -> None:
+    import socket
+
+    class Chatty(BagOfWords):
+        def encode(self, texts: Sequence[str]) -> np.ndarray:
+            try:  # what a library "checking for updates" does, swallowing the failure
+                socket.create_connection(("203.0.113.7", 443), timeout=5)
+            except OSError:
+                pass
+            return super().encode(texts)
+
+    run = make_run(tmp_path, [{"text": "Please refund the extra charge now", "label": "billing"}])
+    summary = curate(CurateConfig(run), Chatty())
+    assert summary["egress"]["blocked"] == ["203.0.113.7:443"]
+    on_disk = json.loads((run / CURATION).read_text())
+    assert on_disk["egress"]["blocked_attempts"] == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from collections.abc import Sequence
@@ -232,14 +233,13 @@ def test_a_dependency_dialling_out_is_refused_and_recorded(tmp_path: Path) -> No
 
     class Chatty(BagOfWords):
         def encode(self, texts: Sequence[str]) -> np.ndarray:
-            try:  # what a library "checking for updates" does, swallowing the failure
+            # What a library "checking for updates" does, swallowing the failure.
+            with contextlib.suppress(OSError):
                 socket.create_connection(("203.0.113.7", 443), timeout=5)
-            except OSError:
-                pass
             return super().encode(texts)
 
     run = make_run(tmp_path, [{"text": "Please refund the extra charge now", "label": "billing"}])
     summary = curate(CurateConfig(run), Chatty())
-    assert summary["egress"]["blocked"] == ["203.0.113.7:443"]
+    assert [a.split()[0] for a in summary["egress"]["blocked"]] == ["203.0.113.7:443"]
     on_disk = json.loads((run / CURATION).read_text())
     assert on_disk["egress"]["blocked_attempts"] == 1

@@ -35,6 +35,7 @@ import polars as pl
 
 from localgen.classifier import cross_val_accuracy, fit_linear
 from localgen.data import LabeledData, check_labels, read_labeled
+from localgen.embed import cache_file, encode_cached
 from localgen.errors import DataError
 from localgen.metrics import BLOCK, ngrams, words
 from localgen.offline import egress_guard
@@ -396,7 +397,7 @@ def _curate(
     vectors = real_vectors = eval_vectors = np.zeros((0, 1), dtype=np.float32)
     if encoder is not None and needs_vectors:
         say(f"embedding {len(texts)} rows")
-        vectors = encoder.encode(texts)
+        vectors = encode_cached(encoder, ids, texts, cache_file(config.run_dir, encoder))
         if real is not None:
             real_vectors = encoder.encode(real.frame["text"].to_list())
         if evaluation is not None:

@@ -8,11 +8,13 @@ only embeds; neighbour search is in `localgen.plan`, metrics in `localgen.metric
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -89,3 +91,38 @@ class Encoder:
 def default_encoder() -> Encoder:
     """The built-in encoder, loaded once per process."""
     return Encoder()
+
+
+def cache_file(folder: Path, encoder: object) -> Path:
+    """Where a run folder keeps the vectors of its rows for one encoder."""
+    key = hashlib.sha256(str(getattr(encoder, "path", type(encoder).__name__)).encode())
+    return folder / f".embeddings-{key.hexdigest()[:12]}.npz"
+
+
+def encode_cached(
+    encoder: Any, ids: Sequence[str], texts: Sequence[str], cache: Path
+) -> np.ndarray:
+    """Embed `texts`, reusing the vectors `cache` holds for their ids (an id names one text)
+    and storing the new ones, so curate and report embed each row once."""
+    from localgen.store import write_with
+
+    known: dict[str, np.ndarray] = {}
+    if cache.is_file():
+        try:
+            with np.load(cache) as stored:
+                known = dict(zip(stored["ids"].tolist(), stored["vectors"], strict=True))
+        except (OSError, ValueError, KeyError):
+            known = {}  # a damaged cache is only a cache
+    missing = [i for i, row_id in enumerate(ids) if row_id not in known]
+    if missing:
+        fresh = encoder.encode([texts[i] for i in missing])
+        known.update({ids[i]: fresh[k] for k, i in enumerate(missing)})
+
+        def save(path: Path) -> None:
+            with path.open("wb") as f:
+                np.savez(f, ids=np.array(list(known)), vectors=np.stack(list(known.values())))
+
+        write_with(cache, save)
+    if not ids:
+        return encoder.encode([])
+    return np.stack([known[row_id] for row_id in ids]).astype(np.float32, copy=False)

@@ -25,6 +25,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from localgen import charts
 from localgen.curate import CURATED, CURATION, TextEncoder, load_real
 from localgen.data import LabeledData
+from localgen.embed import cache_file, encode_cached
 from localgen.errors import OutputError
 from localgen.metrics import (
     chamfer,
@@ -103,7 +104,7 @@ def compute(
     texts: list[str] = rows["text"].to_list()
     labels: list[str] = rows["label"].to_list()
     say(f"embedding {len(texts)} rows" + (f" and {real.frame.height} real" if real else ""))
-    vectors = encoder.encode(texts)
+    vectors = encode_cached(encoder, rows["id"].to_list(), texts, cache_file(run_dir, encoder))
     real_texts: list[str] = real.frame["text"].to_list() if real else []
     real_labels: list[str] = real.frame["label"].to_list() if real else []
     real_vectors = encoder.encode(real_texts) if real else None

@@ -33,8 +33,9 @@ OUTPUT_STEM = "synthetic"
 WRITE_FORMATS = ("parquet", "jsonl")
 
 
-def _atomic_write(path: Path, write: Callable[[Path], object]) -> None:
-    """Write through a temporary file in the same folder, fsync, then rename over `path`."""
+def write_with(path: Path, write: Callable[[Path], object]) -> None:
+    """Write `path` with `write(temporary path)`: a temporary file in the same folder,
+    fsync, then a rename over `path`."""
     try:
         fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     except OSError as e:
@@ -56,7 +57,7 @@ def _atomic_write(path: Path, write: Callable[[Path], object]) -> None:
 
 
 def write_text(path: Path, text: str) -> None:
-    _atomic_write(path, lambda p: p.write_text(text, encoding="utf-8"))
+    write_with(path, lambda p: p.write_text(text, encoding="utf-8"))
 
 
 def write_json(path: Path, payload: Any) -> None:
@@ -66,9 +67,9 @@ def write_json(path: Path, payload: Any) -> None:
 def write_table(frame: pl.DataFrame, path: Path) -> None:
     """Write a frame as Parquet or JSONL (by suffix), atomically."""
     if path.suffix == ".jsonl":
-        _atomic_write(path, frame.write_ndjson)
+        write_with(path, frame.write_ndjson)
     else:
-        _atomic_write(path, frame.write_parquet)
+        write_with(path, frame.write_parquet)
 
 
 class ShardSet:
@@ -177,8 +178,8 @@ class RunFolder:
         for fmt in formats:
             path = self.path / f"{OUTPUT_STEM}.{fmt}"
             if fmt == "jsonl":
-                _atomic_write(path, lazy.sink_ndjson)
+                write_with(path, lazy.sink_ndjson)
             else:
-                _atomic_write(path, lazy.sink_parquet)
+                write_with(path, lazy.sink_parquet)
             written.append(path)
         return written

@@ -243,3 +243,26 @@ def test_a_dependency_dialling_out_is_refused_and_recorded(tmp_path: Path) -> No
     assert [a.split()[0] for a in summary["egress"]["blocked"]] == ["203.0.113.7:443"]
     on_disk = json.loads((run / CURATION).read_text())
     assert on_disk["egress"]["blocked_attempts"] == 1
+
+
+def test_row_vectors_are_cached_per_id_and_a_damaged_cache_is_ignored(tmp_path: Path) -> None:
+    from localgen.embed import cache_file, encode_cached
+
+    class Counting(BagOfWords):
+        seen: list[str] = []
+
+        def encode(self, texts: Sequence[str]) -> np.ndarray:
+            self.seen.extend(texts)
+            return super().encode(texts)
+
+    encoder = Counting()
+    cache = cache_file(tmp_path, encoder)
+    first = encode_cached(encoder, ["a", "b"], ["refund me", "log me in"], cache)
+    again = encode_cached(encoder, ["b", "c", "a"], ["log me in", "it crashed", "refund me"], cache)
+    assert encoder.seen == ["refund me", "log me in", "it crashed"]  # each text once
+    assert np.allclose(again[[2, 0]], first)
+    assert np.allclose(again, BagOfWords().encode(["log me in", "it crashed", "refund me"]))
+    cache.write_bytes(b"not an npz file")
+    encode_cached(encoder, ["a"], ["refund me"], cache)
+    assert encoder.seen[-1] == "refund me"
+    assert not list(tmp_path.glob(".*.tmp"))

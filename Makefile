@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 VLLM_EXTRA := $(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1 && echo gpu || echo cpu)
 STAMP  := $(VENV)/.installed-$(VLLM_EXTRA)
 
-.PHONY: install demo test lint bench-dtype bench-diversity bench-overhead bench-scale bench-engines clean
+.PHONY: install demo test lint bench-dtype bench-diversity bench-overhead bench-scale bench-engines bench-curation clean
 
 install: $(STAMP)
 
@@ -31,6 +31,8 @@ demo: install
 	    --strategy zero-shot --strategy few-shot --strategy contrastive \
 	    --strategy attributes --strategy hierarchical
 	$(BIN)/localgen show runs/demo --limit 10
+	$(BIN)/localgen curate runs/demo
+	$(BIN)/localgen report runs/demo
 
 test: install
 	$(BIN)/pytest
@@ -54,6 +56,9 @@ bench-scale: install
 
 bench-engines: install
 	$(BIN)/python bench/engines.py
+
+bench-curation: install
+	$(BIN)/python bench/curation.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .mypy_cache .ruff_cache

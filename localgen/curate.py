@@ -452,6 +452,7 @@ def _curate(
             "dropped": charged,
         }
 
+    report = {rule: report[rule] for rule in RULES}  # the table's order is the charging order
     keep = [d is None for d in dropped_by]
     curated = rows.with_columns(
         pl.Series("judge_label", judge_label, dtype=pl.Utf8),

@@ -275,7 +275,8 @@ def _near(
     against = len(result.findings)
     for i, (j, sim) in greedy_duplicates(vectors, config.near_duplicate).items():
         result.findings.setdefault(
-            i, Finding("near-duplicate", f"cosine {sim:.3f} to an earlier row", ids[j], sim)
+            i,
+            Finding("near-duplicate", f"cosine {sim:.3f} to an earlier row", ids[j], round(sim, 4)),
         )
     result.info.update(against_real=against, within_synthetic=len(result.findings) - against)
     return result
@@ -383,6 +384,10 @@ def _curate(
     ids: list[str] = rows["id"].to_list()
     texts: list[str] = rows["text"].to_list()
     labels: list[str] = rows["label"].to_list()
+    # Exact duplicates share an id (a hash of the text); the request key names one row.
+    keys: list[str | None] = (
+        rows["request_key"].to_list() if "request_key" in rows.columns else [None] * len(ids)
+    )
     tokens = [words(t) for t in texts]
     shown = [
         set(p or []) | set(n or [])
@@ -470,6 +475,7 @@ def _curate(
             row_findings.append(
                 {
                     "id": ids[i],
+                    "request_key": keys[i],
                     "label": labels[i],
                     "dropped_by": dropped_by[i],
                     "findings": [

@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 VLLM_EXTRA := $(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1 && echo gpu || echo cpu)
 STAMP  := $(VENV)/.installed-$(VLLM_EXTRA)
 
-.PHONY: install demo test lint bench-dtype bench-diversity bench-overhead bench-scale bench-engines bench-curation clean
+.PHONY: install demo test lint bench-dtype clean
 
 install: $(STAMP)
 
@@ -45,20 +45,9 @@ lint: install
 bench-dtype: install
 	$(BIN)/python bench/cpu_dtype.py
 
-bench-diversity: install
-	$(BIN)/python bench/diversity.py
-
-bench-overhead: install
-	$(BIN)/python bench/overhead.py
-
-bench-scale: install
-	$(BIN)/python bench/scale.py
-
-bench-engines: install
-	$(BIN)/python bench/engines.py
-
-bench-curation: install
-	$(BIN)/python bench/curation.py
+# bench-NAME runs bench/NAME.py
+bench-%: install
+	$(BIN)/python bench/$*.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .mypy_cache .ruff_cache

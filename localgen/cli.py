@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 import click
 
 from localgen import __version__
-from localgen.curate import RULES
+from localgen.curation_rules import RULES
 from localgen.errors import EgressBlocked, LocalgenError
 from localgen.offline import apply_offline_env
 from localgen.task import STRATEGIES
@@ -87,6 +87,19 @@ def _balance(value: str | None) -> str | int | None:
     return target
 
 
+def _column_options(files: str) -> list[Callable[[F], F]]:
+    """--text-column and --label-column: which columns of `files` hold the text and label."""
+    return [
+        click.option(
+            f"--{kind}-column",
+            default=kind,
+            show_default=True,
+            help=f"Column of {files} holding the {kind}.",
+        )
+        for kind in ("text", "label")
+    ]
+
+
 _PLAN_OPTIONS = [
     click.argument("task_file", type=click.Path(path_type=Path)),
     click.option(
@@ -120,18 +133,7 @@ _PLAN_OPTIONS = [
         help="Real labeled examples (CSV, JSONL or Parquet): shown by few-shot and "
         "contrastive, counted by --balance.",
     ),
-    click.option(
-        "--text-column",
-        default="text",
-        show_default=True,
-        help="Column of --seed-data holding the text.",
-    ),
-    click.option(
-        "--label-column",
-        default="label",
-        show_default=True,
-        help="Column of --seed-data holding the label.",
-    ),
+    *_column_options("--seed-data"),
     click.option(
         "--reject",
         type=click.Path(path_type=Path),
@@ -366,22 +368,7 @@ def show(run_dir: Path, limit: int, as_json: bool) -> None:
 
 
 def _data_columns(func: F) -> F:
-    for option in reversed(
-        [
-            click.option(
-                "--text-column",
-                default="text",
-                show_default=True,
-                help="Column of --real and --eval holding the text.",
-            ),
-            click.option(
-                "--label-column",
-                default="label",
-                show_default=True,
-                help="Column of --real and --eval holding the label.",
-            ),
-        ]
-    ):
+    for option in reversed(_column_options("--real and --eval")):
         func = option(func)
     return func
 

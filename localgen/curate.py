@@ -34,6 +34,7 @@ import numpy as np
 import polars as pl
 
 from localgen.classifier import cross_val_accuracy, fit_linear
+from localgen.curation_rules import RULES
 from localgen.data import LabeledData, check_labels, read_labeled
 from localgen.embed import cache_file, encode_cached
 from localgen.errors import DataError
@@ -41,14 +42,6 @@ from localgen.metrics import BLOCK, ngrams, words
 from localgen.offline import egress_guard
 from localgen.store import RunFolder, write_json, write_table
 
-RULES = (
-    "length",
-    "exact-duplicate",
-    "leakage",
-    "contamination",
-    "near-duplicate",
-    "label-fidelity",
-)
 CURATED = "curated.parquet"
 CURATION = "curation.json"
 FORMAT_VERSION = 1

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 import click
 
 from localgen import __version__
-from localgen.curation_rules import RULES
+from localgen.curation_rules import ROW_SOURCES, RULES
 from localgen.errors import EgressBlocked, LocalgenError
 from localgen.offline import apply_offline_env
 from localgen.task import STRATEGIES
@@ -485,7 +485,7 @@ def curate(
 @click.option(
     "--rows",
     "source",
-    type=click.Choice(["auto", "curated", "raw"]),
+    type=click.Choice(ROW_SOURCES),
     default="auto",
     show_default=True,
     help="Which rows to measure; auto: curated.parquet when curate has run, else all rows.",
@@ -529,6 +529,218 @@ def report(
     click.echo(json.dumps(metrics, indent=2) if as_json else summary_lines(metrics))
     if not as_json:
         click.echo(f"report: {run_dir / REPORT}")
+
+
+_TRAIN_OPTIONS = [
+    click.option(
+        "--encoder",
+        default=None,
+        help="Local sentence-encoder folder (Hugging Face format). "
+        "[default: the built-in all-MiniLM-L6-v2]",
+    ),
+    click.option(
+        "--fine-tune",
+        is_flag=True,
+        help="Train the encoder with the head (for a GPU, or a few hundred rows on a CPU); "
+        "by default the encoder is frozen and only the linear head is fitted.",
+    ),
+    click.option(
+        "--epochs",
+        type=click.IntRange(min=1),
+        default=3,
+        show_default=True,
+        help="Passes over the data when fine-tuning.",
+    ),
+    click.option(
+        "--learning-rate",
+        type=click.FloatRange(min=0, min_open=True),
+        default=2e-5,
+        show_default=True,
+        help="Encoder learning rate when fine-tuning (the head's is 100 times larger).",
+    ),
+    click.option(
+        "--batch-size",
+        type=click.IntRange(min=1),
+        default=16,
+        show_default=True,
+        help="Rows per step when fine-tuning.",
+    ),
+    click.option(
+        "--c",
+        "c",
+        type=click.FloatRange(min=0, min_open=True),
+        default=1.0,
+        show_default=True,
+        help="Inverse regularisation strength of the linear head (scikit-learn's C).",
+    ),
+    click.option(
+        "--no-class-weights",
+        is_flag=True,
+        help="Weigh every row the same (default: each label weighs the same in total).",
+    ),
+]
+
+
+def _train_options(func: F) -> F:
+    for option in reversed(_TRAIN_OPTIONS):
+        func = option(func)
+    return func
+
+
+def _train_settings(seed: int = 0, no_class_weights: bool = False, **options: Any) -> Any:
+    from localgen.train import TrainSettings
+
+    return TrainSettings(balanced=not no_class_weights, seed=seed, **options)
+
+
+@cli.command()
+@click.option(
+    "--real",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Real labeled training data (CSV, JSONL or Parquet).",
+)
+@click.option(
+    "--synthetic",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="A run folder: its curated rows when curate has run (see --rows), else all rows.",
+)
+@click.option(
+    "--out",
+    "-o",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="Model folder to write (replaced whole if it holds a model).",
+)
+@_column_options("--real")[0]
+@_column_options("--real")[1]
+@click.option(
+    "--rows",
+    type=click.Choice(ROW_SOURCES),
+    default="auto",
+    show_default=True,
+    help="Rows of --synthetic; auto: curated.parquet when curate has run, else all rows.",
+)
+@_train_options
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of fine-tuning.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress lines.")
+@_handle_errors
+def train(
+    real: Path | None,
+    synthetic: Path | None,
+    out: Path,
+    text_column: str,
+    label_column: str,
+    rows: str,
+    quiet: bool,
+    **options: Any,
+) -> None:
+    """Train a text classifier on real rows, synthetic rows, or both.
+
+    The default is the built-in sentence encoder, frozen, with a logistic-regression head
+    and balanced class weights: seconds on a CPU. The model folder holds the head
+    weights, labels.json, the resolved settings and a format version.
+
+    \b
+    Example:
+      localgen train --real data/train.csv --synthetic runs/tickets --out models/tickets
+      localgen train --real data/train.csv --out models/real-only --fine-tune --epochs 4
+    """
+    from localgen.train import train as run_training
+
+    model = run_training(
+        out,
+        real=real,
+        synthetic=synthetic,
+        rows=rows,
+        text_column=text_column,
+        label_column=label_column,
+        settings=_train_settings(**options),
+        say=(lambda _: None) if quiet else _echo_err,
+    )
+    counts = model.info["training"]["rows"]
+    parts = [f"{sum(c.values())} {source}" for source, c in counts.items()]
+    _echo_err(f"trained on {' + '.join(parts)} rows, {len(model.labels)} labels")
+    click.echo(str(out))
+
+
+@cli.command()
+@click.argument("model_dir", type=click.Path(path_type=Path))
+@click.argument("test_file", type=click.Path(path_type=Path))
+@_column_options("TEST_FILE")[0]
+@_column_options("TEST_FILE")[1]
+@click.option(
+    "--resamples",
+    type=click.IntRange(min=0),
+    default=1000,
+    show_default=True,
+    help="Bootstrap resamples for the confidence intervals (0: none).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the scores as one JSON object.")
+@_handle_errors
+def evaluate(
+    model_dir: Path,
+    test_file: Path,
+    text_column: str,
+    label_column: str,
+    resamples: int,
+    as_json: bool,
+) -> None:
+    """Score a model on labeled real data: accuracy, macro-F1, per-label precision,
+    recall and F1, and the confusion matrix, with 95% bootstrap intervals.
+
+    \b
+    Example:
+      localgen evaluate models/tickets data/test.csv
+      localgen evaluate models/tickets data/test.csv --json | jq .macro_f1
+    """
+    import json
+
+    from localgen.evaluation import render
+    from localgen.train import evaluate as run_evaluation
+
+    result = run_evaluation(model_dir, test_file, text_column, label_column, resamples)
+    click.echo(json.dumps(result, indent=2) if as_json else render(result))
+
+
+@cli.command()
+@click.argument("model_dir", type=click.Path(path_type=Path))
+@click.argument("file", type=click.Path(path_type=Path))
+@_column_options("FILE")[0]
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "jsonl", "csv"]),
+    default="table",
+    show_default=True,
+    help="table: for reading; jsonl/csv: one row per text with every probability.",
+)
+@_handle_errors
+def predict(model_dir: Path, file: Path, text_column: str, fmt: str) -> None:
+    """Label the texts of FILE (CSV, JSONL, Parquet, or .txt with one text per line).
+
+    \b
+    Example:
+      localgen predict models/tickets inbox.csv
+      localgen predict models/tickets inbox.txt --format jsonl > labelled.jsonl
+    """
+    import json
+
+    from localgen.train import predict as run_prediction
+
+    frame = run_prediction(model_dir, file, text_column)
+    if fmt == "jsonl":
+        for row in frame.iter_rows(named=True):
+            click.echo(json.dumps(row, ensure_ascii=False))
+    elif fmt == "csv":
+        click.echo(frame.write_csv(), nl=False)
+    else:
+        width = max(20, min(70, 100 - 34))
+        click.echo(f"{'label':<20} {'prob':>5}  text")
+        for text, label, p in frame.select("text", "label", "probability").iter_rows():
+            short = text if len(text) <= width else text[: width - 1] + "…"
+            click.echo(f"{label[:20]:<20} {p:>5.2f}  {short}")
 
 
 @cli.group()

@@ -40,10 +40,8 @@ from localgen.embed import cache_file, encode_cached
 from localgen.errors import DataError
 from localgen.metrics import BLOCK, ngrams, words
 from localgen.offline import egress_guard
-from localgen.store import RunFolder, write_json, write_table
+from localgen.store import CURATED, CURATION, RunFolder, write_json, write_table
 
-CURATED = "curated.parquet"
-CURATION = "curation.json"
 FORMAT_VERSION = 1
 _NOT_WORD = re.compile(r"[\W_]+")
 

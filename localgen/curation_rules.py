@@ -1,4 +1,4 @@
-"""The curation rules, in the order a dropped row is charged to them.
+"""The curation rules, in the order a dropped row is charged to them, and the row sources.
 
 Only names live here, so the command line can offer them without importing the
 implementation (polars, numpy) at start-up; `localgen.curate` implements them.
@@ -12,3 +12,7 @@ RULES = (
     "near-duplicate",
     "label-fidelity",
 )
+
+# Which rows of a run a command reads: curated.parquet when curate has run (auto), the
+# curated rows (an error before curate), or every generated row (raw).
+ROW_SOURCES = ("auto", "curated", "raw")

@@ -98,6 +98,36 @@ def read_labeled(
     return LabeledData(frame=df, source=str(p), dropped_empty=before - df.height)
 
 
+def read_texts(path: str | Path, text_column: str = "text") -> pl.DataFrame:
+    """Texts to classify: a table with a text column, or a .txt file of one text per line.
+    Returns the file's columns with the text column renamed `text`; empty texts dropped."""
+    p = Path(path)
+    if not p.is_file():
+        raise DataError(f"data file not found: {p}")
+    if p.suffix.lower() == ".txt":
+        try:
+            lines = p.read_text(encoding="utf-8").split("\n")
+        except UnicodeDecodeError:
+            raise DataError(f"{p}: not a UTF-8 text file") from None
+        frame = pl.DataFrame({"text": [line.strip() for line in lines]}, schema={"text": pl.Utf8})
+    else:
+        if p.stat().st_size == 0:
+            raise DataError(f"{p}: the file is empty")
+        frame = _read_frame(p)
+        if text_column not in frame.columns:
+            raise DataError(
+                f"{p}: no column '{text_column}' (columns: {', '.join(frame.columns[:10])}); "
+                "name the right one with --text-column"
+            )
+        if text_column != "text":
+            frame = frame.drop("text", strict=False).rename({text_column: "text"})
+        frame = frame.with_columns(pl.col("text").cast(pl.Utf8).str.strip_chars())
+    frame = frame.filter(pl.col("text").is_not_null() & (pl.col("text") != ""))
+    if frame.height == 0:
+        raise DataError(f"{p}: no texts in it")
+    return frame
+
+
 def check_labels(data: LabeledData, labels: list[str]) -> None:
     """Fail if the data holds labels the task does not declare."""
     unknown = sorted(set(data.frame["label"].unique().to_list()) - set(labels))

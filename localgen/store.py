@@ -5,6 +5,7 @@ Layout of a run folder:
     shards/part-NNNNN.parquet   validated rows, each shard complete or absent
     drafts/part-NNNNN.parquet   first-pass outputs that are not rows (hierarchical summaries)
     synthetic.parquet      all rows, written once the run is complete (+ .jsonl on request)
+    curated.parquet, curation.json      what `localgen curate` kept, and why it dropped rows
 
 Every file is written to a temporary name, flushed to disk and renamed, so a killed run
 leaves only whole files, and a rerun of the same plan resumes from the shards. This
@@ -13,11 +14,14 @@ module does not decide what goes into rows; `localgen.rows` does.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import platform
 import shutil
 import tempfile
 from collections.abc import Callable
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +35,19 @@ SHARDS = "shards"
 DRAFTS = "drafts"
 OUTPUT_STEM = "synthetic"
 WRITE_FORMATS = ("parquet", "jsonl")
+CURATED = "curated.parquet"
+CURATION = "curation.json"
+
+
+def software_versions(*dists: str) -> dict[str, str]:
+    """localgen's, Python's and the installed ones of `dists`: for manifests."""
+    from localgen import __version__
+
+    out = {"localgen": __version__, "python": platform.python_version()}
+    for dist in dists:
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            out[dist] = metadata.version(dist)
+    return out
 
 
 def write_with(path: Path, write: Callable[[Path], object]) -> None:
@@ -163,6 +180,15 @@ class RunFolder:
             return pl.read_parquet(table)
         except (pl.exceptions.PolarsError, OSError) as e:
             raise OutputError(f"{table}: cannot read: {str(e).strip().splitlines()[0]}") from None
+
+    def chosen_rows(self, source: str = "auto") -> tuple[pl.DataFrame, str]:
+        """(rows, file name): curated rows (auto: when curate has run) or all rows (raw)."""
+        curated = self.path / CURATED
+        if source == "curated" or (source == "auto" and curated.is_file()):
+            if not curated.is_file():
+                raise OutputError(f"{self.path} has no {CURATED}; run localgen curate first")
+            return pl.read_parquet(curated), CURATED
+        return self.read_rows(), f"{OUTPUT_STEM}.parquet"
 
     def label_counts(self) -> dict[str, int]:
         files = self.rows.files()

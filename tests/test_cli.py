@@ -5,10 +5,13 @@ import re
 from pathlib import Path
 
 import click
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from localgen.classifier import LinearHead, TextClassifier
 from localgen.cli import cli
+from localgen.embed import default_encoder_path
 from tests.conftest import EXAMPLE_SEED, EXAMPLE_TASK
 from tests.test_curate import make_run
 
@@ -224,6 +227,27 @@ BAD_FILES: dict[str, bytes] = {
         (["report", "{tmp}/nothing"], 1, "has no synthetic.parquet"),
         (["report", "{run}", "--rows", "curated"], 1, "run localgen curate first"),
         (["report", "{run}", "--real", "{tmp}/latin1.csv"], 1, "cannot read as csv"),
+        (["train", "--out", "{tmp}/r"], 1, "nothing to train on"),
+        (["train", "--real", "{tmp}/nope.csv", "--out", "{tmp}/r"], 1, "data file not found"),
+        (["train", "--synthetic", "{tmp}/none", "--out", "{tmp}/r"], 1, "not a localgen run"),
+        (["train", "--real", "{seed}", "--out", "{tmp}/r"], 1, "at least two labels"),
+        (["train", "--real", "{seed}", "--out", "{tmp}/r", "--c", "0"], 2, "--c"),
+        (["train", "--real", "{tmp}/empty.csv", "--out", "{tmp}/r"], 1, "the file is empty"),
+        (
+            ["train", "--real", "{seed}", "--out", "{tmp}/r", "--encoder", "{tmp}/none"],
+            1,
+            "not a Hugging Face model folder",
+        ),
+        (["train", "--real", "{seed}", "--out", "{task}"], 1, "is a file"),
+        (["evaluate", "{tmp}/none", "{seed}"], 1, "not found; train one"),
+        (["evaluate", "{run}", "{seed}"], 1, "has no model.json"),
+        (["evaluate", "{model}", "{unknown_label}"], 1, "not trained on: 'refunds'"),
+        (["evaluate", "{model}", "{tmp}/no_text.csv"], 1, "no column 'text'"),
+        (["evaluate", "{model}", "{seed}", "--resamples", "-1"], 2, "--resamples"),
+        (["predict", "{model}", "{tmp}/blank_reject.txt"], 1, "no texts in it"),
+        (["predict", "{model}", "{tmp}/empty.csv"], 1, "the file is empty"),
+        (["predict", "{model}", "{seed}", "--format", "xml"], 2, "--format"),
+        (["predict", "{broken_model}", "{seed}"], 1, "not a localgen model description"),
     ],
 )
 def test_errors_are_one_line_with_exit_code(
@@ -247,6 +271,14 @@ def test_errors_are_one_line_with_exit_code(
     }
     run = make_run(tmp_path, [{"text": "refund my invoice please", "label": "billing"}])
     values["run"] = str(run)
+    if "{model}" in args:
+        head = LinearHead(("billing", "bug"), np.zeros((2, 384)), np.zeros(2))
+        TextClassifier(default_encoder_path(), head).save(tmp_path / "model")
+        values["model"] = str(tmp_path / "model")
+    broken = tmp_path / "broken_model"
+    broken.mkdir()
+    (broken / "model.json").write_text('{"format_version": 1}')
+    values["broken_model"] = str(broken)
     result = CliRunner().invoke(cli, [a.format(**values) for a in args])
     assert result.exit_code == code, result.output
     assert message in result.stderr

@@ -1,0 +1,233 @@
+"""`localgen train`, `evaluate` and `predict`: the classifier from files, and back to files.
+
+Training data is real rows (a labeled file), synthetic rows (a run folder: its curated
+rows when curate has run) or both. Texts are embedded once by the encoder (a run folder
+keeps the vectors of its rows, so curate, report and train share them), the linear head
+is fitted, and, with `fine_tune`, the encoder and head are then trained together. The
+result is a model folder (`localgen.classifier`). Evaluation scores it on a labeled file
+with bootstrap intervals (`localgen.evaluation`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from localgen.classifier import TextClassifier, check_model_out, fit_linear, resolve_encoder
+from localgen.data import LabeledData, read_labeled, read_texts
+from localgen.embed import Encoder, cache_file, encode_cached
+from localgen.errors import DataError
+from localgen.evaluation import score
+from localgen.offline import egress_guard
+from localgen.store import RunFolder, software_versions
+
+Say = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """How to fit: the encoder, the head's regularisation, and optional fine-tuning."""
+
+    encoder: str | None = None  # None: the built-in all-MiniLM-L6-v2
+    c: float = 1.0  # inverse regularisation strength of the head, as in scikit-learn
+    balanced: bool = True  # class weights n / (k * rows of the label)
+    fine_tune: bool = False
+    epochs: int = 3
+    learning_rate: float = 2e-5
+    batch_size: int = 16
+    seed: int = 0
+
+
+@dataclass
+class TrainingSet:
+    """Texts, labels and their vectors, with where each row came from."""
+
+    texts: list[str]
+    labels: list[str]
+    vectors: np.ndarray
+    sources: list[str]  # "real" or "synthetic" per row
+
+    def subset(self, source: str) -> TrainingSet:
+        rows = [i for i, s in enumerate(self.sources) if s == source]
+        return TrainingSet(
+            [self.texts[i] for i in rows],
+            [self.labels[i] for i in rows],
+            self.vectors[rows],
+            [source] * len(rows),
+        )
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        out: dict[str, dict[str, int]] = {}
+        for source, label in zip(self.sources, self.labels, strict=True):
+            out.setdefault(source, {}).setdefault(label, 0)
+            out[source][label] += 1
+        return {s: dict(sorted(c.items())) for s, c in sorted(out.items())}
+
+
+def load_encoder(spec: str | None) -> Any:
+    """The encoder object for `spec` (None: the built-in one, loaded once per process)."""
+    from localgen.embed import default_encoder
+
+    name, path = resolve_encoder(spec)
+    return default_encoder() if name == "builtin" else Encoder(path)
+
+
+def training_set(
+    encoder: Any,
+    real: LabeledData | None,
+    run_dir: Path | None,
+    rows: str = "auto",
+    say: Say = lambda _: None,
+) -> TrainingSet:
+    """Embed the real rows and the run's rows (reusing the run folder's cached vectors).
+    The data is checked before anything is embedded."""
+    frame, name = (None, "") if run_dir is None else RunFolder(run_dir).chosen_rows(rows)
+    if frame is not None and frame.height == 0:
+        raise DataError(f"{run_dir} {name} holds no rows")
+    labels = (real.frame["label"].to_list() if real is not None else []) + (
+        frame["label"].to_list() if frame is not None else []
+    )
+    if not labels:
+        raise DataError("nothing to train on: give --real FILE, --synthetic RUN_DIR or both")
+    if len(set(labels)) < 2:
+        raise DataError(f"a classifier needs rows of at least two labels; all are '{labels[0]}'")
+    texts: list[str] = []
+    parts = []
+    sources: list[str] = []
+    if real is not None:
+        say(f"embedding {real.frame.height} real rows")
+        texts += real.frame["text"].to_list()
+        parts.append(encoder.encode(real.frame["text"].to_list()))
+        sources += ["real"] * real.frame.height
+    if frame is not None and run_dir is not None:
+        say(f"embedding {frame.height} synthetic rows from {name}")
+        ids, run_texts = frame["id"].to_list(), frame["text"].to_list()
+        parts.append(encode_cached(encoder, ids, run_texts, cache_file(run_dir, encoder)))
+        texts += run_texts
+        sources += ["synthetic"] * frame.height
+    return TrainingSet(texts, labels, np.concatenate(parts), sources)
+
+
+def fit(
+    data: TrainingSet,
+    settings: TrainSettings,
+    out: Path,
+    label_names: Sequence[str] | None = None,
+    inputs: dict[str, Any] | None = None,
+    say: Say = lambda _: None,
+) -> TextClassifier:
+    """Fit on `data`, save the model folder `out`, and return the classifier."""
+    if not data.texts:
+        raise DataError("no rows to train on")
+    names = tuple(label_names) if label_names is not None else tuple(sorted(set(data.labels)))
+    encoder_name, encoder_path = resolve_encoder(settings.encoder)
+    say(f"fitting the head on {len(data.texts)} rows, {len(names)} labels")
+    head = fit_linear(data.vectors, data.labels, names, c=settings.c, balanced=settings.balanced)
+    info = {
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "config": asdict(settings) | {"encoder": encoder_name},
+        "training": {"inputs": inputs or {}, "rows": data.counts()},
+        "versions": software_versions("torch", "transformers"),
+    }
+    model = TextClassifier(encoder_path, head, encoder_name, info)
+    if not settings.fine_tune:
+        model.save(out)
+        return model
+    from localgen.finetune import fine_tune
+
+    tuned_encoder, tokenizer, tuned_head = fine_tune(
+        encoder_path,
+        data.texts,
+        data.labels,
+        head,
+        epochs=settings.epochs,
+        learning_rate=settings.learning_rate,
+        batch_size=settings.batch_size,
+        seed=settings.seed,
+        balanced=settings.balanced,
+        say=say,
+    )
+    TextClassifier(encoder_path, tuned_head, encoder_name, info).save(out, tuned_encoder, tokenizer)
+    return TextClassifier.load(out)
+
+
+def train(
+    out: Path,
+    real: Path | None = None,
+    synthetic: Path | None = None,
+    rows: str = "auto",
+    text_column: str = "text",
+    label_column: str = "label",
+    settings: TrainSettings | None = None,
+    say: Say = lambda _: None,
+) -> TextClassifier:
+    """`localgen train`: read, embed, fit and save, under the egress guard."""
+    settings = settings or TrainSettings()
+    if real is None and synthetic is None:
+        raise DataError("nothing to train on: give --real FILE, --synthetic RUN_DIR or both")
+    real_data = read_labeled(real, text_column, label_column) if real is not None else None
+    if synthetic is not None and not (synthetic / "manifest.json").is_file():
+        raise DataError(f"--synthetic {synthetic}: not a localgen run folder (no manifest.json)")
+    check_model_out(out)
+    with egress_guard() as audit:
+        encoder = load_encoder(settings.encoder)
+        data = training_set(encoder, real_data, synthetic, rows, say)
+        inputs = {
+            "real": None if real is None else str(real),
+            "synthetic": None if synthetic is None else str(synthetic),
+            "rows": rows,
+        }
+        model = fit(data, settings, out, inputs=inputs, say=say)
+    model.info["egress"] = audit.as_dict()
+    return model
+
+
+def check_known(data: LabeledData, model: TextClassifier) -> None:
+    """Fail when the test data has labels the model cannot predict."""
+    unknown = sorted(set(data.frame["label"].to_list()) - set(model.labels))
+    if unknown:
+        shown = ", ".join(repr(u) for u in unknown[:5])
+        raise DataError(
+            f"{data.source}: labels the model was not trained on: {shown}; "
+            f"it knows {', '.join(model.labels)}"
+        )
+
+
+def evaluate(
+    model_dir: Path,
+    test: Path,
+    text_column: str = "text",
+    label_column: str = "label",
+    resamples: int = 1000,
+    say: Say = lambda _: None,
+) -> dict[str, Any]:
+    """`localgen evaluate`: scores of a saved model on a labeled file."""
+    model = TextClassifier.load(model_dir)
+    data = read_labeled(test, text_column, label_column)
+    check_known(data, model)
+    with egress_guard():
+        say(f"classifying {data.frame.height} rows")
+        predicted = model.predict(data.frame["text"].to_list())
+    result = score(data.frame["label"].to_list(), predicted, resamples=resamples)
+    return {"model": str(model_dir), "test": str(test)} | result
+
+
+def predict(model_dir: Path, path: Path, text_column: str = "text") -> pl.DataFrame:
+    """`localgen predict`: the file's rows with `label`, `probability` and one
+    `p_<label>` column per label."""
+    model = TextClassifier.load(model_dir)
+    frame = read_texts(path, text_column)
+    with egress_guard():
+        proba = model.proba(frame["text"].to_list())
+    best = proba.argmax(axis=1)
+    return frame.select("text").with_columns(
+        pl.Series("label", [model.labels[i] for i in best], dtype=pl.Utf8),
+        pl.Series("probability", proba[np.arange(len(best)), best].round(4)),
+        *(pl.Series(f"p_{name}", proba[:, j].round(4)) for j, name in enumerate(model.labels)),
+    )

@@ -100,8 +100,7 @@ def _column_options(files: str) -> list[Callable[[F], F]]:
     ]
 
 
-_PLAN_OPTIONS = [
-    click.argument("task_file", type=click.Path(path_type=Path)),
+_ROWS_OPTIONS = [
     click.option(
         "-n",
         "--count",
@@ -123,9 +122,27 @@ _PLAN_OPTIONS = [
         flag_value="majority",
         default=None,
         metavar="[TARGET]",
-        help="Instead of a flat count, fill each label of --seed-data up to TARGET rows, "
+        help="Instead of a flat count, fill each label of the real data up to TARGET rows, "
         "real plus synthetic (alone: up to the largest label).",
     ),
+]
+_RUN_SETTINGS = [
+    click.option(
+        "--instructions",
+        default="",
+        help="Extra instructions added to every prompt of this run.",
+    ),
+    click.option(
+        "--seed",
+        type=int,
+        default=0,
+        show_default=True,
+        help="Seed of the plan and of every request: same seed, same rows.",
+    ),
+]
+_PLAN_OPTIONS = [
+    click.argument("task_file", type=click.Path(path_type=Path)),
+    *_ROWS_OPTIONS,
     click.option(
         "--seed-data",
         type=click.Path(path_type=Path),
@@ -141,25 +158,22 @@ _PLAN_OPTIONS = [
         help="Rows you rejected (a .txt of texts or row ids, or a table with a text or id "
         "column): the contrastive strategy asks for something different.",
     ),
-    click.option(
-        "--instructions",
-        default="",
-        help="Extra instructions added to every prompt of this run.",
-    ),
-    click.option(
-        "--seed",
-        type=int,
-        default=0,
-        show_default=True,
-        help="Seed of the plan and of every request: same seed, same rows.",
-    ),
+    *_RUN_SETTINGS,
 ]
 
 
-def _plan_options(func: F) -> F:
-    for option in reversed(_PLAN_OPTIONS):
-        func = option(func)
-    return func
+def _options(options: list[Callable[[F], F]]) -> Callable[[F], F]:
+    """One decorator applying `options` in the order listed (and shown by --help)."""
+
+    def apply(func: F) -> F:
+        for option in reversed(options):
+            func = option(func)
+        return func
+
+    return apply
+
+
+_plan_options = _options(_PLAN_OPTIONS)
 
 
 def _config(
@@ -218,6 +232,52 @@ def plan_command(n_prompts: int | None, as_json: bool, **options: Any) -> None:
     )
 
 
+_ENGINE_OPTIONS = [
+    click.option(
+        "--model",
+        "-m",
+        envvar="LOCALGEN_MODEL",
+        default=None,
+        help="Local model folder (Hugging Face format) or a name under ./models/. "
+        "[default: the built-in SmolLM2-135M-Instruct; env LOCALGEN_MODEL]",
+    ),
+    click.option(
+        "--engine",
+        type=click.Choice(["vllm", "transformers", "fake"]),
+        default="vllm",
+        show_default=True,
+        help="vllm: fast, batched. transformers: Outlines on plain transformers. "
+        "fake: no model, canned rows (tests and overhead benchmarks).",
+    ),
+    click.option(
+        "--backend",
+        default=None,
+        help="Constrained-decoding backend. vllm: xgrammar (default), guidance, "
+        "outlines. transformers: outlines_core (default), xgrammar, llguidance.",
+    ),
+    click.option(
+        "--max-model-len",
+        type=click.IntRange(min=256),
+        default=2048,
+        show_default=True,
+        help="Longest prompt + row the engine accepts, in tokens.",
+    ),
+    click.option(
+        "--retries",
+        type=click.IntRange(min=0, max=10),
+        default=2,
+        show_default=True,
+        help="Extra attempts, with a new seed, for an output that fails validation.",
+    ),
+]
+
+
+def _engine(engine: str, backend: str | None, max_model_len: int, seed: int) -> Any:
+    from localgen.engines import EngineSettings
+
+    return EngineSettings(name=engine, backend=backend, max_model_len=max_model_len, seed=seed)
+
+
 @cli.command()
 @_plan_options
 @click.option(
@@ -227,42 +287,7 @@ def plan_command(n_prompts: int | None, as_json: bool, **options: Any) -> None:
     required=True,
     help="Run folder to write (synthetic.parquet, manifest.json, shards/).",
 )
-@click.option(
-    "--model",
-    "-m",
-    envvar="LOCALGEN_MODEL",
-    default=None,
-    help="Local model folder (Hugging Face format) or a name under ./models/. "
-    "[default: the built-in SmolLM2-135M-Instruct; env LOCALGEN_MODEL]",
-)
-@click.option(
-    "--engine",
-    type=click.Choice(["vllm", "transformers", "fake"]),
-    default="vllm",
-    show_default=True,
-    help="vllm: fast, batched. transformers: Outlines on plain transformers. "
-    "fake: no model, canned rows (tests and overhead benchmarks).",
-)
-@click.option(
-    "--backend",
-    default=None,
-    help="Constrained-decoding backend. vllm: xgrammar (default), guidance, "
-    "outlines. transformers: outlines_core (default), xgrammar, llguidance.",
-)
-@click.option(
-    "--max-model-len",
-    type=click.IntRange(min=256),
-    default=2048,
-    show_default=True,
-    help="Longest prompt + row the engine accepts, in tokens.",
-)
-@click.option(
-    "--retries",
-    type=click.IntRange(min=0, max=10),
-    default=2,
-    show_default=True,
-    help="Extra attempts, with a new seed, for an output that fails validation.",
-)
+@_options(_ENGINE_OPTIONS)
 @click.option(
     "--format",
     "formats",
@@ -312,14 +337,11 @@ def generate(
       localgen generate task.toml --out runs/mix --seed-data real.csv \\
           --strategy few-shot --strategy contrastive --strategy attributes
     """
-    from localgen.engines import EngineSettings
     from localgen.generate import generate as run_generate
 
     config = _config(
         model=model,
-        engine=EngineSettings(
-            name=engine, backend=backend, max_model_len=max_model_len, seed=options["seed"]
-        ),
+        engine=_engine(engine, backend, max_model_len, options["seed"]),
         max_retries=retries,
         formats=tuple(dict.fromkeys(formats)),
         shard_rows=shard_rows,
@@ -581,12 +603,6 @@ _TRAIN_OPTIONS = [
 ]
 
 
-def _train_options(func: F) -> F:
-    for option in reversed(_TRAIN_OPTIONS):
-        func = option(func)
-    return func
-
-
 def _train_settings(seed: int = 0, no_class_weights: bool = False, **options: Any) -> Any:
     from localgen.train import TrainSettings
 
@@ -622,7 +638,7 @@ def _train_settings(seed: int = 0, no_class_weights: bool = False, **options: An
     show_default=True,
     help="Rows of --synthetic; auto: curated.parquet when curate has run, else all rows.",
 )
-@_train_options
+@_options(_TRAIN_OPTIONS)
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of fine-tuning.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress lines.")
 @_handle_errors
@@ -741,6 +757,114 @@ def predict(model_dir: Path, file: Path, text_column: str, fmt: str) -> None:
         for text, label, p in frame.select("text", "label", "probability").iter_rows():
             short = text if len(text) <= width else text[: width - 1] + "…"
             click.echo(f"{label[:20]:<20} {p:>5.2f}  {short}")
+
+
+@cli.command("run")
+@click.argument("task_file", type=click.Path(path_type=Path))
+@click.option(
+    "--real",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="Real labeled training data: shown to the LLM as examples, and trained on.",
+)
+@click.option(
+    "--test",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="Real labeled test data: every classifier is scored on it; curation drops "
+    "synthetic rows too close to it.",
+)
+@_options(_column_options("--real and --test"))
+@click.option(
+    "--out",
+    "-o",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="Folder for the run, the models, comparison.json and report.html.",
+)
+@_options(_ROWS_OPTIONS)
+@_options(_RUN_SETTINGS)
+@_options(_ENGINE_OPTIONS)
+@_options(_TRAIN_OPTIONS)
+@click.option(
+    "--resamples",
+    type=click.IntRange(min=0),
+    default=1000,
+    show_default=True,
+    help="Bootstrap resamples for the confidence intervals (0: none).",
+)
+@click.option("--overwrite", is_flag=True, help="Replace what is in --out instead of resuming.")
+@click.option("--json", "as_json", is_flag=True, help="Print comparison.json instead of a table.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress lines.")
+@_handle_errors
+def run_command(
+    task_file: Path,
+    real: Path,
+    test: Path,
+    text_column: str,
+    label_column: str,
+    out: Path,
+    count: int | None,
+    strategies: tuple[str, ...],
+    balance: str | None,
+    instructions: str,
+    seed: int,
+    model: str | None,
+    engine: str,
+    backend: str | None,
+    max_model_len: int,
+    retries: int,
+    resamples: int,
+    overwrite: bool,
+    as_json: bool,
+    quiet: bool,
+    **train_options: Any,
+) -> None:
+    """The whole job: generate, curate, then train on real only, synthetic only and
+    real + synthetic, and score all three on the same real test data.
+
+    Prints the comparison (macro-F1 and accuracy with 95% bootstrap intervals, and the
+    paired difference against real only) and writes it to OUT/comparison.json and
+    OUT/report.html. Rerunning after an interruption resumes the generation.
+
+    \b
+    Example:
+      localgen run examples/support-tickets/task.toml \\
+          --real examples/support-tickets/seed.csv --test examples/support-tickets/test.csv \\
+          --text-column message --label-column team --out runs/tickets -n 20 \\
+          --strategy few-shot --strategy contrastive
+    """
+    import json
+
+    from localgen.pipeline import RunConfig, comparison_table
+    from localgen.pipeline import run as run_pipeline
+
+    config = RunConfig(
+        generation=_config(
+            task_file=task_file,
+            count=count,
+            strategies=strategies,
+            balance=balance,
+            out=out,
+            seed_data=real,
+            text_column=text_column,
+            label_column=label_column,
+            instructions=instructions,
+            seed=seed,
+            model=model,
+            engine=_engine(engine, backend, max_model_len, seed),
+            max_retries=retries,
+            overwrite=overwrite,
+            quiet=quiet,
+        ),
+        test=test,
+        settings=_train_settings(seed=seed, **train_options),
+        resamples=resamples,
+    )
+    comparison = run_pipeline(config, say=(lambda _: None) if quiet else _echo_err)
+    click.echo(json.dumps(comparison, indent=2) if as_json else comparison_table(comparison))
+    if not as_json:
+        click.echo(f"report: {out / 'report.html'}")
 
 
 @cli.group()

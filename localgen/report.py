@@ -35,7 +35,7 @@ from localgen.metrics import (
     words,
 )
 from localgen.offline import egress_guard
-from localgen.store import CURATION, RunFolder, write_json, write_text
+from localgen.store import COMPARISON, CURATION, RunFolder, write_json, write_text
 
 METRICS = "metrics.json"
 REPORT = "report.html"
@@ -113,6 +113,8 @@ def compute(
         )
     curation_path = run_dir / CURATION
     curation = json.loads(curation_path.read_text()) if curation_path.is_file() else None
+    comparison_path = run_dir / COMPARISON
+    comparison = json.loads(comparison_path.read_text()) if comparison_path.is_file() else None
     metrics = {
         "format_version": FORMAT_VERSION,
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -126,6 +128,18 @@ def compute(
         else {},
         "overall": _block(texts, vectors, real_texts or None, real_vectors),
         "per_label": per_label,
+        "classifier": None
+        if comparison is None
+        else {
+            "test_rows": comparison["test"]["rows"],
+            "settings": comparison.get("settings", {}),
+            "results": {
+                name: {k: entry.get(k) for k in ("title", "train_rows", "macro_f1", "accuracy")}
+                | ({"skipped": entry["skipped"]} if "skipped" in entry else {})
+                for name, entry in comparison["results"].items()
+            },
+            "differences": comparison["differences"],
+        },
         "curation": None
         if curation is None
         else {

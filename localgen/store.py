@@ -6,6 +6,7 @@ Layout of a run folder:
     drafts/part-NNNNN.parquet   first-pass outputs that are not rows (hierarchical summaries)
     synthetic.parquet      all rows, written once the run is complete (+ .jsonl on request)
     curated.parquet, curation.json      what `localgen curate` kept, and why it dropped rows
+    comparison.json, models/            what `localgen run` measured, and its classifiers
 
 Every file is written to a temporary name, flushed to disk and renamed, so a killed run
 leaves only whole files, and a rerun of the same plan resumes from the shards. This
@@ -37,6 +38,7 @@ OUTPUT_STEM = "synthetic"
 WRITE_FORMATS = ("parquet", "jsonl")
 CURATED = "curated.parquet"
 CURATION = "curation.json"
+COMPARISON = "comparison.json"
 
 
 def software_versions(*dists: str) -> dict[str, str]:

@@ -13,6 +13,7 @@ from localgen.offline import apply_offline_env
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE_TASK = ROOT / "examples" / "support-tickets" / "task.toml"
 EXAMPLE_SEED = ROOT / "examples" / "support-tickets" / "seed.csv"
+EXAMPLE_TEST = ROOT / "examples" / "support-tickets" / "test.csv"
 
 apply_offline_env()  # tests, like the CLI, never reach a hub
 

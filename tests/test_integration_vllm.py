@@ -22,7 +22,7 @@ from localgen.generate import GenerateConfig, generate
 from localgen.plan import build_plan
 from localgen.schema import RowSchema
 from localgen.task import load_task
-from tests.conftest import EXAMPLE_SEED, EXAMPLE_TASK, ROOT
+from tests.conftest import EXAMPLE_SEED, EXAMPLE_TASK, EXAMPLE_TEST, ROOT
 
 pytestmark = pytest.mark.slow
 
@@ -170,8 +170,8 @@ def test_cli_runs_with_no_network_at_all(builtin_model, tmp_path: Path) -> None:
     out = tmp_path / "run"
     seed = f"--seed-data {EXAMPLE_SEED} --text-column message --label-column team"
     # Every command there is: plan (the contrastive strategy loads the sentence encoder),
-    # generate (the LLM), show, curate, report, models verify. Each must finish with no
-    # network.
+    # generate (the LLM), show, curate, report, run (generate, curate, train, evaluate,
+    # report), predict, models verify. Each must finish with no network.
     script = " && ".join(
         [
             "ip link set lo up",
@@ -182,6 +182,11 @@ def test_cli_runs_with_no_network_at_all(builtin_model, tmp_path: Path) -> None:
             "--label-column team --quiet",
             f"{localgen} report {out} --real {EXAMPLE_SEED} --text-column message "
             "--label-column team --quiet",
+            f"{localgen} run {EXAMPLE_TASK} --real {EXAMPLE_SEED} --test {EXAMPLE_TEST} "
+            f"--text-column message --label-column team --out {tmp_path / 'job'} -n 1 "
+            "--strategy few-shot --max-model-len 1024 --resamples 100 --quiet",
+            f"{localgen} predict {tmp_path / 'job' / 'models' / 'combined'} {EXAMPLE_TEST} "
+            "--text-column message --format jsonl > " + str(tmp_path / "predicted.jsonl"),
             f"{localgen} models verify",
         ]
     )
@@ -199,6 +204,17 @@ def test_cli_runs_with_no_network_at_all(builtin_model, tmp_path: Path) -> None:
     assert rows.height == 8
     assert "8 rows planned" in result.stdout and "6 files verified" in result.stdout
     assert "rows kept" in result.stdout and (out / "report.html").is_file()
+    comparison = json.loads((tmp_path / "job" / "comparison.json").read_text())
+    assert (
+        comparison["synthetic"]["generated"] == 4 and comparison["egress"]["blocked_attempts"] == 0
+    )
+    assert all("macro_f1" in comparison["results"][name] for name in ("real", "combined"))
+    assert "real + synthetic minus real only" in result.stdout
+    predicted = (tmp_path / "predicted.jsonl").read_text().splitlines()
+    assert (
+        len(predicted) == 40
+        and json.loads(predicted[0])["label"] in load_task(EXAMPLE_TASK).label_names
+    )
 
 
 def test_sigkill_mid_run_then_resume_on_the_real_engine(

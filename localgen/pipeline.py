@@ -1,0 +1,214 @@
+"""`localgen run`: the whole job, and the answer to "did the synthetic rows help?".
+
+generate (with the real training data as seed data; resumes) -> curate (against the real
+training data, and against the test data for contamination) -> train three classifiers
+on the same encoder: real only, synthetic only, real + synthetic -> score each on the
+same real test data, with bootstrap intervals and paired differences -> write
+`comparison.json` and the report, which shows the comparison.
+
+Layout of the output folder: the run folder of `localgen generate`, plus `models/real`,
+`models/synthetic`, `models/combined`, `comparison.json`, `metrics.json`, `report.html`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from localgen.curate import CurateConfig, curate, summary_table
+from localgen.data import LabeledData, check_labels, read_labeled
+from localgen.evaluation import paired_difference, score
+from localgen.generate import GenerateConfig, generate
+from localgen.offline import egress_guard
+from localgen.report import write_report
+from localgen.store import COMPARISON, write_json
+from localgen.task import load_task
+from localgen.train import TrainingSet, TrainSettings, check_known, fit, load_encoder, training_set
+
+FORMAT_VERSION = 1
+SETS = (("real", "real only"), ("synthetic", "synthetic only"), ("combined", "real + synthetic"))
+
+Say = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    generation: GenerateConfig  # its seed_data is the real training data, out the folder
+    test: Path
+    settings: TrainSettings = TrainSettings()
+    resamples: int = 1000
+
+
+def compare(
+    data: TrainingSet,
+    test: LabeledData,
+    test_vectors: Any,
+    label_names: list[str],
+    settings: TrainSettings,
+    models_dir: Path,
+    inputs: dict[str, Any],
+    resamples: int = 1000,
+    say: Say = lambda _: None,
+) -> dict[str, Any]:
+    """Train on each training set, score on `test`; the comparison as a dict."""
+    parts = {
+        "real": data.subset("real"),
+        "synthetic": data.subset("synthetic"),
+        "combined": data,
+    }
+    truth = test.frame["label"].to_list()
+    texts = test.frame["text"].to_list()
+    results: dict[str, Any] = {}
+    predictions: dict[str, list[str]] = {}
+    for name, title in SETS:
+        part = parts[name]
+        if len(set(part.labels)) < 2:
+            results[name] = {"title": title, "skipped": "fewer than two labels to train on"}
+            continue
+        say(f"training on {title}: {len(part.labels)} rows")
+        model = fit(part, settings, models_dir / name, label_names, inputs | {"set": name})
+        check_known(test, model)
+        predicted = model.predict(texts) if settings.fine_tune else model.head.predict(test_vectors)
+        predictions[name] = predicted
+        results[name] = {
+            "title": title,
+            "training_rows": part.counts(),
+            "train_rows": len(part.labels),
+            "model": str(models_dir / name),
+        } | score(truth, predicted, resamples=resamples)
+    differences = {}
+    for name in ("combined", "synthetic"):
+        if name in predictions and "real" in predictions:
+            differences[f"{name}_minus_real"] = paired_difference(
+                truth, predictions["real"], predictions[name], resamples=resamples
+            )
+    return {"results": results, "differences": differences}
+
+
+def run(
+    config: RunConfig, say: Say = print, engine: Any = None, model: Any = None
+) -> dict[str, Any]:
+    """Generate, curate, train three ways and compare; returns comparison.json's content.
+    Pass a loaded `engine` (and its `model`) to reuse it across runs."""
+    gen = config.generation
+    if gen.seed_data is None:
+        raise ValueError("the run needs real training data (generation.seed_data)")
+    started = time.monotonic()
+    # Read and check every input before the long part.
+    task = load_task(gen.task_path)
+    real = read_labeled(gen.seed_data, gen.text_column, gen.label_column)
+    check_labels(real, task.label_names)
+    test = read_labeled(config.test, gen.text_column, gen.label_column)
+    check_labels(test, task.label_names)
+    timings: dict[str, float] = {}
+
+    say("1/4 generating")
+    t0 = time.monotonic()
+    result = generate(gen, engine=engine, model=model, log=say)
+    timings["generate_s"] = round(time.monotonic() - t0, 1)
+
+    say("2/4 curating")
+    t0 = time.monotonic()
+    curation = curate(
+        CurateConfig(
+            run_dir=gen.out,
+            real=gen.seed_data,
+            eval=config.test,
+            text_column=gen.text_column,
+            label_column=gen.label_column,
+        ),
+        say=say,
+    )
+    say(summary_table(curation))
+    timings["curate_s"] = round(time.monotonic() - t0, 1)
+
+    say("3/4 training and evaluating")
+    t0 = time.monotonic()
+    inputs = {"real": str(gen.seed_data), "synthetic": str(gen.out), "rows": "curated"}
+    with egress_guard() as audit:
+        encoder = load_encoder(config.settings.encoder)
+        data = training_set(encoder, real, gen.out, "curated", say)
+        say(f"embedding {test.frame.height} test rows")
+        test_vectors = encoder.encode(test.frame["text"].to_list())
+        outcome = compare(
+            data,
+            test,
+            test_vectors,
+            task.label_names,
+            config.settings,
+            gen.out / "models",
+            inputs,
+            config.resamples,
+            say,
+        )
+    timings["train_evaluate_s"] = round(time.monotonic() - t0, 1)
+    comparison = {
+        "format_version": FORMAT_VERSION,
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "task": task.name,
+        "real": {"path": str(gen.seed_data), "rows": real.frame.height},
+        "test": {"path": str(config.test), "rows": test.frame.height},
+        "synthetic": {
+            "generated": result.written,
+            "kept": curation["counts"]["kept"],
+            "model": (result.manifest.get("model") or {}).get("name"),
+        },
+        "settings": {
+            "encoder": config.settings.encoder or "builtin",
+            "fine_tune": config.settings.fine_tune,
+            "c": config.settings.c,
+            "balanced": config.settings.balanced,
+        },
+        **outcome,
+        "egress": audit.as_dict(),
+    }
+    write_json(gen.out / COMPARISON, comparison)
+
+    say("4/4 writing the report")
+    t0 = time.monotonic()
+    write_report(gen.out, gen.seed_data, encoder, "curated", gen.text_column, gen.label_column)
+    timings["report_s"] = round(time.monotonic() - t0, 1)
+    timings["total_s"] = round(time.monotonic() - started, 1)
+    comparison["timings"] = timings
+    write_json(gen.out / COMPARISON, comparison)
+    return comparison
+
+
+def _ci(entry: dict[str, Any]) -> str:
+    low, high = entry.get("ci", [None, None])
+    return f"{entry['value']:.3f}" + ("" if low is None else f" [{low:.3f}, {high:.3f}]")
+
+
+def comparison_table(comparison: dict[str, Any]) -> str:
+    """The comparison as text: one line per training set, then the differences."""
+    lines = [
+        f"macro-F1 on {comparison['test']['rows']} real test rows "
+        "(95% bootstrap intervals in brackets)",
+        f"{'trained on':<18} {'rows':>6}  {'macro-F1':<24}  {'accuracy':<24}",
+    ]
+    for name, _title in SETS:
+        entry = comparison["results"][name]
+        if "skipped" in entry:
+            lines.append(f"{entry['title']:<18} {'-':>6}  skipped: {entry['skipped']}")
+            continue
+        lines.append(
+            f"{entry['title']:<18} {entry['train_rows']:>6}  {_ci(entry['macro_f1']):<24}  "
+            f"{_ci(entry['accuracy']):<24}"
+        )
+    for key, diff in comparison["differences"].items():
+        what = "real + synthetic" if key.startswith("combined") else "synthetic only"
+        low, high = diff.get("ci", [None, None])
+        interval = "" if low is None else f" [{low:+.3f}, {high:+.3f}]"
+        lines.append(
+            f"{what} minus real only: {diff['macro_f1_difference']:+.3f}{interval}"
+            + (
+                f", better in {diff['b_better_share']:.0%} of resamples"
+                if "b_better_share" in diff
+                else ""
+            )
+        )
+    return "\n".join(lines)

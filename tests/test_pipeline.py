@@ -1,0 +1,113 @@
+"""`localgen run` end to end on the fake engine: every number in the comparison can be
+reproduced by the separate commands, and it reaches the report."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from localgen.cli import cli
+from tests.conftest import EXAMPLE_SEED, EXAMPLE_TASK, EXAMPLE_TEST
+
+COLUMNS = ["--text-column", "message", "--label-column", "team"]
+
+
+def test_run_compares_three_training_sets_reproducibly(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    runner = CliRunner()
+    args = ["run", str(EXAMPLE_TASK), "--real", str(EXAMPLE_SEED), "--test", str(EXAMPLE_TEST)]
+    result = runner.invoke(
+        cli, [*args, *COLUMNS, "--out", str(out), "-n", "4", "--engine", "fake", "--quiet"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "real + synthetic minus real only" in result.stdout
+    comparison = json.loads((out / "comparison.json").read_text())
+    assert comparison["test"]["rows"] == 40 and comparison["real"]["rows"] == 24
+    results = comparison["results"]
+    assert results["real"]["train_rows"] == 24
+    assert results["synthetic"]["train_rows"] == comparison["synthetic"]["kept"]
+    assert results["combined"]["train_rows"] == 24 + comparison["synthetic"]["kept"]
+    combined, alone = results["combined"], results["synthetic"]
+    assert combined["training_rows"]["synthetic"] == alone["training_rows"]["synthetic"]
+
+    # Each saved model, scored by `localgen evaluate`, gives the number in the comparison.
+    for name in ("real", "synthetic", "combined"):
+        scored = runner.invoke(
+            cli, ["evaluate", str(out / "models" / name), str(EXAMPLE_TEST), *COLUMNS, "--json"]
+        )
+        assert scored.exit_code == 0, scored.output
+        assert json.loads(scored.stdout)["macro_f1"] == results[name]["macro_f1"]
+    # And the real-only model is what `localgen train --real` makes.
+    alone = tmp_path / "alone"
+    trained = runner.invoke(
+        cli, ["train", "--real", str(EXAMPLE_SEED), *COLUMNS, "--out", str(alone), "-q"]
+    )
+    assert trained.exit_code == 0, trained.output
+    scored = runner.invoke(cli, ["evaluate", str(alone), str(EXAMPLE_TEST), *COLUMNS, "--json"])
+    assert json.loads(scored.stdout)["macro_f1"] == results["real"]["macro_f1"]
+
+    difference = comparison["differences"]["combined_minus_real"]["macro_f1_difference"]
+    expected = results["combined"]["macro_f1"]["value"] - results["real"]["macro_f1"]["value"]
+    assert abs(difference - expected) < 2e-4  # the two scores are rounded to 4 digits
+
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["classifier"]["results"]["real"]["macro_f1"] == results["real"]["macro_f1"]
+    html = (out / "report.html").read_text()
+    assert "Classifier on real test data" in html
+    assert f"{results['combined']['macro_f1']['value']:.3f}" in html
+
+
+def test_run_rerun_resumes_generation_and_recomputes_the_rest(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    args = [
+        "run",
+        str(EXAMPLE_TASK),
+        "--real",
+        str(EXAMPLE_SEED),
+        "--test",
+        str(EXAMPLE_TEST),
+        *COLUMNS,
+        "--out",
+        str(out),
+        "-n",
+        "2",
+        "--engine",
+        "fake",
+        "--resamples",
+        "0",
+    ]
+    first = CliRunner().invoke(cli, args)
+    assert first.exit_code == 0, first.output
+    rows_before = (out / "synthetic.parquet").read_bytes()
+    second = CliRunner().invoke(cli, args)
+    assert second.exit_code == 0, second.output
+    assert "8 of 8 rows already stored" in second.stderr
+    assert (out / "synthetic.parquet").read_bytes() == rows_before
+    comparison = json.loads((out / "comparison.json").read_text())
+    assert "ci" not in comparison["results"]["real"]["macro_f1"]  # --resamples 0
+
+
+def test_run_checks_the_test_data_before_generating(tmp_path: Path) -> None:
+    bad_test = tmp_path / "test.csv"
+    bad_test.write_text("message,team\nWhere is my parcel?,shipping\n")
+    result = CliRunner().invoke(
+        cli,
+        [
+            "run",
+            str(EXAMPLE_TASK),
+            "--real",
+            str(EXAMPLE_SEED),
+            "--test",
+            str(bad_test),
+            *COLUMNS,
+            "--out",
+            str(tmp_path / "run"),
+            "--engine",
+            "fake",
+        ],
+    )
+    assert result.exit_code == 1
+    assert "labels not in the task file: 'shipping'" in result.stderr
+    assert not (tmp_path / "run").exists()

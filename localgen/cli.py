@@ -158,6 +158,13 @@ _PLAN_OPTIONS = [
         help="Rows you rejected (a .txt of texts or row ids, or a table with a text or id "
         "column): the contrastive strategy asks for something different.",
     ),
+    click.option(
+        "--anchors",
+        type=click.Path(path_type=Path),
+        default=None,
+        help="Real examples to write close variants of, with their label (same columns as "
+        "--seed-data): every request is contrastive, -n rows per anchor.",
+    ),
     *_RUN_SETTINGS,
 ]
 
@@ -553,13 +560,29 @@ def report(
         click.echo(f"report: {run_dir / REPORT}")
 
 
-_TRAIN_OPTIONS = [
+_HEAD_OPTIONS = [
     click.option(
         "--encoder",
         default=None,
         help="Local sentence-encoder folder (Hugging Face format). "
         "[default: the built-in all-MiniLM-L6-v2]",
     ),
+    click.option(
+        "--c",
+        "c",
+        type=click.FloatRange(min=0, min_open=True),
+        default=1.0,
+        show_default=True,
+        help="Inverse regularisation strength of the linear head (scikit-learn's C).",
+    ),
+    click.option(
+        "--no-class-weights",
+        is_flag=True,
+        help="Weigh every row the same (default: each label weighs the same in total).",
+    ),
+]
+_TRAIN_OPTIONS = [
+    *_HEAD_OPTIONS,
     click.option(
         "--fine-tune",
         is_flag=True,
@@ -586,19 +609,6 @@ _TRAIN_OPTIONS = [
         default=16,
         show_default=True,
         help="Rows per step when fine-tuning.",
-    ),
-    click.option(
-        "--c",
-        "c",
-        type=click.FloatRange(min=0, min_open=True),
-        default=1.0,
-        show_default=True,
-        help="Inverse regularisation strength of the linear head (scikit-learn's C).",
-    ),
-    click.option(
-        "--no-class-weights",
-        is_flag=True,
-        help="Weigh every row the same (default: each label weighs the same in total).",
     ),
 ]
 
@@ -865,6 +875,138 @@ def run_command(
     click.echo(json.dumps(comparison, indent=2) if as_json else comparison_table(comparison))
     if not as_json:
         click.echo(f"report: {out / 'report.html'}")
+
+
+@cli.command()
+@click.argument("task_file", type=click.Path(path_type=Path))
+@click.option(
+    "--real",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="Real labeled training data.",
+)
+@click.option(
+    "--validation",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="Real labeled validation data: its mistakes are the anchors, its macro-F1 "
+    "decides whether a round is kept.",
+)
+@click.option(
+    "--test",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Real labeled test data no round sees: the unbiased score, per round.",
+)
+@_options(_column_options("--real, --validation and --test"))
+@click.option(
+    "--out",
+    "-o",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="Folder for the rounds, the final model and boost.json.",
+)
+@click.option(
+    "--rounds",
+    type=click.IntRange(min=0, max=50),
+    default=3,
+    show_default=True,
+    help="Rounds of generate, retrain, keep-if-better.",
+)
+@click.option(
+    "--targets",
+    type=click.IntRange(min=1),
+    default=8,
+    show_default=True,
+    help="Validation examples to write variants of, per round: misclassified first, then "
+    "the least confident.",
+)
+@click.option(
+    "--variants",
+    type=click.IntRange(min=1),
+    default=2,
+    show_default=True,
+    help="Rows to generate per target.",
+)
+@click.option(
+    "--min-gain",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    show_default=True,
+    help="Keep a round only if validation macro-F1 rises by more than this.",
+)
+@click.option(
+    "--seed",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Seed of the generation (round N uses seed + N).",
+)
+@_options(_ENGINE_OPTIONS)
+@_options(_HEAD_OPTIONS)
+@click.option("--json", "as_json", is_flag=True, help="Print boost.json instead of a table.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress lines.")
+@_handle_errors
+def boost(
+    task_file: Path,
+    real: Path,
+    validation: Path,
+    test: Path | None,
+    text_column: str,
+    label_column: str,
+    out: Path,
+    rounds: int,
+    targets: int,
+    variants: int,
+    min_gain: float,
+    seed: int,
+    model: str | None,
+    engine: str,
+    backend: str | None,
+    max_model_len: int,
+    retries: int,
+    as_json: bool,
+    quiet: bool,
+    **head_options: Any,
+) -> None:
+    """Target the classifier's mistakes: generate close variants of the validation
+    examples it gets wrong (or is least sure of), with their true label, retrain, and
+    keep a round only if validation macro-F1 improves. Prints the curve per round.
+
+    Each round is a run folder (resumable) under OUT; the final classifier is OUT/model.
+    Validation picks and judges the rounds, so its score is optimistic: give --test for
+    a score no round has seen.
+
+    \b
+    Example:
+      localgen boost examples/support-tickets/task.toml --real train.csv \\
+          --validation val.csv --test test.csv --out runs/boost --rounds 3
+    """
+    import json
+
+    from localgen.boost import BoostConfig, curve_table
+    from localgen.boost import boost as run_boost
+
+    config = BoostConfig(
+        task_path=task_file,
+        real=real,
+        validation=validation,
+        test=test,
+        out=out,
+        rounds=rounds,
+        targets=targets,
+        variants=variants,
+        min_gain=min_gain,
+        text_column=text_column,
+        label_column=label_column,
+        seed=seed,
+        model=model,
+        engine=_engine(engine, backend, max_model_len, seed),
+        max_retries=retries,
+        settings=_train_settings(seed=seed, **head_options),
+    )
+    result = run_boost(config, say=(lambda _: None) if quiet else _echo_err)
+    click.echo(json.dumps(result, indent=2) if as_json else curve_table(result))
 
 
 @cli.group()

@@ -46,6 +46,7 @@ class GenerateConfig:
     balance: str | int | None = None  # "majority" or a target; None = the task file's
     instructions: str = ""  # added to the task file's run-wide instructions
     reject: Path | None = None  # rejected rows, shown as negatives by the contrastive strategy
+    anchors: Path | None = None  # examples to write close variants of: count rows per anchor
     text_column: str = "text"
     label_column: str = "label"
     model: str | None = None  # None = the built-in model
@@ -75,6 +76,10 @@ def prepare_plan(config: GenerateConfig) -> tuple[Task, LabeledData | None, Plan
     if config.seed_data is not None:
         seed_data = read_labeled(config.seed_data, config.text_column, config.label_column)
         check_labels(seed_data, task.label_names)
+    anchors = None
+    if config.anchors is not None:
+        anchors = read_labeled(config.anchors, config.text_column, config.label_column)
+        check_labels(anchors, task.label_names)
     plan = build_plan(
         task,
         seed=config.seed,
@@ -84,6 +89,7 @@ def prepare_plan(config: GenerateConfig) -> tuple[Task, LabeledData | None, Plan
         balance=config.balance,
         instructions=config.instructions,
         rejects=read_rejects(config.reject) if config.reject is not None else None,
+        anchors=anchors,
     )
     return task, seed_data, plan
 
@@ -174,6 +180,7 @@ def generate(
             },
             "instructions": config.instructions,
             "reject": None if config.reject is None else str(config.reject),
+            "anchors": None if config.anchors is None else str(config.anchors),
             "seed_data": None
             if seed_data is None
             else {

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -39,7 +39,7 @@ Say = Callable[[str], None]
 class RunConfig:
     generation: GenerateConfig  # its seed_data is the real training data, out the folder
     test: Path
-    settings: TrainSettings = TrainSettings()
+    settings: TrainSettings = field(default_factory=TrainSettings)
     resamples: int = 1000
 
 

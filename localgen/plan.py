@@ -9,6 +9,8 @@ asking (see `../README.md`, "Strategies"):
 - contrastive: the real examples nearest to a sampled anchor ("similar to these"), and
   negatives ("different from these"): the nearest real examples of other labels, rows
   the user rejected and, for the second half of the requests, rows already generated.
+  With `anchors` (examples to write close variants of, e.g. the ones a classifier gets
+  wrong), every request is contrastive and the anchors take turns: `count` per anchor.
 - attributes: one value drawn from each attribute pool of the label.
 - hierarchical: a first pass writes a one-line summary, a second writes the text from it.
 
@@ -29,6 +31,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import polars as pl
 
 from localgen.data import LabeledData, Rejected
 from localgen.errors import TaskError
@@ -192,11 +195,17 @@ class _Neighbours:
         return [int(rows[i]) for i in order]
 
     def pick(
-        self, label: str, rng: random.Random, positives: int, boundary: int
+        self,
+        label: str,
+        rng: random.Random,
+        positives: int,
+        boundary: int,
+        anchor_row: int | None = None,
     ) -> tuple[list[int], list[int]]:
-        """Positives around a random anchor of the label; the closest rows of other labels."""
+        """Positives around an anchor of the label (`anchor_row`, else a random one); the
+        closest rows of other labels."""
         own = self.rows_of[label]
-        anchor = self.vectors[own[rng.randrange(len(own))]]
+        anchor = self.vectors[own[rng.randrange(len(own))] if anchor_row is None else anchor_row]
         pos = self.nearest(anchor, own, positives)  # the anchor itself comes first
         centre = self.vectors[pos].mean(axis=0)
         others = np.flatnonzero(self.labels != label)
@@ -222,10 +231,15 @@ def build_plan(
     instructions: str = "",
     rejects: list[Rejected] | None = None,
     encoder: Encoder | None = None,
+    anchors: LabeledData | None = None,
 ) -> Plan:
     """Plan the requests of a run; arguments left at None take the task file's setting."""
     gen = task.generation
     weights: dict[str, float] = strategy_weights(strategy) if strategy else gen.strategy
+    if anchors is not None:
+        if strategy and set(weights) != {"contrastive"}:
+            raise TaskError("anchors are written about by the contrastive strategy only")
+        weights = {"contrastive": 1.0}
     for name in weights:
         if name not in STRATEGIES:
             raise TaskError(f"unknown strategy '{name}'; choose from {', '.join(STRATEGIES)}")
@@ -237,7 +251,21 @@ def build_plan(
             "the attributes strategy needs attribute pools: add an [attributes] "
             'table to the task file, e.g. tone = ["angry", "polite"]'
         )
-    counts, notes = label_counts(task, count, balance or gen.balance, seed_data)
+    if anchors is not None:
+        if seed_data is None:
+            raise TaskError("anchored generation needs real examples: pass --seed-data FILE")
+        per_anchor = count if count is not None else gen.count
+        anchored = anchors.by_label()
+        counts = {
+            lab: per_anchor * anchored[lab].height if lab in anchored else 0 for lab in task.labels
+        }
+        notes = [f"anchors: {per_anchor} rows per anchor, {anchors.frame.height} anchors"]
+        # The anchors join the examples the neighbours are drawn from (each once).
+        known = set(seed_data.frame["id"].to_list())
+        extra = anchors.frame.filter(~anchors.frame["id"].is_in(list(known)))
+        seed_data = LabeledData(pl.concat([seed_data.frame, extra]), seed_data.source, 0)
+    else:
+        counts, notes = label_counts(task, count, balance or gen.balance, seed_data)
     if rejects and "contrastive" not in weights:
         notes.append("rejected rows are shown only by the contrastive strategy: unused here")
     prompts = prompts or PromptLibrary()
@@ -247,6 +275,7 @@ def build_plan(
         from localgen.embed import default_encoder
 
         neighbours = _Neighbours(seed_data, encoder or default_encoder())
+        row_of_id = {row_id: i for i, row_id in enumerate(seed_data.frame["id"].to_list())}
     run_lines = [line for line in (gen.instructions, instructions) if line.strip()]
     rng = random.Random(seed)
     plan = Plan(requests=[], seed=seed, notes=notes)
@@ -304,7 +333,11 @@ def build_plan(
             if name == "contrastive":
                 assert neighbours is not None
                 c = gen.contrastive
-                pos, near = neighbours.pick(label, pick, c.positives, c.boundary)
+                anchor_row = None
+                if anchors is not None:
+                    ids = anchored[label]["id"].to_list()
+                    anchor_row = row_of_id[ids[contrastive_seen % len(ids)]]
+                pos, near = neighbours.pick(label, pick, c.positives, c.boundary, anchor_row)
                 frame = neighbours.frame
                 own_rejects = [r for r in rejects or [] if r.label in (None, label)]
                 rejected = pick.sample(own_rejects, min(c.rejected, len(own_rejects)))

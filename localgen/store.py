@@ -84,9 +84,11 @@ def write_json(path: Path, payload: Any) -> None:
 
 
 def write_table(frame: pl.DataFrame, path: Path) -> None:
-    """Write a frame as Parquet or JSONL (by suffix), atomically."""
+    """Write a frame as Parquet, JSONL or CSV (by suffix), atomically."""
     if path.suffix == ".jsonl":
         write_with(path, frame.write_ndjson)
+    elif path.suffix == ".csv":
+        write_with(path, frame.write_csv)
     else:
         write_with(path, frame.write_parquet)
 

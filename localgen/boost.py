@@ -30,7 +30,7 @@ import numpy as np
 import polars as pl
 
 from localgen.curate import CurateConfig, curate
-from localgen.data import LabeledData, check_labels, read_labeled
+from localgen.data import read_task_data
 from localgen.embed import cache_file, encode_cached
 from localgen.engines import EngineSettings, load_engine
 from localgen.errors import DataError
@@ -91,14 +91,10 @@ def boost(
     """Run the rounds; returns boost.json's content."""
     started = time.monotonic()
     task = load_task(config.task_path)
-    real = read_labeled(config.real, config.text_column, config.label_column)
-    check_labels(real, task.label_names)
-    val = read_labeled(config.validation, config.text_column, config.label_column)
-    check_labels(val, task.label_names)
-    test: LabeledData | None = None
-    if config.test is not None:
-        test = read_labeled(config.test, config.text_column, config.label_column)
-        check_labels(test, task.label_names)
+    columns = (config.text_column, config.label_column, task.label_names)
+    real = read_task_data(config.real, *columns)
+    val = read_task_data(config.validation, *columns)
+    test = None if config.test is None else read_task_data(config.test, *columns)
     if config.out.exists() and not config.out.is_dir():
         raise DataError(f"--out {config.out} is a file; give a folder")
     labels = task.label_names

@@ -139,6 +139,15 @@ def check_labels(data: LabeledData, labels: list[str]) -> None:
         )
 
 
+def read_task_data(
+    path: str | Path, text_column: str, label_column: str, labels: list[str]
+) -> LabeledData:
+    """Read a labeled file whose labels must all be among the task's `labels`."""
+    data = read_labeled(path, text_column, label_column)
+    check_labels(data, labels)
+    return data
+
+
 SYNTHETIC_ID = re.compile(r"^syn-[0-9a-f]{16}$")
 
 

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from localgen.data import LabeledData, check_labels, read_labeled, read_rejects
+from localgen.data import LabeledData, read_rejects, read_task_data
 from localgen.engines import Engine, EngineSettings, check_settings, load_engine
 from localgen.models import ModelRef, resolve_model
 from localgen.offline import apply_offline_env, egress_guard
@@ -72,14 +72,9 @@ class GenerateResult:
 def prepare_plan(config: GenerateConfig) -> tuple[Task, LabeledData | None, Plan]:
     """Read the inputs and plan the requests, without touching a model."""
     task = load_task(config.task_path)
-    seed_data = None
-    if config.seed_data is not None:
-        seed_data = read_labeled(config.seed_data, config.text_column, config.label_column)
-        check_labels(seed_data, task.label_names)
-    anchors = None
-    if config.anchors is not None:
-        anchors = read_labeled(config.anchors, config.text_column, config.label_column)
-        check_labels(anchors, task.label_names)
+    columns = (config.text_column, config.label_column, task.label_names)
+    seed_data = None if config.seed_data is None else read_task_data(config.seed_data, *columns)
+    anchors = None if config.anchors is None else read_task_data(config.anchors, *columns)
     plan = build_plan(
         task,
         seed=config.seed,

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from localgen.curate import CurateConfig, curate, summary_table
-from localgen.data import LabeledData, check_labels, read_labeled
+from localgen.data import LabeledData, read_task_data
 from localgen.evaluation import paired_difference, score
 from localgen.generate import GenerateConfig, generate
 from localgen.offline import egress_guard
@@ -100,10 +100,9 @@ def run(
     started = time.monotonic()
     # Read and check every input before the long part.
     task = load_task(gen.task_path)
-    real = read_labeled(gen.seed_data, gen.text_column, gen.label_column)
-    check_labels(real, task.label_names)
-    test = read_labeled(config.test, gen.text_column, gen.label_column)
-    check_labels(test, task.label_names)
+    columns = (gen.text_column, gen.label_column, task.label_names)
+    real = read_task_data(gen.seed_data, *columns)
+    test = read_task_data(config.test, *columns)
     timings: dict[str, float] = {}
 
     say("1/4 generating")

@@ -175,7 +175,7 @@ def train(
     if synthetic is not None and not (synthetic / "manifest.json").is_file():
         raise DataError(f"--synthetic {synthetic}: not a localgen run folder (no manifest.json)")
     check_model_out(out)
-    with egress_guard() as audit:
+    with egress_guard():
         encoder = load_encoder(settings.encoder)
         data = training_set(encoder, real_data, synthetic, rows, say)
         inputs = {
@@ -184,7 +184,6 @@ def train(
             "rows": rows,
         }
         model = fit(data, settings, out, inputs=inputs, say=say)
-    model.info["egress"] = audit.as_dict()
     return model
 
 

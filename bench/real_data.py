@@ -14,9 +14,13 @@ classifier trained on real only, synthetic only and real + synthetic, scored on 
 same real test rows, macro-F1 with 95% bootstrap intervals and the paired difference.
 The reference is the same classifier trained on every training row of the dataset.
 
-Prints a Markdown table and writes it, with every number as JSON, under
-runs/bench-real-data/. Run: make bench-real-data (about 20 min on 2 CPUs; rerunning
-resumes the generations already done).
+Prints a Markdown table and writes it, with every number as JSON, to
+runs/bench-real-data/results.md and results.json, beside each dataset's train.csv,
+train-N.csv and test.csv (so `localgen train` and `evaluate` can reproduce any number).
+Run: make bench-real-data (about 15 min on 2 CPUs; rerunning resumes the generations
+already done). With --fine-tune the encoder is fine-tuned with the head for the three
+classifiers, on the rows an earlier run generated (the reference stays frozen):
+`.venv/bin/python bench/real_data.py --fine-tune` writes results-fine-tune.md and .json.
 """
 
 from __future__ import annotations
@@ -151,7 +155,14 @@ def main() -> None:
     parser.add_argument("--synthetic", type=int, default=16, help="rows per label")
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS))
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--fine-tune",
+        action="store_true",
+        help="fine-tune the encoder with the head (results-fine-tune.*; the reference stays "
+        "frozen); the generated rows of an earlier run are reused",
+    )
     args = parser.parse_args()
+    suffix = "-fine-tune" if args.fine_tune else ""
     apply_offline_env()
     os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")
     args.out.mkdir(parents=True, exist_ok=True)
@@ -166,6 +177,7 @@ def main() -> None:
             train, test = split(frame, 0.2, args.seed)
             folder = args.out / name
             folder.mkdir(exist_ok=True)
+            train.write_csv(folder / "train.csv")  # every training row: the reference
             test.write_csv(folder / "test.csv")
             counts = dict(sorted(frame.group_by("label").len().iter_rows()))
             print(f"{name}: {frame.height} unique rows {counts}; test {test.height}")
@@ -188,6 +200,7 @@ def main() -> None:
                         quiet=True,
                     ),
                     test=folder / "test.csv",
+                    settings=TrainSettings(fine_tune=args.fine_tune, seed=args.seed),
                 )
                 t0 = time.monotonic()
                 comparison = run(config, say=lambda _m: None, engine=engine, model=model)
@@ -227,8 +240,8 @@ def main() -> None:
     print()
     print(f"macro-F1 on the real test rows; {time.monotonic() - started:.0f} s in all")
     print(table)
-    (args.out / "results.md").write_text(table + "\n")
-    (args.out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    (args.out / f"results{suffix}.md").write_text(table + "\n")
+    (args.out / f"results{suffix}.json").write_text(json.dumps(results, indent=2) + "\n")
 
 
 if __name__ == "__main__":

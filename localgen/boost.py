@@ -65,6 +65,7 @@ class BoostConfig:
     model: str | None = None
     engine: EngineSettings = field(default_factory=EngineSettings)
     max_retries: int = 2
+    overwrite: bool = False  # regenerate rounds a previous boost with other settings left
     settings: TrainSettings = field(default_factory=TrainSettings)
 
 
@@ -89,6 +90,8 @@ def boost(
     model_ref: ModelRef | None = None,
 ) -> dict[str, Any]:
     """Run the rounds; returns boost.json's content."""
+    if config.settings.fine_tune:
+        raise ValueError("boost retrains a frozen-encoder head each round, not a fine-tuned one")
     started = time.monotonic()
     task = load_task(config.task_path)
     columns = (config.text_column, config.label_column, task.label_names)
@@ -170,6 +173,7 @@ def boost(
                         model=config.model,
                         engine=config.engine,
                         max_retries=config.max_retries,
+                        overwrite=config.overwrite,
                         quiet=True,
                     ),
                     engine=engine,

@@ -944,6 +944,7 @@ def run_command(
 )
 @_options(_ENGINE_OPTIONS)
 @_options(_HEAD_OPTIONS)
+@click.option("--overwrite", is_flag=True, help="Regenerate rounds left by an earlier boost.")
 @click.option("--json", "as_json", is_flag=True, help="Print boost.json instead of a table.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress lines.")
 @_handle_errors
@@ -965,6 +966,7 @@ def boost(
     backend: str | None,
     max_model_len: int,
     retries: int,
+    overwrite: bool,
     as_json: bool,
     quiet: bool,
     **head_options: Any,
@@ -1003,6 +1005,7 @@ def boost(
         model=model,
         engine=_engine(engine, backend, max_model_len, seed),
         max_retries=retries,
+        overwrite=overwrite,
         settings=_train_settings(seed=seed, **head_options),
     )
     result = run_boost(config, say=(lambda _: None) if quiet else _echo_err)

@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
-import tempfile
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -208,13 +209,14 @@ class TextClassifier:
 
         `encoder_model`/`tokenizer` (transformers objects) are saved into the folder: a
         fine-tuned encoder travels with its head."""
-        from safetensors.numpy import save_file
+        from safetensors.numpy import save
 
         check_model_out(folder)
         folder.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(
-            tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent)
-        )
+        # os.mkdir and write_bytes honour the umask (mkdtemp would make the folder 0700),
+        # so a model shared with a team is readable like any file its owner writes.
+        staging = folder.with_name(f".{folder.name}.{uuid.uuid4().hex[:12]}.tmp")
+        os.mkdir(staging)
         try:
             encoder_entry: dict[str, Any] = {"name": self.encoder_name}
             if encoder_model is not None:
@@ -225,8 +227,8 @@ class TextClassifier:
             else:
                 fingerprint_of = self.encoder_path
             encoder_entry["fingerprint"] = encoder_fingerprint(fingerprint_of)
-            save_file(
-                {"weight": self.head.weight, "bias": self.head.bias}, str(staging / HEAD_FILE)
+            (staging / HEAD_FILE).write_bytes(
+                save({"weight": self.head.weight, "bias": self.head.bias})
             )
             (staging / LABELS_FILE).write_text(json.dumps(list(self.labels), indent=2) + "\n")
             payload = {

@@ -183,7 +183,7 @@ def test_a_failed_save_keeps_the_previous_model(
     def broken(*_args: object, **_kwargs: object) -> None:
         raise OSError("disk full")
 
-    monkeypatch.setattr("safetensors.numpy.save_file", broken)
+    monkeypatch.setattr("safetensors.numpy.save", broken)
     with pytest.raises(OSError, match="disk full"):
         train(folder, real=train_file, settings=TrainSettings(c=0.1))
     assert sorted(p.name for p in folder.parent.iterdir()) == before  # no staging left

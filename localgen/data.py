@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -128,14 +129,18 @@ def read_texts(path: str | Path, text_column: str = "text") -> pl.DataFrame:
     return frame
 
 
-def check_labels(data: LabeledData, labels: list[str]) -> None:
-    """Fail if the data holds labels the task does not declare."""
+def check_labels(
+    data: LabeledData,
+    labels: Sequence[str],
+    known_as: str = "the task file",
+    listed_as: str = "the task declares",
+) -> None:
+    """Fail if the data holds labels outside `labels` (the task's, or a model's)."""
     unknown = sorted(set(data.frame["label"].unique().to_list()) - set(labels))
     if unknown:
         shown = ", ".join(repr(u) for u in unknown[:5])
         raise DataError(
-            f"{data.source}: labels not in the task file: {shown}; "
-            f"the task declares {', '.join(labels)}"
+            f"{data.source}: labels not in {known_as}: {shown}; {listed_as} {', '.join(labels)}"
         )
 
 

@@ -20,7 +20,7 @@ import numpy as np
 import polars as pl
 
 from localgen.classifier import TextClassifier, check_model_out, fit_linear, resolve_encoder
-from localgen.data import LabeledData, read_labeled, read_texts
+from localgen.data import LabeledData, check_labels, read_labeled, read_texts
 from localgen.embed import Encoder, cache_file, encode_cached
 from localgen.errors import DataError
 from localgen.evaluation import score
@@ -189,13 +189,7 @@ def train(
 
 def check_known(data: LabeledData, model: TextClassifier) -> None:
     """Fail when the test data has labels the model cannot predict."""
-    unknown = sorted(set(data.frame["label"].to_list()) - set(model.labels))
-    if unknown:
-        shown = ", ".join(repr(u) for u in unknown[:5])
-        raise DataError(
-            f"{data.source}: labels the model was not trained on: {shown}; "
-            f"it knows {', '.join(model.labels)}"
-        )
+    check_labels(data, model.labels, "the model's labels", "it was trained on")
 
 
 def evaluate(

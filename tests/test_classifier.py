@@ -215,7 +215,7 @@ def test_clear_errors(toy: tuple[Path, Path], tmp_path: Path) -> None:
     assert not (tmp_path / "m").exists()
     train(tmp_path / "m", real=train_file)
     other = _csv(tmp_path / "other.csv", [("The match ended in a draw", "sport")])
-    with pytest.raises(DataError, match="labels the model was not trained on: 'sport'"):
+    with pytest.raises(DataError, match="labels not in the model's labels: 'sport'"):
         evaluate(tmp_path / "m", other)
     empty = tmp_path / "empty.csv"
     empty.write_text("text,label\n")

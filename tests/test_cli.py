@@ -256,7 +256,7 @@ BAD_FILES: dict[str, bytes] = {
         (["train", "--real", "{seed}", "--out", "{task}"], 1, "is a file"),
         (["evaluate", "{tmp}/none", "{seed}"], 1, "not found; train one"),
         (["evaluate", "{run}", "{seed}"], 1, "has no model.json"),
-        (["evaluate", "{model}", "{unknown_label}"], 1, "not trained on: 'refunds'"),
+        (["evaluate", "{model}", "{unknown_label}"], 1, "not in the model's labels: 'refunds'"),
         (["evaluate", "{model}", "{tmp}/no_text.csv"], 1, "no column 'text'"),
         (["evaluate", "{model}", "{seed}", "--resamples", "-1"], 2, "--resamples"),
         (["predict", "{model}", "{tmp}/blank_reject.txt"], 1, "no texts in it"),

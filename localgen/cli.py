@@ -53,7 +53,8 @@ def _handle_errors(func: F) -> F:
 @click.version_option(__version__, "--version", prog_name="localgen")
 @click.option("-v", "--verbose", is_flag=True, help="Show the engines' own log messages.")
 def cli(verbose: bool) -> None:
-    """Generate labeled, schema-constrained synthetic training text with a local LLM.
+    """Generate labeled, schema-constrained synthetic training text with a local LLM,
+    curate it, and train a local classifier on it.
 
     Nothing leaves the machine: models and data come from local files, and network
     connections other than loopback are refused while localgen runs.
@@ -63,6 +64,9 @@ def cli(verbose: bool) -> None:
       localgen plan examples/support-tickets/task.toml
       localgen generate examples/support-tickets/task.toml --out runs/tickets -n 50
       localgen show runs/tickets
+      localgen run examples/support-tickets/task.toml --out runs/job \\
+          --real examples/support-tickets/seed.csv --test examples/support-tickets/test.csv \\
+          --text-column message --label-column team
     """
     level = "INFO" if verbose else "ERROR"
     os.environ.setdefault("VLLM_LOGGING_LEVEL", level)

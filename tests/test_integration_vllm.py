@@ -277,3 +277,27 @@ def test_transformers_engine_gives_valid_rows(builtin_model, tmp_path: Path, wri
         jsonschema.validate(
             {"text": text, "label": "billing"}, RowSchema("billing", 40).json_schema
         )
+
+
+def test_vllm_outlines_backend_gives_valid_rows(
+    builtin_model, tmp_path: Path, task_file: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """Every backend --help offers starts: vLLM refuses some engine settings for outlines."""
+    config = GenerateConfig(
+        task_path=task_file,
+        out=tmp_path / "run",
+        count=2,
+        quiet=True,
+        engine=EngineSettings(name="vllm", backend="outlines", max_model_len=1024),
+    )
+    result = generate(config, model=builtin_model, log=lambda _m: None)
+    assert result.failures == [] and result.written == 4
+    rows = pl.read_parquet(tmp_path / "run" / "synthetic.parquet")
+    max_chars = load_task(task_file).generation.text_max_chars
+    for row in rows.iter_rows(named=True):
+        jsonschema.validate(
+            {"text": row["text"], "label": row["label"]},
+            RowSchema(row["label"], max_chars).json_schema,
+        )
+        assert row["request_key"].rsplit("-", 1)[0] == row["label"]
+    assert set(rows["backend"]) == {"outlines"} and sorted(set(rows["label"])) == ["billing", "bug"]

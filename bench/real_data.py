@@ -33,16 +33,18 @@ import random
 import re
 import time
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 
+from localgen.data import LabeledData
 from localgen.engines import EngineSettings, load_engine
 from localgen.evaluation import score
 from localgen.generate import GenerateConfig
 from localgen.models import resolve_model
 from localgen.offline import apply_offline_env
 from localgen.pipeline import RunConfig, run
-from localgen.train import TrainingSet, TrainSettings, fit, load_encoder
+from localgen.train import TrainSettings, fit, load_encoder, training_set
 
 ROOT = Path(__file__).resolve().parent.parent
 TASKS = ROOT / "bench" / "tasks"
@@ -129,22 +131,17 @@ def sample(frame: pl.DataFrame, per_label: int, seed: int) -> pl.DataFrame:
     return frame[sorted(rows)]
 
 
-def reference(train: pl.DataFrame, test: pl.DataFrame, folder: Path) -> dict[str, object]:
+def reference(train: pl.DataFrame, test: pl.DataFrame, folder: Path) -> dict[str, Any]:
     """The same classifier on every training row: the ceiling to compare with."""
     encoder = load_encoder(None)
-    data = TrainingSet(
-        train["text"].to_list(),
-        train["label"].to_list(),
-        encoder.encode(train["text"].to_list()),
-        ["real"] * train.height,
-    )
+    data = training_set(encoder, LabeledData(train, "train", 0), None)
     model = fit(data, TrainSettings(), folder)
     predicted = model.head.predict(encoder.encode(test["text"].to_list()))
     return {"train_rows": train.height} | score(test["label"].to_list(), predicted)
 
 
-def ci(entry: dict[str, object]) -> str:
-    low, high = entry["ci"]  # type: ignore[index]
+def ci(entry: dict[str, Any]) -> str:
+    low, high = entry["ci"]
     return f"{entry['value']:.3f} [{low:.3f}, {high:.3f}]"
 
 
@@ -169,7 +166,7 @@ def main() -> None:
 
     model = resolve_model(None, log=print)
     engine = load_engine(EngineSettings(name="vllm", seed=args.seed), model, print)
-    results: dict[str, dict[str, object]] = {}
+    results: dict[str, dict[str, Any]] = {}
     started = time.monotonic()
     try:
         for name in args.datasets:
@@ -181,7 +178,7 @@ def main() -> None:
             test.write_csv(folder / "test.csv")
             counts = dict(sorted(frame.group_by("label").len().iter_rows()))
             print(f"{name}: {frame.height} unique rows {counts}; test {test.height}")
-            entry: dict[str, object] = {
+            entry: dict[str, Any] = {
                 "rows": frame.height,
                 "per_label": counts,
                 "test_rows": test.height,

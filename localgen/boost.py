@@ -40,7 +40,7 @@ from localgen.models import ModelRef, resolve_model
 from localgen.offline import egress_guard
 from localgen.store import write_json, write_table
 from localgen.task import load_task
-from localgen.train import TrainingSet, TrainSettings, fit, load_encoder
+from localgen.train import TrainingSet, TrainSettings, fit, load_encoder, training_set
 
 BOOST = "boost.json"
 FORMAT_VERSION = 1
@@ -103,16 +103,17 @@ def boost(
     labels = task.label_names
     truth = val.frame["label"].to_list()
 
+    def user_columns(frame: pl.DataFrame) -> pl.DataFrame:
+        """Examples under the column names of the user's files, which generate reads."""
+        return frame.select(
+            pl.col("text").alias(config.text_column), pl.col("label").alias(config.label_column)
+        )
+
     owns_engine = engine is None
     with egress_guard() as audit:
         encoder = load_encoder(config.settings.encoder)
-        say(f"embedding {real.frame.height} training, {val.frame.height} validation rows")
-        real_set = TrainingSet(
-            real.frame["text"].to_list(),
-            real.frame["label"].to_list(),
-            encoder.encode(real.frame["text"].to_list()),
-            ["real"] * real.frame.height,
-        )
+        real_set = training_set(encoder, real, None, say=say)
+        say(f"embedding {val.frame.height} validation rows")
         val_vectors = encoder.encode(val.frame["text"].to_list())
         test_vectors = None if test is None else encoder.encode(test.frame["text"].to_list())
         models = config.out / "models"
@@ -141,22 +142,10 @@ def boost(
                 anchors = val.frame[chosen]
                 config.out.mkdir(parents=True, exist_ok=True)
                 anchors_file = config.out / f"round-{number}.anchors.csv"
-                write_table(
-                    anchors.select(
-                        pl.col("text").alias(config.text_column),
-                        pl.col("label").alias(config.label_column),
-                    ),
-                    anchors_file,
-                )
+                write_table(user_columns(anchors), anchors_file)
                 # Curation treats the anchors as real data too: a copy of one is dropped.
                 known = config.out / f"round-{number}.real-and-anchors.csv"
-                write_table(
-                    pl.concat([real.frame, anchors]).select(
-                        pl.col("text").alias(config.text_column),
-                        pl.col("label").alias(config.label_column),
-                    ),
-                    known,
-                )
+                write_table(user_columns(pl.concat([real.frame, anchors])), known)
                 if engine is None:
                     model_ref = model_ref or resolve_model(config.model, say)
                     engine = load_engine(config.engine, model_ref, say)
@@ -213,11 +202,13 @@ def boost(
                     rows["text"].to_list(),
                     cache_file(folder, encoder),
                 )
-                candidate_set = TrainingSet(
-                    kept.texts + rows["text"].to_list(),
-                    kept.labels + rows["label"].to_list(),
-                    np.concatenate([kept.vectors, vectors]),
-                    kept.sources + ["synthetic"] * rows.height,
+                candidate_set = kept.join(
+                    TrainingSet(
+                        rows["text"].to_list(),
+                        rows["label"].to_list(),
+                        vectors,
+                        ["synthetic"] * rows.height,
+                    )
                 )
                 candidate = fit(candidate_set, config.settings, models / f"round-{number}", labels)
                 f1 = _score(candidate, val_vectors, truth)["macro_f1"]["value"]

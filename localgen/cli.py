@@ -766,7 +766,7 @@ def predict(model_dir: Path, file: Path, text_column: str, fmt: str) -> None:
     elif fmt == "csv":
         click.echo(frame.write_csv(), nl=False)
     else:
-        width = max(20, min(70, 100 - 34))
+        width = 66  # of the text: the line stays within 100 columns
         click.echo(f"{'label':<20} {'prob':>5}  text")
         for text, label, p in frame.select("text", "label", "probability").iter_rows():
             short = text if len(text) <= width else text[: width - 1] + "…"

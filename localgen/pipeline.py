@@ -46,7 +46,7 @@ class RunConfig:
 def compare(
     data: TrainingSet,
     test: LabeledData,
-    test_vectors: Any,
+    test_vectors: Any,  # None: each model embeds the test texts (fine-tuned encoders)
     label_names: list[str],
     settings: TrainSettings,
     models_dir: Path,
@@ -72,7 +72,9 @@ def compare(
         say(f"training on {title}: {len(part.labels)} rows")
         model = fit(part, settings, models_dir / name, label_names, inputs | {"set": name})
         check_known(test, model)
-        predicted = model.predict(texts) if settings.fine_tune else model.head.predict(test_vectors)
+        predicted = (
+            model.predict(texts) if test_vectors is None else model.head.predict(test_vectors)
+        )
         predictions[name] = predicted
         results[name] = {
             "title": title,
@@ -131,8 +133,10 @@ def run(
     with egress_guard() as audit:
         encoder = load_encoder(config.settings.encoder)
         data = training_set(encoder, real, gen.out, "curated", say)
-        say(f"embedding {test.frame.height} test rows")
-        test_vectors = encoder.encode(test.frame["text"].to_list())
+        test_vectors = None
+        if not config.settings.fine_tune:  # a fine-tuned model brings its own encoder
+            say(f"embedding {test.frame.height} test rows")
+            test_vectors = encoder.encode(test.frame["text"].to_list())
         outcome = compare(
             data,
             test,

@@ -28,6 +28,7 @@ from localgen.offline import egress_guard
 from localgen.store import RunFolder, software_versions
 
 Say = Callable[[str], None]
+NOTHING_TO_TRAIN = "nothing to train on: give --real FILE, --synthetic RUN_DIR or both"
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,15 @@ class TrainingSet:
             [source] * len(rows),
         )
 
+    def join(self, other: TrainingSet) -> TrainingSet:
+        """This set's rows followed by `other`'s."""
+        return TrainingSet(
+            self.texts + other.texts,
+            self.labels + other.labels,
+            np.concatenate([self.vectors, other.vectors]),
+            self.sources + other.sources,
+        )
+
     def counts(self) -> dict[str, dict[str, int]]:
         out: dict[str, dict[str, int]] = {}
         for source, label in zip(self.sources, self.labels, strict=True):
@@ -94,7 +104,7 @@ def training_set(
         frame["label"].to_list() if frame is not None else []
     )
     if not labels:
-        raise DataError("nothing to train on: give --real FILE, --synthetic RUN_DIR or both")
+        raise DataError(NOTHING_TO_TRAIN)
     if len(set(labels)) < 2:
         raise DataError(f"a classifier needs rows of at least two labels; all are '{labels[0]}'")
     texts: list[str] = []
@@ -170,7 +180,7 @@ def train(
     """`localgen train`: read, embed, fit and save, under the egress guard."""
     settings = settings or TrainSettings()
     if real is None and synthetic is None:
-        raise DataError("nothing to train on: give --real FILE, --synthetic RUN_DIR or both")
+        raise DataError(NOTHING_TO_TRAIN)
     real_data = read_labeled(real, text_column, label_column) if real is not None else None
     if synthetic is not None and not (synthetic / "manifest.json").is_file():
         raise DataError(f"--synthetic {synthetic}: not a localgen run folder (no manifest.json)")

@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # (script, arguments): smaller than each script's defaults where those take minutes.
 SUITE = [
     ("scale.py", []),
-    ("overhead.py", ["--count", "8", "--rounds", "1"]),
+    ("overhead.py", ["--count", "8", "--rounds", "2"]),
     ("engines.py", ["--count", "4"]),
     ("backends.py", ["--count", "4"]),
     ("diversity.py", ["--count", "20", "--out", "runs/bench-diversity-small"]),

@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml Makefile
 	# torch first, pinned: an unpinned torch would pull gigabytes of CUDA packages on CPU machines.
 	$(BIN)/pip install --quiet torch==2.13.0
 	echo 'torch==2.13.0' > $(VENV)/constraints.txt
-	$(BIN)/pip install --quiet -c $(VENV)/constraints.txt -e '.[$(VLLM_EXTRA),dev]'
+	$(BIN)/pip install --quiet -c $(VENV)/constraints.txt -e '.[$(VLLM_EXTRA),ray,dev]'
 	# The PyPI builds of these three are CUDA-only and break `import transformers` on CPU;
 	# text generation never needs them.
 	[ "$(VLLM_EXTRA)" = gpu ] || $(BIN)/pip uninstall --quiet -y torchvision torchaudio torchcodec

@@ -6,9 +6,10 @@ engine on the built-in model. Before measuring, one request per label compiles e
 label's grammar (vLLM caches compiled grammars, so whichever side ran first would
 otherwise pay for the compiles). The prefix cache is reset before each measurement, and
 the order alternates between rounds (raw then localgen, localgen then raw), so neither
-side always gets the warmer or quieter moment of this shared machine. For localgen, the time spent outside the engine
-(planning and rendering prompts, validation, building rows, writing shards and the
-output table) is measured as the wall time minus the time spent waiting on the engine.
+side always gets the warmer or quieter moment of this shared machine. For localgen, the
+time spent outside the engine (planning and rendering prompts, validation, building
+rows, writing shards and the output table) is measured as the wall time minus the time
+spent waiting on the engine.
 Prints a Markdown table. Run: make bench-overhead
 """
 

@@ -32,11 +32,11 @@ import polars as pl
 from localgen.curate import CurateConfig, curate
 from localgen.data import read_task_data
 from localgen.embed import cache_file, encode_cached
-from localgen.engines import EngineSettings, load_engine
+from localgen.engines import EngineSettings, load_engine, resolve_engine_model
 from localgen.errors import DataError
 from localgen.evaluation import score
 from localgen.generate import GenerateConfig, generate
-from localgen.models import ModelRef, resolve_model
+from localgen.models import ModelRef
 from localgen.offline import egress_guard
 from localgen.store import write_json, write_table
 from localgen.task import load_task
@@ -110,7 +110,7 @@ def boost(
         )
 
     owns_engine = engine is None
-    with egress_guard() as audit:
+    with egress_guard(config.engine.allow_hosts) as audit:
         encoder = load_encoder(config.settings.encoder)
         real_set = training_set(encoder, real, None, say=say)
         say(f"embedding {val.frame.height} validation rows")
@@ -147,7 +147,7 @@ def boost(
                 known = config.out / f"round-{number}.real-and-anchors.csv"
                 write_table(user_columns(pl.concat([real.frame, anchors])), known)
                 if engine is None:
-                    model_ref = model_ref or resolve_model(config.model, say)
+                    model_ref = model_ref or resolve_engine_model(config.engine, config.model, say)
                     engine = load_engine(config.engine, model_ref, say)
                 generated = generate(
                     GenerateConfig(

@@ -4,6 +4,7 @@ and messages to stderr; a LocalgenError becomes one line and exit code 1 (2 for 
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import os
 import sys
@@ -254,17 +255,44 @@ _ENGINE_OPTIONS = [
     ),
     click.option(
         "--engine",
-        type=click.Choice(["vllm", "transformers", "fake"]),
+        type=click.Choice(["vllm", "transformers", "openai", "fake"]),
+        envvar="LOCALGEN_ENGINE",
         default="vllm",
         show_default=True,
-        help="vllm: fast, batched. transformers: Outlines on plain transformers. "
-        "fake: no model, canned rows (tests and overhead benchmarks).",
+        help="vllm: fast, batched, in this process. transformers: Outlines on plain "
+        "transformers. openai: an OpenAI-compatible server (--base-url), e.g. `localgen "
+        "serve`; --model is then the served model's name. fake: no model, canned rows "
+        "(tests and overhead benchmarks). [env LOCALGEN_ENGINE]",
     ),
     click.option(
         "--backend",
         default=None,
         help="Constrained-decoding backend. vllm: xgrammar (default), guidance, "
-        "outlines. transformers: outlines_core (default), xgrammar, llguidance.",
+        "outlines. transformers: outlines_core (default), xgrammar, llguidance. "
+        "openai: json_schema (default, response_format), grammar (vLLM servers).",
+    ),
+    click.option(
+        "--base-url",
+        envvar="LOCALGEN_BASE_URL",
+        default=None,
+        help="--engine openai: the server's API root, e.g. http://127.0.0.1:8000/v1. "
+        "[env LOCALGEN_BASE_URL]",
+    ),
+    click.option(
+        "--allow-host",
+        "allow_hosts",
+        multiple=True,
+        envvar="LOCALGEN_ALLOW_HOSTS",
+        help="A host other than this machine that --base-url may name (repeat; the "
+        "variable takes a space-separated list). Anything else is refused. "
+        "[env LOCALGEN_ALLOW_HOSTS]",
+    ),
+    click.option(
+        "--concurrency",
+        type=click.IntRange(min=1, max=1024),
+        default=32,
+        show_default=True,
+        help="--engine openai: requests in flight at once.",
     ),
     click.option(
         "--max-model-len",
@@ -272,6 +300,29 @@ _ENGINE_OPTIONS = [
         default=2048,
         show_default=True,
         help="Longest prompt + row the engine accepts, in tokens.",
+    ),
+    click.option(
+        "--tensor-parallel-size",
+        type=click.IntRange(min=1),
+        default=1,
+        show_default=True,
+        help="--engine vllm on a multi-GPU node: split the model over this many GPUs.",
+    ),
+    click.option(
+        "--replicas",
+        type=click.IntRange(min=1),
+        default=1,
+        show_default=True,
+        help="Run this many engines as Ray actors, each with the whole model (data "
+        "parallel; each takes --tensor-parallel-size GPUs). Needs localgen[ray].",
+    ),
+    click.option(
+        "--ray-address",
+        envvar="LOCALGEN_RAY_ADDRESS",
+        default=None,
+        help="Join this Ray cluster (auto, HOST:PORT or ray://HOST:PORT; the host must be "
+        "loopback or --allow-host) instead of starting a private one on this machine. "
+        "[env LOCALGEN_RAY_ADDRESS]",
     ),
     click.option(
         "--retries",
@@ -283,10 +334,28 @@ _ENGINE_OPTIONS = [
 ]
 
 
-def _engine(engine: str, backend: str | None, max_model_len: int, seed: int) -> Any:
-    from localgen.engines import EngineSettings
+ENGINE_KEYS = (
+    "engine",
+    "backend",
+    "max_model_len",
+    "base_url",
+    "allow_hosts",
+    "concurrency",
+    "tensor_parallel_size",
+    "replicas",
+    "ray_address",
+)
 
-    return EngineSettings(name=engine, backend=backend, max_model_len=max_model_len, seed=seed)
+
+def _engine(seed: int, options: dict[str, Any]) -> Any:
+    """EngineSettings from the engine options, which are taken out of `options`."""
+    from localgen.engines import EngineSettings, check_settings
+
+    given = {key: options.pop(key) for key in ENGINE_KEYS}
+    given["allow_hosts"] = tuple(dict.fromkeys(given["allow_hosts"]))
+    settings = EngineSettings(name=given.pop("engine"), seed=seed, **given)
+    check_settings(settings)  # a bad engine, backend or server URL fails before any work
+    return settings
 
 
 @cli.command()
@@ -322,18 +391,22 @@ def _engine(engine: str, backend: str | None, max_model_len: int, seed: int) -> 
     is_flag=True,
     help="Print the plan (counts and example prompts); load no model, write nothing.",
 )
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print a JSON summary (counts, output files, timings) instead of the file names.",
+)
 @click.option("-q", "--quiet", is_flag=True, help="No progress line.")
 @_handle_errors
 def generate(
     model: str | None,
-    engine: str,
-    backend: str | None,
-    max_model_len: int,
     retries: int,
     formats: tuple[str, ...],
     shard_rows: int,
     overwrite: bool,
     dry_run: bool,
+    as_json: bool,
     quiet: bool,
     **options: Any,
 ) -> None:
@@ -350,9 +423,10 @@ def generate(
     """
     from localgen.generate import generate as run_generate
 
+    engine = _engine(options["seed"], options)  # takes the engine options out of options
     config = _config(
         model=model,
-        engine=_engine(engine, backend, max_model_len, options["seed"]),
+        engine=engine,
         max_retries=retries,
         formats=tuple(dict.fromkeys(formats)),
         shard_rows=shard_rows,
@@ -361,7 +435,7 @@ def generate(
         **options,
     )
     if dry_run:
-        _print_plan(config, -1, as_json=False)
+        _print_plan(config, -1, as_json=as_json)
         return
     log = (lambda _msg: None) if quiet else _echo_err
     result = run_generate(config, log=log)
@@ -370,8 +444,21 @@ def generate(
         + (f" ({result.resumed} resumed)" if result.resumed else "")
         + (f"; {len(result.failures)} failed, see manifest.json" if result.failures else "")
     )
-    for path in result.outputs:
-        click.echo(str(path))
+    if as_json:
+        summary = {
+            "out": str(result.out),
+            "planned": result.planned,
+            "written": result.written,
+            "resumed": result.resumed,
+            "failed": len(result.failures),
+            "outputs": [str(p) for p in result.outputs],
+            "manifest": str(result.out / "manifest.json"),
+            "timings": result.manifest.get("timings"),
+        }
+        click.echo(json.dumps(summary, indent=2))
+    else:
+        for path in result.outputs:
+            click.echo(str(path))
     if result.failures:
         sys.exit(1)
 
@@ -494,8 +581,6 @@ def curate(
       localgen curate runs/tickets --real data/train.csv --eval data/test.csv
       localgen curate runs/tickets --skip label-fidelity --near-duplicate 0.9
     """
-    import json
-
     from localgen.curate import CurateConfig, summary_table
     from localgen.curate import curate as run_curation
 
@@ -547,8 +632,6 @@ def report(
       localgen curate runs/tickets --real data/train.csv
       localgen report runs/tickets --real data/train.csv
     """
-    import json
-
     from localgen.report import REPORT, summary_lines, write_report
 
     metrics = write_report(
@@ -654,6 +737,9 @@ def _train_settings(seed: int = 0, no_class_weights: bool = False, **options: An
 )
 @_options(_TRAIN_OPTIONS)
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of fine-tuning.")
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print the model's model.json, not its folder."
+)
 @click.option("-q", "--quiet", is_flag=True, help="No progress lines.")
 @_handle_errors
 def train(
@@ -663,6 +749,7 @@ def train(
     text_column: str,
     label_column: str,
     rows: str,
+    as_json: bool,
     quiet: bool,
     **options: Any,
 ) -> None:
@@ -692,7 +779,10 @@ def train(
     counts = model.info["training"]["rows"]
     parts = [f"{sum(c.values())} {source}" for source, c in counts.items()]
     _echo_err(f"trained on {' + '.join(parts)} rows, {len(model.labels)} labels")
-    click.echo(str(out))
+    if as_json:
+        click.echo(json.dumps({"model": str(out)} | model.info, indent=2))
+    else:
+        click.echo(str(out))
 
 
 @cli.command()
@@ -725,8 +815,6 @@ def evaluate(
       localgen evaluate models/tickets data/test.csv
       localgen evaluate models/tickets data/test.csv --json | jq .macro_f1
     """
-    import json
-
     from localgen.evaluation import render
     from localgen.train import evaluate as run_evaluation
 
@@ -755,8 +843,6 @@ def predict(model_dir: Path, file: Path, text_column: str, fmt: str) -> None:
       localgen predict models/tickets inbox.csv
       localgen predict models/tickets inbox.txt --format jsonl > labelled.jsonl
     """
-    import json
-
     from localgen.train import predict as run_prediction
 
     frame = run_prediction(model_dir, file, text_column)
@@ -824,9 +910,6 @@ def run_command(
     instructions: str,
     seed: int,
     model: str | None,
-    engine: str,
-    backend: str | None,
-    max_model_len: int,
     retries: int,
     resamples: int,
     overwrite: bool,
@@ -848,11 +931,10 @@ def run_command(
           --text-column message --label-column team --out runs/tickets -n 20 \\
           --strategy few-shot --strategy contrastive
     """
-    import json
-
     from localgen.pipeline import RunConfig, comparison_table
     from localgen.pipeline import run as run_pipeline
 
+    engine = _engine(seed, train_options)  # takes the engine options out of train_options
     config = RunConfig(
         generation=_config(
             task_file=task_file,
@@ -866,7 +948,7 @@ def run_command(
             instructions=instructions,
             seed=seed,
             model=model,
-            engine=_engine(engine, backend, max_model_len, seed),
+            engine=engine,
             max_retries=retries,
             overwrite=overwrite,
             quiet=quiet,
@@ -966,9 +1048,6 @@ def boost(
     min_gain: float,
     seed: int,
     model: str | None,
-    engine: str,
-    backend: str | None,
-    max_model_len: int,
     retries: int,
     overwrite: bool,
     as_json: bool,
@@ -988,11 +1067,10 @@ def boost(
       localgen boost examples/support-tickets/task.toml --real train.csv \\
           --validation val.csv --test test.csv --out runs/boost --rounds 3
     """
-    import json
-
     from localgen.boost import BoostConfig, curve_table
     from localgen.boost import boost as run_boost
 
+    engine = _engine(seed, head_options)  # takes the engine options out of head_options
     config = BoostConfig(
         task_path=task_file,
         real=real,
@@ -1007,7 +1085,7 @@ def boost(
         label_column=label_column,
         seed=seed,
         model=model,
-        engine=_engine(engine, backend, max_model_len, seed),
+        engine=engine,
         max_retries=retries,
         overwrite=overwrite,
         settings=_train_settings(seed=seed, **head_options),
@@ -1016,15 +1094,270 @@ def boost(
     click.echo(json.dumps(result, indent=2) if as_json else curve_table(result))
 
 
-@cli.group()
-def models() -> None:
-    """Check the local models.
+@cli.command()
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option(
+    "--out",
+    "-o",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="File to write; its suffix picks the format unless --format is given.",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["parquet", "jsonl", "csv"]),
+    default=None,
+    help="parquet, jsonl or csv. [default: from --out's suffix]",
+)
+@click.option(
+    "--rows",
+    type=click.Choice(ROW_SOURCES),
+    default="auto",
+    show_default=True,
+    help="auto: curated.parquet when curate has run, else all rows; curated; raw.",
+)
+@click.option(
+    "--columns",
+    type=click.Choice(["all", "minimal"]),
+    default="all",
+    show_default=True,
+    help="all: text, label and every provenance column; minimal: text and label.",
+)
+@_handle_errors
+def export(run_dir: Path, out: Path, fmt: str | None, rows: str, columns: str) -> None:
+    """Write a run's rows as Parquet, JSONL or CSV for other tools.
+
+    The file loads directly with polars (pl.read_parquet / read_ndjson / read_csv),
+    pandas (read_parquet / read_json(lines=True) / read_csv) and Hugging Face datasets
+    (load_dataset("parquet" | "json" | "csv", data_files=FILE)). In CSV, the list
+    columns (positive_ids, negative_ids) are JSON arrays.
 
     \b
     Example:
-      localgen models verify              # the built-in model
-      localgen models verify models/my-model
+      localgen export runs/tickets --out tickets.jsonl
+      localgen export runs/tickets --out train.csv --columns minimal --rows curated
     """
+    from localgen.store import export_rows
+
+    if fmt is not None and out.suffix == "":
+        out = out.with_name(f"{out.name}.{fmt}")
+    elif fmt is not None and out.suffix != f".{fmt}":
+        raise click.BadParameter(f"{out.name} does not end in .{fmt}", param_hint="--out")
+    n = export_rows(run_dir, out, rows, columns)
+    _echo_err(f"{n} rows")
+    click.echo(str(out))
+
+
+@cli.command()
+@click.argument("shell", type=click.Choice(["bash", "zsh", "fish"]))
+def completion(shell: str) -> None:
+    """Print the shell completion script for SHELL.
+
+    \b
+    Example:
+      localgen completion bash > ~/.local/share/bash-completion/completions/localgen
+      eval "$(localgen completion zsh)"       # in ~/.zshrc
+      localgen completion fish > ~/.config/fish/completions/localgen.fish
+    """
+    from click.shell_completion import get_completion_class
+
+    completer = get_completion_class(shell)
+    assert completer is not None
+    click.echo(completer(cli, {}, "localgen", "_LOCALGEN_COMPLETE").source())
+
+
+@cli.command()
+@click.option(
+    "--model",
+    "-m",
+    envvar="LOCALGEN_MODEL",
+    default=None,
+    help="Local model folder or a name under ./models/ or the localgen home. "
+    "[default: the built-in model; env LOCALGEN_MODEL]",
+)
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to listen on. Anything but loopback exposes the model to the network.",
+)
+@click.option(
+    "--port",
+    type=click.IntRange(1, 65535),
+    default=8000,
+    show_default=True,
+    help="TCP port to listen on.",
+)
+@click.option(
+    "--name",
+    default=None,
+    help="The model name clients ask for. [default: the model folder's name]",
+)
+@click.option(
+    "--backend",
+    type=click.Choice(["guidance", "xgrammar", "outlines"]),
+    default="guidance",
+    show_default=True,
+    help="vLLM's structured-output backend, one for the whole server. guidance compiles "
+    "the row JSON schemas (clients' --backend json_schema, the default); xgrammar takes "
+    "localgen's row grammars (clients' --backend grammar) but fails on the row schemas.",
+)
+@click.option(
+    "--max-model-len",
+    type=click.IntRange(min=256),
+    default=2048,
+    show_default=True,
+    help="Longest prompt + answer the server accepts, in tokens.",
+)
+@_handle_errors
+def serve(
+    model: str | None, host: str, port: int, name: str | None, backend: str, max_model_len: int
+) -> None:
+    """Serve a local model with vLLM's OpenAI-compatible server, on this machine only.
+
+    The team's other tools (and `localgen generate --engine openai`) can then use it. It
+    runs offline with the settings of localgen's own vLLM engine, and stops on Ctrl-C.
+
+    \b
+    Example:
+      localgen serve --port 8000 &
+      localgen generate task.toml --out runs/t --engine openai \\
+          --base-url http://127.0.0.1:8000/v1
+    """
+    from localgen.models import resolve_model
+    from localgen.serve import ServeConfig
+    from localgen.serve import serve as run_server
+
+    ref = resolve_model(model, _echo_err)
+    config = ServeConfig(
+        host=host, port=port, backend=backend, max_model_len=max_model_len, name=name
+    )
+    sys.exit(run_server(ref, config, _echo_err))
+
+
+@cli.group()
+def models() -> None:
+    """List, import, check and carry local models (nothing is ever downloaded).
+
+    \b
+    Example (the air-gap workflow):
+      localgen models bundle models/my-model --out my-model.tar   # connected machine
+      localgen models unbundle my-model.tar                       # isolated machine
+      localgen generate task.toml --out runs/t --model my-model
+    """
+
+
+def _size(n: object) -> str:
+    if not isinstance(n, int):
+        return "-"
+    return f"{n / 1e9:.2f} GB" if n >= 1e9 else f"{n / 1e6:.0f} MB"
+
+
+@models.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@_handle_errors
+def models_list(as_json: bool) -> None:
+    """The built-in model and the model folders under ./models/ and the localgen home
+    (LOCALGEN_HOME/models, where import and unbundle put them), with size and
+    architecture.
+
+    \b
+    Example:
+      localgen models list
+      localgen models list --json | jq -r '.[].name'
+    """
+    from localgen.models import list_models
+
+    found = list_models()
+    if as_json:
+        click.echo(json.dumps(found, indent=2))
+        return
+    rows = [("name", "source", "size", "architecture", "checksums", "path")]
+    for m in found:
+        rows.append(
+            (
+                str(m["name"]),
+                str(m["source"]),
+                _size(m["size_bytes"]) if m["prepared"] else "not prepared",
+                str(m["architecture"]),
+                "yes" if m["checksums"] else "no",
+                str(m["path"]),
+            )
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+    for r in rows:
+        click.echo("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)) + "  " + r[-1])
+
+
+@models.command("import")
+@click.argument("gguf_file", type=click.Path(path_type=Path))
+@click.option("--name", default=None, help="Folder name. [default: the file's name]")
+@click.option("--overwrite", is_flag=True, help="Replace a model of that name.")
+@_handle_errors
+def models_import(gguf_file: Path, name: str | None, overwrite: bool) -> None:
+    """Convert a GGUF file into a model folder vLLM can load, with a checksum manifest.
+
+    The folder goes under LOCALGEN_HOME/models/NAME; use it with --model NAME. Quantized
+    weights are dequantized (vLLM's CPU build cannot run GGUF).
+
+    \b
+    Example:
+      localgen models import ~/Downloads/qwen2.5-0.5b-instruct-q8_0.gguf --name qwen-0.5b
+    """
+    from localgen.models import import_gguf
+
+    folder = import_gguf(gguf_file, name, overwrite, log=_echo_err)
+    click.echo(f"{folder}: imported; use --model {folder.name}")
+
+
+@models.command("bundle")
+@click.argument("model", required=False)
+@click.option(
+    "--out",
+    "-o",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="The archive to write (.tar).",
+)
+@_handle_errors
+def models_bundle(model: str | None, out: Path) -> None:
+    """Pack MODEL (weights, tokenizer and a SHA-256 manifest) into one archive to carry
+    across an air gap. MODEL is a folder or a name (default: the built-in model).
+
+    \b
+    Example:
+      localgen models bundle models/my-model --out /media/usb/my-model.tar
+    """
+    from localgen.models import bundle
+
+    archive, files, size = bundle(model, out)
+    click.echo(f"{archive}: {files} files, {_size(size)}; unpack with `localgen models unbundle`")
+
+
+@models.command("unbundle")
+@click.argument("archive", type=click.Path(path_type=Path))
+@click.option("--overwrite", is_flag=True, help="Replace a model of that name.")
+@click.option(
+    "--dest",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Folder to put the model in. [default: LOCALGEN_HOME/models]",
+)
+@_handle_errors
+def models_unbundle(archive: Path, overwrite: bool, dest: Path | None) -> None:
+    """Unpack a bundle, check every file against its manifest, and only then install it.
+    A damaged copy installs nothing.
+
+    \b
+    Example:
+      localgen models unbundle /media/usb/my-model.tar
+      localgen generate task.toml --out runs/t --model my-model
+    """
+    from localgen.models import unbundle
+
+    folder = unbundle(archive, overwrite, dest)
+    click.echo(f"{folder}: verified and installed; use --model {folder.name}")
 
 
 @models.command("verify")
@@ -1034,8 +1367,9 @@ def models() -> None:
     is_flag=True,
     help="Record the checksums of a trusted copy instead of checking them.",
 )
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @_handle_errors
-def models_verify(model: str | None, write: bool) -> None:
+def models_verify(model: str | None, write: bool, as_json: bool) -> None:
     """Check every file of MODEL against its checksum manifest (SHA-256).
 
     MODEL is a folder or a name under ./models/ (default: the built-in model). Exit code 1
@@ -1051,7 +1385,10 @@ def models_verify(model: str | None, write: bool) -> None:
 
     folder, n = verify_model(model, write)
     verb = "recorded" if write else "verified"
-    click.echo(f"{folder}: {n} files {verb} ({CHECKSUMS_FILE})")
+    if as_json:
+        click.echo(json.dumps({"model": str(folder), "files": n, "result": verb}))
+    else:
+        click.echo(f"{folder}: {n} files {verb} ({CHECKSUMS_FILE})")
 
 
 def main() -> None:

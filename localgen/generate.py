@@ -20,8 +20,14 @@ from pathlib import Path
 from typing import Any
 
 from localgen.data import LabeledData, read_rejects, read_task_data
-from localgen.engines import Engine, EngineSettings, check_settings, load_engine
-from localgen.models import ModelRef, resolve_model
+from localgen.engines import (
+    Engine,
+    EngineSettings,
+    check_settings,
+    load_engine,
+    resolve_engine_model,
+)
+from localgen.models import ModelRef
 from localgen.offline import apply_offline_env, egress_guard
 from localgen.plan import Plan, Request, build_plan
 from localgen.progress import Progress
@@ -137,17 +143,13 @@ def generate(
     """Run a whole generation. Pass `engine` (and `model`) to reuse a loaded engine."""
     apply_offline_env()
     started = time.monotonic()
-    with egress_guard() as audit:
+    with egress_guard(config.engine.allow_hosts) as audit:
         task, seed_data, plan = prepare_plan(config)
         for note in plan.notes:
             log(note)
         check_settings(config.engine)
         if model is None:  # resolved before the run folder exists: a bad model writes nothing
-            model = (
-                resolve_model(config.model, log)
-                if config.engine.name != "fake"
-                else ModelRef("fake", Path("."), "-")
-            )
+            model = resolve_engine_model(config.engine, config.model, log)
         run = RunFolder(config.out)
         created = not config.out.exists()
         previous = run.prepare(plan.fingerprint, config.overwrite)
@@ -201,7 +203,7 @@ def generate(
                 timings["engine_start_s"] = round(time.monotonic() - t0, 3)
             manifest["model"] = {
                 "name": model.name,
-                "path": str(model.path),
+                "path": model.where,
                 "config_hash": model.config_hash,
             }
             manifest["engine"] = (
@@ -211,6 +213,9 @@ def generate(
                     "name": engine.name,
                     "backend": engine.backend,
                     "max_model_len": config.engine.max_model_len,
+                    "tensor_parallel_size": config.engine.tensor_parallel_size,
+                    "replicas": config.engine.replicas,
+                    "ray_address": config.engine.ray_address,
                 }
             )
             write_json(run.manifest_path, manifest)

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import io
 import json
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,11 +32,17 @@ FORMAT_VERSION = 1
 
 @dataclass(frozen=True)
 class ModelRef:
-    """A model folder vLLM or transformers can load, and how to name it in provenance."""
+    """A model folder vLLM or transformers can load (or a model a server serves at `url`),
+    and how to name it in provenance."""
 
     name: str
-    path: Path
+    path: Path | None  # None: served by the server at `url`
     config_hash: str  # SHA-256 of config.json: which architecture and weights layout
+    url: str = ""
+
+    @property
+    def where(self) -> str:
+        return self.url or str(self.path)
 
 
 def localgen_home() -> Path:
@@ -99,6 +107,13 @@ def check_model_folder(path: Path) -> ModelRef:
     return ModelRef(name=path.name, path=path.resolve(), config_hash=_sha256(config)[:16])
 
 
+def _local_folder(spec: str) -> Path:
+    """The checked model folder that `spec` (a path or a name) names."""
+    folder = check_model_folder(_model_path(spec)).path
+    assert folder is not None  # a local folder always has a path
+    return folder
+
+
 def _builtin_gguf() -> Path:
     spec = importlib.util.find_spec(BUILTIN_PACKAGE)  # not imported: it needs `llm`
     if spec is None or not spec.submodule_search_locations:
@@ -156,14 +171,19 @@ def builtin_model(log: Callable[[str], None] = print) -> ModelRef:
 
 
 def _model_path(spec: str) -> Path:
+    """A path as given, else a name under ./models/, else under the localgen home."""
     path = Path(spec).expanduser()
-    if not path.exists() and (Path("models") / spec).exists():
-        path = Path("models") / spec
+    if path.exists() or "/" in spec:
+        return path
+    for root in (Path("models"), localgen_home() / "models"):
+        if (root / spec).exists():
+            return root / spec
     return path
 
 
 def resolve_model(spec: str | None, log: Callable[[str], None] = print) -> ModelRef:
-    """`None` or 'builtin' gives the built-in model; a name under ./models/ or any path works.
+    """`None` or 'builtin' gives the built-in model; a path, or a name under ./models/ or
+    the localgen home (imported and unbundled models) works.
 
     A folder that carries a checksum manifest is verified before it is used, so a damaged
     or altered model is refused before generation starts.
@@ -172,11 +192,13 @@ def resolve_model(spec: str | None, log: Callable[[str], None] = print) -> Model
         return builtin_model(log)
     assert spec is not None
     ref = check_model_folder(_model_path(spec))
-    if (ref.path / CHECKSUMS_FILE).is_file():
-        damaged = verify_checksums(ref.path)
+    folder = ref.path
+    assert folder is not None  # a local folder always has a path
+    if (folder / CHECKSUMS_FILE).is_file():
+        damaged = verify_checksums(folder)
         if damaged:
             raise ModelError(
-                f"{ref.path}: {', '.join(damaged[:5])} differ from {CHECKSUMS_FILE}: "
+                f"{folder}: {', '.join(damaged[:5])} differ from {CHECKSUMS_FILE}: "
                 "the model is damaged or was changed"
             )
     return ref
@@ -193,7 +215,7 @@ def verify_model(spec: str | None, write: bool = False) -> tuple[Path, int]:
             raise ModelError(f"the built-in model is not prepared yet ({folder}); run generate")
     else:
         assert spec is not None
-        folder = check_model_folder(_model_path(spec)).path
+        folder = _local_folder(spec)
     if write:
         return folder, len(write_checksums(folder))
     if not (folder / CHECKSUMS_FILE).is_file():
@@ -205,3 +227,166 @@ def verify_model(spec: str | None, write: bool = False) -> tuple[Path, int]:
         raise ModelError(f"{folder}: files missing or changed: {', '.join(damaged)}")
     files = json.loads((folder / CHECKSUMS_FILE).read_text())["files"]
     return folder, len(files)
+
+
+# Model management for air-gapped sites: list, import a GGUF file, bundle and unbundle.
+
+BUNDLE_SUFFIXES = (".tar",)
+
+
+def _folder_size(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+
+
+def _architecture(folder: Path) -> str:
+    try:
+        config = json.loads((folder / "config.json").read_text())
+    except (OSError, ValueError):
+        return "?"
+    architectures = config.get("architectures") or []
+    return str(architectures[0] if architectures else config.get("model_type", "?"))
+
+
+def list_models(project: Path = Path("models")) -> list[dict[str, object]]:
+    """The built-in model, and the model folders under ./models/ and the localgen home."""
+    home = localgen_home() / "models"
+    found: list[dict[str, object]] = []
+    builtin = home / BUILTIN_NAME
+    entry: dict[str, object] = {
+        "name": BUILTIN_NAME,
+        "source": "built-in",
+        "path": str(builtin),
+        "prepared": builtin.is_dir(),
+        "size_bytes": _folder_size(builtin) if builtin.is_dir() else None,
+        "architecture": _architecture(builtin) if builtin.is_dir() else "LlamaForCausalLM",
+        "checksums": (builtin / CHECKSUMS_FILE).is_file(),
+    }
+    found.append(entry)
+    for source, root in (("./models", project), ("home", home)):
+        if not root.is_dir():
+            continue
+        for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+            if folder.resolve() == builtin.resolve() or not (folder / "config.json").is_file():
+                continue
+            found.append(
+                {
+                    "name": folder.name,
+                    "source": source,
+                    "path": str(folder.resolve()),
+                    "prepared": True,
+                    "size_bytes": _folder_size(folder),
+                    "architecture": _architecture(folder),
+                    "checksums": (folder / CHECKSUMS_FILE).is_file(),
+                }
+            )
+    return found
+
+
+def import_gguf(
+    gguf: Path,
+    name: str | None = None,
+    overwrite: bool = False,
+    log: Callable[[str], None] = print,
+) -> Path:
+    """Convert a GGUF file into a model folder under the localgen home; return the folder."""
+    if not gguf.is_file():
+        raise ModelError(f"GGUF file not found: {gguf}")
+    with gguf.open("rb") as f:
+        if f.read(4) != b"GGUF":
+            raise ModelError(f"{gguf} is not a GGUF file (it does not start with 'GGUF')")
+    name = name or gguf.stem.lower()
+    if not name or "/" in name or name.startswith("."):
+        raise ModelError(f"not a usable model name: {name!r}")
+    folder = localgen_home() / "models" / name
+    if folder.exists() and not overwrite:
+        raise ModelError(f"{folder} exists; pass --overwrite to replace it, or --name")
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    log(f"converting {gguf.name} into {folder} (tens of seconds for a small model)")
+    try:
+        convert_gguf(gguf.resolve(), folder)
+    except (OSError, ValueError, RuntimeError, KeyError) as e:
+        raise ModelError(f"could not convert {gguf.name}: {str(e).splitlines()[0]}") from None
+    return folder
+
+
+def bundle(spec: str | None, out: Path) -> tuple[Path, int, int]:
+    """One tar archive of a model folder with its checksum manifest, to carry across an
+    air gap. The folder's own manifest, if any, must match its files first.
+    Returns (archive, files, bytes)."""
+    import tarfile
+
+    if spec in (None, "", "builtin", BUILTIN_NAME):
+        folder = _local_folder(str(builtin_model(log=lambda _m: None).path))
+    else:
+        assert spec is not None
+        folder = _local_folder(spec)
+    if out.suffix not in BUNDLE_SUFFIXES:
+        raise ModelError(f"the bundle file must end in .tar, got {out.name}")
+    if (folder / CHECKSUMS_FILE).is_file():
+        damaged = verify_checksums(folder)
+        if damaged:
+            raise ModelError(f"{folder}: {', '.join(damaged[:5])} differ from {CHECKSUMS_FILE}")
+        sums = json.loads((folder / CHECKSUMS_FILE).read_text())["files"]
+    else:
+        sums = {
+            p.name: _sha256(p)
+            for p in sorted(folder.iterdir())
+            if p.is_file() and p.name != CHECKSUMS_FILE
+        }
+    manifest = json.dumps({"format_version": FORMAT_VERSION, "files": sums}, indent=2) + "\n"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.partial")
+    size = 0
+    try:
+        with tarfile.open(tmp, "w", format=tarfile.PAX_FORMAT) as tar:
+            for name in sums:
+                tar.add(folder / name, arcname=f"{folder.name}/{name}", recursive=False)
+                size += (folder / name).stat().st_size
+            info = tarfile.TarInfo(f"{folder.name}/{CHECKSUMS_FILE}")
+            info.size = len(manifest.encode())
+            info.mtime = int(time.time())
+            tar.addfile(info, io.BytesIO(manifest.encode()))
+        tmp.replace(out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return out, len(sums), size
+
+
+def unbundle(archive: Path, overwrite: bool = False, dest: Path | None = None) -> Path:
+    """Unpack a bundle under the localgen home (or `dest`), verify every file against the
+    manifest inside, and only then move it into place. Returns the model folder."""
+    import tarfile
+
+    if not archive.is_file():
+        raise ModelError(f"bundle not found: {archive}")
+    root = dest or localgen_home() / "models"
+    try:
+        with tarfile.open(archive, "r:*") as tar:
+            members = tar.getmembers()
+            tops = {m.name.split("/", 1)[0] for m in members}
+            if len(tops) != 1 or not all(m.isfile() or m.isdir() for m in members):
+                raise ModelError(f"{archive} is not a localgen model bundle")
+            name = tops.pop()
+            if name in ("", ".", "..") or f"{name}/{CHECKSUMS_FILE}" not in tar.getnames():
+                raise ModelError(f"{archive} is not a localgen model bundle (no {CHECKSUMS_FILE})")
+            target = root / name
+            if target.exists() and not overwrite:
+                raise ModelError(f"{target} exists; pass --overwrite to replace it")
+            root.mkdir(parents=True, exist_ok=True)
+            staging = Path(tempfile.mkdtemp(prefix=".unbundling-", dir=root))
+            try:
+                tar.extractall(staging, filter="data")  # refuses links and paths outside
+                damaged = verify_checksums(staging / name)
+                if damaged:
+                    raise ModelError(
+                        f"{archive}: {', '.join(damaged[:5])} do not match the bundle's "
+                        "checksums: the copy is damaged; nothing was installed"
+                    )
+                if target.exists():
+                    shutil.rmtree(target)
+                (staging / name).rename(target)
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)
+    except (tarfile.TarError, EOFError) as e:
+        raise ModelError(f"{archive} is not a readable bundle: {e}") from None
+    return target

@@ -8,11 +8,12 @@ This module does not filter traffic of other processes; it guards this Python pr
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import os
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,6 +30,7 @@ OFFLINE_ENV = {
     "VLLM_DO_NOT_TRACK": "1",
     "DO_NOT_TRACK": "1",
     "OUTLINES_DISABLE_TELEMETRY": "1",
+    "RAY_USAGE_STATS_ENABLED": "0",
     "TOKENIZERS_PARALLELISM": "false",
     # vLLM otherwise finds its own address by "connecting" a UDP socket to 8.8.8.8.
     "VLLM_HOST_IP": "127.0.0.1",
@@ -55,10 +57,12 @@ class EgressAudit:
     """What the guard saw during a run; goes into every manifest."""
 
     attempts: list[str] = field(default_factory=list)
+    allowed: tuple[str, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "policy": "loopback only",
+            "policy": "loopback only" if not self.allowed else "loopback and allowed hosts",
+            "allowed_hosts": list(self.allowed),
             "blocked_attempts": len(self.attempts),
             "blocked": self.attempts[:20],  # a sample is enough to find the culprit
         }
@@ -74,10 +78,24 @@ class BlockedLookup(socket.gaierror, EgressBlocked):
 _lock = threading.Lock()
 
 
+def _addresses(hosts: Iterable[str]) -> set[str]:
+    """The IP addresses the allowed hosts resolve to (looked up once, before the guard)."""
+    found: set[str] = set()
+    for host in hosts:
+        with contextlib.suppress(OSError):  # a host that does not resolve is not reached
+            found.update(str(info[4][0]) for info in socket.getaddrinfo(host, None))
+    return found
+
+
 @contextmanager
-def egress_guard() -> Iterator[EgressAudit]:
-    """Refuse non-loopback connections and DNS lookups of other hosts while in the block."""
-    audit = EgressAudit()
+def egress_guard(allow: Iterable[str] = ()) -> Iterator[EgressAudit]:
+    """Refuse non-loopback connections and DNS lookups of other hosts while in the block.
+
+    `allow` names hosts the user allowed explicitly (an on-prem inference server): their
+    lookups, and connections to the addresses they resolve to, go through."""
+    audit = EgressAudit(allowed=tuple(sorted(set(allow))))
+    allowed_names = {h.lower() for h in allow}
+    allowed_addresses = _addresses(allowed_names)
     real_connect = socket.socket.connect
     real_connect_ex = socket.socket.connect_ex
     real_getaddrinfo = socket.getaddrinfo
@@ -90,7 +108,7 @@ def egress_guard() -> Iterator[EgressAudit]:
     def check_address(sock: socket.socket, address: Any) -> None:
         if sock.family in (socket.AF_INET, socket.AF_INET6):
             host = str(address[0])
-            if not is_loopback_host(host):
+            if not is_loopback_host(host) and host not in allowed_addresses:
                 raise refuse(f"{host}:{address[1]}")
 
     def connect(self: socket.socket, address: Any) -> None:
@@ -103,7 +121,11 @@ def egress_guard() -> Iterator[EgressAudit]:
 
     def getaddrinfo(host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
         name = host.decode() if isinstance(host, bytes) else host
-        if name is not None and not is_loopback_host(str(name)):
+        if (
+            name is not None
+            and not is_loopback_host(str(name))
+            and str(name).lower() not in allowed_names
+        ):
             raise BlockedLookup(socket.EAI_NONAME, str(refuse(f"{name}:{port} (lookup)")))
         return real_getaddrinfo(host, port, *args, **kwargs)
 

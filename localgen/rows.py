@@ -73,7 +73,7 @@ def make_row(
         "negative_ids": list(request.negative_ids),
         "intermediate": request.intermediate,
         "model": model.name,
-        "model_path": str(model.path),
+        "model_path": model.where,
         "model_config_hash": model.config_hash,
         "engine": engine,
         "backend": backend,

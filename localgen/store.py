@@ -213,3 +213,34 @@ class RunFolder:
                 write_with(path, lazy.sink_parquet)
             written.append(path)
         return written
+
+
+EXPORT_FORMATS = ("parquet", "jsonl", "csv")
+
+
+def export_rows(run_dir: Path, out: Path, source: str = "auto", columns: str = "all") -> int:
+    """Write a run's rows (curated when curate has run, or as `source` says) to `out`, as
+    Parquet, JSONL or CSV by suffix. CSV has no lists: list columns become JSON arrays.
+    columns='minimal' keeps only text and label. Returns the number of rows."""
+    if out.suffix.lstrip(".") not in EXPORT_FORMATS:
+        raise OutputError(f"{out.name}: the file must end in .parquet, .jsonl or .csv")
+    if out.resolve().parent == run_dir.resolve() and out.stem == OUTPUT_STEM:
+        raise OutputError(f"{out} is the run's own output table; choose another file")
+    run = RunFolder(run_dir)
+    if not run_dir.is_dir() or run.read_manifest() is None:
+        raise OutputError(f"{run_dir} is not a localgen run folder (no manifest.json)")
+    frame, _ = run.chosen_rows(source)
+    if columns == "minimal":
+        frame = frame.select("text", "label")
+    if out.suffix == ".csv":
+        frame = frame.with_columns(
+            pl.Series(name, [None if v is None else json.dumps(v) for v in frame[name].to_list()])
+            for name, dtype in frame.schema.items()
+            if isinstance(dtype, pl.List)
+        )
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OutputError(f"cannot create {out.parent}: {e.strerror}") from None
+    write_table(frame, out)
+    return frame.height

@@ -263,6 +263,69 @@ BAD_FILES: dict[str, bytes] = {
         (["predict", "{model}", "{tmp}/empty.csv"], 1, "the file is empty"),
         (["predict", "{model}", "{seed}", "--format", "xml"], 2, "--format"),
         (["predict", "{broken_model}", "{seed}"], 1, "not a localgen model description"),
+        (["export", "{tmp}/none", "--out", "{tmp}/x.jsonl"], 1, "not a localgen run folder"),
+        (["export", "{run}", "--out", "{tmp}/x.txt"], 1, "must end in .parquet, .jsonl or .csv"),
+        (["export", "{run}", "--out", "{tmp}/x.csv", "--format", "jsonl"], 2, "not end in .jsonl"),
+        (["export", "{run}", "--out", "{run}/synthetic.parquet"], 1, "the run's own output"),
+        (["export", "{run}", "--out", "{tmp}/x.csv", "--rows", "curated"], 1, "run localgen cur"),
+        (["export", "{run}", "--out", "{task}/x.csv"], 1, "cannot create"),
+        (["completion", "tcsh"], 2, "'tcsh' is not one of"),
+        (["generate", "{task}", "--out", "{tmp}/r", "--engine", "openai"], 1, "needs --base-url"),
+        (
+            ["generate", "{task}", "--out", "{tmp}/r", "--engine", "openai", "--base-url", "x"],
+            1,
+            "--base-url must be http://HOST:PORT/v1",
+        ),
+        (
+            ["generate", "{task}", "-o", "{tmp}/r", "--engine", "openai", "--base-url", "{remote}"],
+            1,
+            "refusing to send prompts to gpu01.example.org",
+        ),
+        (
+            ["generate", "{task}", "--out", "{tmp}/r", "--base-url", "http://127.0.0.1:1/v1"],
+            1,
+            "--base-url is for --engine openai",
+        ),
+        (
+            ["generate", "{task}", "-o", "{tmp}/r", "--engine", "openai", "--base-url", "{closed}"],
+            1,
+            "cannot reach the server at http://127.0.0.1:9/v1",
+        ),
+        (
+            ["generate", "{task}", "-o", "{tmp}/r", "--engine", "openai", "--backend", "xgrammar"],
+            1,
+            "the openai engine has no decoding backend 'xgrammar'",
+        ),
+        (
+            ["generate", "{task}", "-o", "{tmp}/r", "--engine", "fake", "--replicas", "2"],
+            1,
+            "--replicas and --ray-address run vllm or transformers, not fake",
+        ),
+        (
+            ["generate", "{task}", "-o", "{tmp}/r", "--ray-address", "gpu01:6379"],
+            1,
+            "refusing to join the Ray cluster at gpu01:6379",
+        ),
+        (["generate", "{task}", "-o", "{tmp}/r", "--replicas", "0"], 2, "--replicas"),
+        (
+            [
+                "generate",
+                "{task}",
+                "-o",
+                "{tmp}/r",
+                "--engine",
+                "transformers",
+                "--tensor-parallel-size",
+                "2",
+            ],
+            1,
+            "--tensor-parallel-size is a vllm setting",
+        ),
+        (["serve", "--model", "{tmp}/none"], 1, "model folder not found"),
+        (["serve", "--port", "0"], 2, "--port"),
+        (["models", "unbundle", "{tmp}/none.tar"], 1, "bundle not found"),
+        (["models", "bundle", "{tmp}/none", "--out", "{tmp}/b.tar"], 1, "model folder not found"),
+        (["models", "import", "{seed}"], 1, "is not a GGUF file"),
     ],
 )
 def test_errors_are_one_line_with_exit_code(
@@ -278,6 +341,8 @@ def test_errors_are_one_line_with_exit_code(
     seed = tmp_path / "good_seed.csv"
     seed.write_text("text,label\nrefund me,billing\n")
     values = {
+        "remote": "http://gpu01.example.org:8000/v1",
+        "closed": "http://127.0.0.1:9/v1",
         "seed": str(seed),
         "tmp": str(tmp_path),
         "task": str(task_file),
@@ -302,3 +367,75 @@ def test_errors_are_one_line_with_exit_code(
         assert len(result.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "r").exists()
     assert sorted(p.name for p in run.iterdir()) == ["manifest.json", "synthetic.parquet"]
+
+
+def test_export_writes_every_format_and_they_load_back(tmp_path: Path) -> None:
+    import polars as pl
+
+    out = tmp_path / "run"
+    assert _invoke("generate", str(EXAMPLE_TASK), "--out", str(out), *FAKE_ARGS).exit_code == 0
+    rows = pl.read_parquet(out / "synthetic.parquet")
+    loaded = {}
+    for fmt, read in (
+        ("parquet", pl.read_parquet),
+        ("jsonl", pl.read_ndjson),
+        ("csv", pl.read_csv),
+    ):
+        target = tmp_path / "exports" / f"rows.{fmt}"
+        result = _invoke("export", str(out), "--out", str(target))
+        assert result.exit_code == 0 and result.stdout.strip() == str(target)
+        loaded[fmt] = read(target)
+        assert loaded[fmt]["text"].to_list() == rows["text"].to_list()
+        assert loaded[fmt]["label"].to_list() == rows["label"].to_list()
+    assert loaded["parquet"].equals(rows)
+    assert loaded["jsonl"].columns == rows.columns
+    # CSV has no lists: they are JSON arrays that parse back to the same ids.
+    ids = [json.loads(v) for v in loaded["csv"]["positive_ids"].to_list()]
+    assert ids == rows["positive_ids"].to_list()
+    minimal = _invoke(
+        "export", str(out), "-o", str(tmp_path / "m"), "--format", "csv", "--columns", "minimal"
+    )
+    assert minimal.exit_code == 0
+    assert pl.read_csv(tmp_path / "m.csv").columns == ["text", "label"]
+
+    # The same files load directly in pandas and in Hugging Face datasets.
+    import datasets
+    import pandas as pd
+
+    exports = tmp_path / "exports"
+    for fmt, frame in (
+        ("parquet", pd.read_parquet(exports / "rows.parquet")),
+        ("jsonl", pd.read_json(exports / "rows.jsonl", lines=True)),
+        ("csv", pd.read_csv(exports / "rows.csv")),
+    ):
+        assert frame["text"].tolist() == rows["text"].to_list(), fmt
+        builder = "json" if fmt == "jsonl" else fmt
+        loaded_ds = datasets.load_dataset(
+            builder,
+            data_files=str(exports / f"rows.{fmt}"),
+            split="train",
+            cache_dir=str(tmp_path / "hf-cache"),
+        )
+        assert loaded_ds["text"] == rows["text"].to_list(), fmt
+        assert loaded_ds["label"] == rows["label"].to_list(), fmt
+
+
+def test_json_output_composes(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    result = _invoke("generate", str(EXAMPLE_TASK), "--out", str(out), *FAKE_ARGS, "--json")
+    assert result.exit_code == 0
+    summary = json.loads(result.stdout)
+    assert (summary["planned"], summary["written"], summary["failed"]) == (8, 8, 0)
+    assert summary["outputs"] == [str(out / "synthetic.parquet")]
+    dry = _invoke("generate", str(EXAMPLE_TASK), "--out", str(out), "--dry-run", "--json")
+    assert json.loads(dry.stdout)["rows"] == 4 * 20  # the task file's count
+
+
+def test_shell_completion_knows_the_commands() -> None:
+    from click.shell_completion import BashComplete
+
+    complete = BashComplete(cli, {}, "localgen", "_LOCALGEN_COMPLETE")
+    assert [c.value for c in complete.get_completions(["models"], "un")] == ["unbundle"]
+    assert "--base-url" in [c.value for c in complete.get_completions(["generate"], "--ba")]
+    script = _invoke("completion", "bash")
+    assert script.exit_code == 0 and "_LOCALGEN_COMPLETE=bash_complete" in script.stdout

@@ -8,8 +8,11 @@ the label that was asked for and carries its provenance.
 import json
 import os
 import shutil
+import signal
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import jsonschema
@@ -27,7 +30,9 @@ from tests.conftest import EXAMPLE_SEED, EXAMPLE_TASK, EXAMPLE_TEST, ROOT
 pytestmark = pytest.mark.slow
 
 
-def _check_rows(run: Path, per_label: int, labels: list[str]) -> pl.DataFrame:
+def _check_rows(
+    run: Path, per_label: int, labels: list[str], engine: tuple[str, str] = ("vllm", "xgrammar")
+) -> pl.DataFrame:
     rows = pl.read_parquet(run / "synthetic.parquet")
     manifest = json.loads((run / "manifest.json").read_text())
     assert manifest["counts"]["failed"] == 0, manifest["failures"]
@@ -37,8 +42,9 @@ def _check_rows(run: Path, per_label: int, labels: list[str]) -> pl.DataFrame:
         schema = RowSchema(row["label"], task.generation.text_max_chars).json_schema
         jsonschema.validate({"text": row["text"], "label": row["label"]}, schema)
         assert row["request_key"].rsplit("-", 1)[0] == row["label"]  # the label asked for
-        assert row["engine"] == "vllm" and row["backend"] == "xgrammar"
-        assert row["model"] == "smollm2-135m-instruct" and len(row["model_config_hash"]) == 16
+        assert (row["engine"], row["backend"]) == engine
+        assert row["model"] == "smollm2-135m-instruct"
+        assert len(row["model_config_hash"]) == 16 or engine[0] == "openai"
         assert row["completion_tokens"] <= row["max_tokens"]
         assert row["finish_reason"] == "stop"
     assert sorted(rows["label"].unique()) == sorted(labels)
@@ -301,3 +307,102 @@ def test_vllm_outlines_backend_gives_valid_rows(
         )
         assert row["request_key"].rsplit("-", 1)[0] == row["label"]
     assert set(rows["backend"]) == {"outlines"} and sorted(set(rows["label"])) == ["billing", "bug"]
+
+
+def _listening_addresses(port: int) -> set[str]:
+    """The local addresses with a TCP socket listening on `port` (from /proc/net/tcp)."""
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as f:
+            for line in f.readlines()[1:]:
+                local, state = line.split()[1], line.split()[3]
+                address, hex_port = local.split(":")
+                if state == "0A" and int(hex_port, 16) == port:  # 0A: LISTEN
+                    found.add(address)
+    return found
+
+
+def test_serve_on_loopback_then_generate_through_it(builtin_model, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """`localgen serve` starts vLLM's server on 127.0.0.1 only; `--engine openai` generates
+    valid rows through it; a request the server refuses is one line and leaves nothing;
+    SIGTERM stops localgen and vLLM's server with it."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    localgen = Path(sys.executable).parent / "localgen"
+    env = {**os.environ, "LOCALGEN_HOME": str(builtin_model.path.parent.parent)}
+    log = (tmp_path / "serve.log").open("w")
+    server = subprocess.Popen(
+        [str(localgen), "serve", "--port", str(port), "--max-model-len", "1024"],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+        cwd=ROOT,
+    )
+    try:
+        deadline = time.monotonic() + 300
+        while "serving smollm2-135m-instruct at" not in (tmp_path / "serve.log").read_text():
+            assert server.poll() is None, (tmp_path / "serve.log").read_text()[-2000:]
+            assert time.monotonic() < deadline, "the server did not start in 300 s"
+            time.sleep(1)
+        assert _listening_addresses(port) == {"0100007F"}  # 127.0.0.1, nothing else
+        url = f"http://127.0.0.1:{port}/v1"
+        labels = load_task(EXAMPLE_TASK).label_names
+
+        def through_server(backend: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                [str(localgen), "generate", str(EXAMPLE_TASK), "--out", str(tmp_path / backend),
+                 "-n", "2", "--engine", "openai", "--base-url", url, "--backend", backend,
+                 "--quiet", "--json"],
+                capture_output=True, text=True, timeout=300, env=env, cwd=ROOT,
+            )  # fmt: skip
+
+        result = through_server("json_schema")
+        assert result.returncode == 0, result.stderr[-2000:]
+        assert json.loads(result.stdout)["written"] == 2 * len(labels)
+        rows = _check_rows(tmp_path / "json_schema", 2, labels, engine=("openai", "json_schema"))
+        assert set(rows["model_path"]) == {url}
+        assert (rows["prompt_tokens"] > 0).all() and (rows["completion_tokens"] > 0).all()
+        # The server's guidance backend cannot take the row grammar: one line, no rows.
+        refused = through_server("grammar")
+        assert refused.returncode == 1
+        assert (
+            refused.stderr.strip().splitlines() == [refused.stderr.strip().splitlines()[0]]
+            and "the server refused the request: HTTP 400" in refused.stderr
+        )
+        assert not (tmp_path / "grammar").exists()
+    finally:
+        server.send_signal(signal.SIGTERM)
+        code = server.wait(timeout=120)
+        log.close()
+    assert code == 0
+    assert _listening_addresses(port) == set()  # the vLLM child is gone too
+
+
+def test_ray_two_actors_share_a_run(builtin_model, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """--replicas 2: a private local Ray instance, two actors each holding a vLLM engine on
+    the built-in model; both take part, and every row is valid."""
+    from localgen.engines import load_engine
+
+    settings = EngineSettings(name="vllm", max_model_len=1024, replicas=2)
+    engine = load_engine(settings, builtin_model, log=lambda _m: None)
+    try:
+        config = GenerateConfig(
+            task_path=EXAMPLE_TASK,
+            out=tmp_path / "ray",
+            count=4,
+            strategy=("zero-shot",),
+            quiet=True,
+            engine=settings,
+        )
+        generate(config, engine=engine, model=builtin_model, log=lambda _m: None)
+        actors = engine.describe()  # type: ignore[attr-defined]
+    finally:
+        engine.close()
+    _check_rows(tmp_path / "ray", 4, load_task(EXAMPLE_TASK).label_names)
+    pids = {a["pid"] for a in actors}
+    assert len(pids) == 2 and os.getpid() not in pids  # two processes, not this one
+    assert all(a["handled"] > 0 for a in actors)  # both generated
+    assert sum(a["handled"] for a in actors) == 16
+    manifest = json.loads((tmp_path / "ray" / "manifest.json").read_text())
+    assert manifest["engine"]["replicas"] == 2 and manifest["engine"]["ray_address"] is None

@@ -101,3 +101,113 @@ def test_models_verify_command_and_damaged_model_refused_before_generation(
     assert refused.exit_code == 1
     assert "model.safetensors differ from localgen-checksums.json" in refused.stderr
     assert not out.exists()  # refused before anything was written
+
+
+def _cli(*args: str):  # type: ignore[no-untyped-def]
+    from click.testing import CliRunner
+
+    from localgen.cli import cli
+
+    return CliRunner().invoke(cli, list(args))
+
+
+def test_bundle_then_unbundle_installs_an_identical_verified_copy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LOCALGEN_HOME", str(tmp_path / "isolated-home"))
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    folder = _model_folder(tmp_path / "my-model")
+    archive = tmp_path / "usb" / "my-model.tar"
+    bundled = _cli("models", "bundle", str(folder), "--out", str(archive))
+    assert bundled.exit_code == 0, bundled.output
+    assert "3 files" in bundled.stdout and archive.is_file()
+    assert not (folder / models.CHECKSUMS_FILE).exists()  # the source folder is untouched
+
+    installed = _cli("models", "unbundle", str(archive))
+    assert installed.exit_code == 0, installed.output
+    target = tmp_path / "isolated-home" / "models" / "my-model"
+    assert "use --model my-model" in installed.stdout
+    for name in ("config.json", "model.safetensors", "tokenizer.json"):
+        assert (target / name).read_bytes() == (folder / name).read_bytes()
+    assert verify_checksums(target) == []
+    # A name now finds it in the localgen home, from any working directory.
+    assert models.resolve_model("my-model", log=lambda _m: None).path == target.resolve()
+    listed = json.loads(_cli("models", "list", "--json").stdout)
+    entry = next(m for m in listed if m["name"] == "my-model")
+    assert entry["source"] == "home" and entry["checksums"] is True
+    assert entry["architecture"] == "llama" and entry["size_bytes"] > 700
+
+    again = _cli("models", "unbundle", str(archive))
+    assert again.exit_code == 1 and "exists; pass --overwrite" in again.stderr
+    assert _cli("models", "unbundle", str(archive), "--overwrite").exit_code == 0
+
+
+def test_a_damaged_bundle_installs_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LOCALGEN_HOME", str(tmp_path / "home"))
+    folder = _model_folder(tmp_path / "m")
+    archive = tmp_path / "m.tar"
+    assert _cli("models", "bundle", str(folder), "--out", str(archive)).exit_code == 0
+    data = bytearray(archive.read_bytes())
+    at = data.index(b"weights")  # flip a byte of the weights inside the archive
+    data[at] ^= 0xFF
+    archive.write_bytes(bytes(data))
+    result = _cli("models", "unbundle", str(archive))
+    assert result.exit_code == 1
+    assert "model.safetensors do not match the bundle's checksums" in result.stderr
+    home_models = tmp_path / "home" / "models"
+    assert not home_models.exists() or list(home_models.iterdir()) == []
+
+
+def test_bundle_refuses_a_changed_folder_and_unbundle_refuses_other_archives(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tarfile
+
+    monkeypatch.setenv("LOCALGEN_HOME", str(tmp_path / "home"))
+    folder = _model_folder(tmp_path / "m")
+    write_checksums(folder)
+    (folder / "tokenizer.json").write_text('{"changed": true}')
+    refused = _cli("models", "bundle", str(folder), "--out", str(tmp_path / "m.tar"))
+    assert refused.exit_code == 1 and "tokenizer.json differ" in refused.stderr
+    assert not (tmp_path / "m.tar").exists()
+    wrong = _cli("models", "bundle", str(folder), "--out", str(tmp_path / "m.zip"))
+    assert wrong.exit_code == 1 and "must end in .tar" in wrong.stderr
+
+    evil = tmp_path / "evil.tar"
+    with tarfile.open(evil, "w") as tar:
+        tar.add(folder / "config.json", arcname="../escape/config.json")
+    result = _cli("models", "unbundle", str(evil))
+    assert result.exit_code == 1 and "not a localgen model bundle" in result.stderr
+    assert not (tmp_path / "escape").exists()
+    (tmp_path / "junk.tar").write_bytes(b"not a tar file at all" * 10)
+    junk = _cli("models", "unbundle", str(tmp_path / "junk.tar"))
+    assert junk.exit_code == 1 and "not a readable bundle" in junk.stderr
+
+
+def test_import_refuses_what_is_not_gguf(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LOCALGEN_HOME", str(tmp_path / "home"))
+    (tmp_path / "model.gguf").write_bytes(b"PK\x03\x04 a zip file")
+    result = _cli("models", "import", str(tmp_path / "model.gguf"))
+    assert result.exit_code == 1 and "is not a GGUF file" in result.stderr
+    missing = _cli("models", "import", str(tmp_path / "none.gguf"))
+    assert missing.exit_code == 1 and "GGUF file not found" in missing.stderr
+    assert not (tmp_path / "home" / "models").exists()
+
+
+@pytest.mark.slow
+def test_import_converts_a_real_gguf_into_a_loadable_verified_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LOCALGEN_HOME", str(tmp_path / "home"))
+    gguf = models._builtin_gguf()  # the GGUF file the built-in model ships as
+    result = _cli("models", "import", str(gguf), "--name", "smol")
+    assert result.exit_code == 0, result.output
+    folder = tmp_path / "home" / "models" / "smol"
+    assert verify_checksums(folder) == []
+    ref = models.resolve_model("smol", log=lambda _m: None)
+    assert ref.path == folder.resolve()
+    config = json.loads((folder / "config.json").read_text())
+    assert config["architectures"] == ["LlamaForCausalLM"] and config["num_hidden_layers"] == 30
+    listed = json.loads(_cli("models", "list", "--json").stdout)
+    assert {"smol", models.BUILTIN_NAME} <= {m["name"] for m in listed}

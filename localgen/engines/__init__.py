@@ -10,18 +10,21 @@ rows; `localgen.generate` does.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Protocol
 
 from localgen.errors import EngineError
-from localgen.models import ModelRef
+from localgen.models import ModelRef, resolve_model
 from localgen.plan import Request
 
-ENGINES = ("vllm", "transformers", "fake")
+ENGINES = ("vllm", "transformers", "openai", "fake")
 # Constrained-decoding backends each engine accepts; the first is the default.
 BACKENDS = {
     "vllm": ("xgrammar", "guidance", "outlines"),
     "transformers": ("outlines_core", "xgrammar", "llguidance"),
+    # json_schema: response_format, any OpenAI-compatible server; grammar: vLLM servers only.
+    "openai": ("json_schema", "grammar"),
     "fake": ("none",),
 }
 
@@ -54,6 +57,12 @@ class EngineSettings:
     backend: str | None = None  # None: the engine's default (first in BACKENDS)
     max_model_len: int = 2048  # prompt + row; few-shot prompts with long examples need room
     seed: int = 0
+    base_url: str | None = None  # openai: the server, e.g. http://127.0.0.1:8000/v1
+    allow_hosts: tuple[str, ...] = ()  # openai: hosts other than loopback it may reach
+    concurrency: int = 32  # openai: requests in flight at once
+    tensor_parallel_size: int = 1  # vllm: GPUs one model is split over
+    replicas: int = 1  # >1 or a ray_address: that many engines, each in a Ray actor
+    ray_address: str | None = None  # None: a private Ray instance on this machine
 
 
 def check_settings(settings: EngineSettings) -> str:
@@ -66,7 +75,41 @@ def check_settings(settings: EngineSettings) -> str:
             f"the {settings.name} engine has no decoding backend '{backend}'; "
             f"choose one of {', '.join(BACKENDS[settings.name])}"
         )
+    uses_ray = settings.replicas > 1 or settings.ray_address is not None
+    if uses_ray and settings.name not in ("vllm", "transformers"):
+        raise EngineError(
+            f"--replicas and --ray-address run vllm or transformers, not {settings.name}"
+        )
+    if settings.ray_address is not None:
+        from localgen.engines.ray_actors import check_ray_address
+
+        check_ray_address(settings.ray_address, settings.allow_hosts)
+    if settings.tensor_parallel_size > 1 and settings.name != "vllm":
+        raise EngineError("--tensor-parallel-size is a vllm setting")
+    if settings.name == "openai":
+        from localgen.engines.openai import check_base_url
+
+        if not settings.base_url:
+            raise EngineError("--engine openai needs --base-url (or LOCALGEN_BASE_URL)")
+        check_base_url(settings.base_url, settings.allow_hosts)
+    elif settings.base_url:
+        raise EngineError(f"--base-url is for --engine openai, not {settings.name}")
     return backend
+
+
+def resolve_engine_model(
+    settings: EngineSettings, spec: str | None, log: Callable[[str], None] = print
+) -> ModelRef:
+    """The model the engine will run: a local folder, or the one a server serves."""
+    check_settings(settings)
+    if settings.name == "fake":
+        return ModelRef("fake", Path("."), "-")
+    if settings.name == "openai":
+        from localgen.engines.openai import check_base_url, served_model
+
+        assert settings.base_url is not None
+        return served_model(check_base_url(settings.base_url, settings.allow_hosts), spec)
+    return resolve_model(spec, log)
 
 
 def load_engine(
@@ -74,14 +117,24 @@ def load_engine(
 ) -> Engine:
     """Start the named engine on a model folder."""
     backend = check_settings(settings)
+    if settings.replicas > 1 or settings.ray_address is not None:
+        from localgen.engines.ray_actors import RayEngine
+
+        return RayEngine(replace(settings, backend=backend), model)
     if settings.name == "vllm":
         from localgen.engines.vllm import VllmEngine
 
-        return VllmEngine(model, backend, settings.max_model_len, settings.seed)
+        return VllmEngine(
+            model, backend, settings.max_model_len, settings.seed, settings.tensor_parallel_size
+        )
     if settings.name == "transformers":
         from localgen.engines.transformers import TransformersEngine
 
         return TransformersEngine(model, backend, settings.seed)
+    if settings.name == "openai":
+        from localgen.engines.openai import OpenAIEngine
+
+        return OpenAIEngine(model, backend, settings.concurrency)
     import os
 
     from localgen.engines.fake import FakeEngine

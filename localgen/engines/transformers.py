@@ -34,6 +34,7 @@ class TransformersEngine:
             ) from None
         self.backend = backend
         self.seed = seed
+        assert model.path is not None, "the transformers engine loads a local folder"
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(model.path)
             self.tokenizer.padding_side = "left"  # decoder-only batches pad on the left

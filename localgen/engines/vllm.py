@@ -46,7 +46,14 @@ def _first_line(e: BaseException) -> str:
 class VllmEngine:
     name = "vllm"
 
-    def __init__(self, model: ModelRef, backend: str, max_model_len: int, seed: int) -> None:
+    def __init__(
+        self,
+        model: ModelRef,
+        backend: str,
+        max_model_len: int,
+        seed: int,
+        tensor_parallel_size: int = 1,
+    ) -> None:
         # Read by vLLM at import or start: in-process engine core, a bounded KV cache on CPU.
         os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")  # GiB; ~90k tokens for 135M
@@ -75,7 +82,9 @@ class VllmEngine:
                 max_model_len=max_model_len,
                 dtype="auto" if on_gpu else cpu_dtype(),
                 enforce_eager=not on_gpu,
-                distributed_executor_backend="uni",
+                tensor_parallel_size=tensor_parallel_size,
+                # One GPU or a CPU: everything in this process. Several: vLLM's workers.
+                distributed_executor_backend="uni" if tensor_parallel_size == 1 else "mp",
                 # Whitespace is engine-wide: per-request settings are ignored by xgrammar;
                 # vLLM refuses the setting for the outlines backend.
                 structured_outputs_config={"backend": backend}

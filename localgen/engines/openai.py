@@ -1,0 +1,174 @@
+"""The openai engine: an OpenAI-compatible server the organisation already runs.
+
+Every request goes to `POST {base_url}/chat/completions`, a bounded number at a time, and
+each completion is yielded as soon as its answer arrives. The row constraint travels
+with the request: the JSON schema as `response_format` (any server with JSON-schema
+support: vLLM, llama.cpp, SGLang, TGI), or the row's EBNF grammar through vLLM's own
+`structured_outputs` extension (the same grammar the in-process vLLM engine uses).
+
+Prompts are data: the server must be on this machine (loopback) or on a host the user
+named in the allow-list, which the egress guard then lets through. Nothing else is.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from typing import Any
+from urllib.parse import urlsplit
+
+from localgen.engines import Completion
+from localgen.errors import EngineError
+from localgen.models import ModelRef
+from localgen.offline import is_loopback_host
+from localgen.plan import Request
+
+CONNECT_TIMEOUT_S = 10.0
+REQUEST_TIMEOUT_S = 600.0  # one row can wait behind a whole batch on a busy CPU server
+
+
+def check_base_url(url: str, allow_hosts: Iterable[str] = ()) -> str:
+    """The URL without a trailing slash, if it is http(s) on loopback or an allowed host."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise EngineError(f"--base-url must be http://HOST:PORT/v1 or https://..., got {url!r}")
+    host = parts.hostname
+    if not is_loopback_host(host) and host not in set(allow_hosts):
+        raise EngineError(
+            f"refusing to send prompts to {host}: it is not this machine; "
+            f"name it with --allow-host {host} (or LOCALGEN_ALLOW_HOSTS) to allow it"
+        )
+    return url.rstrip("/")
+
+
+def _client() -> Any:
+    import httpx
+
+    return httpx.Client(
+        timeout=httpx.Timeout(REQUEST_TIMEOUT_S, connect=CONNECT_TIMEOUT_S),
+        trust_env=False,  # no proxy from the environment: the request goes where it says
+    )
+
+
+def _server_error(response: Any) -> str:
+    try:
+        body = response.json()
+        message = body.get("error", body)
+        message = message.get("message", message) if isinstance(message, dict) else message
+    except ValueError:
+        message = response.text
+    return f"HTTP {response.status_code}: {str(message).strip()[:300]}"
+
+
+def served_model(base_url: str, wanted: str | None) -> ModelRef:
+    """Ask the server which models it serves; pick `wanted`, or the only one."""
+    import httpx
+
+    url = f"{base_url}/models"
+    try:
+        with _client() as client:
+            response = client.get(url)
+    except httpx.HTTPError as e:
+        raise EngineError(f"cannot reach the server at {base_url}: {e}") from None
+    if response.status_code != 200:
+        raise EngineError(f"{url}: {_server_error(response)}")
+    try:
+        ids = [m["id"] for m in response.json()["data"]]
+    except (ValueError, KeyError, TypeError):
+        raise EngineError(f"{url} did not answer like an OpenAI-compatible server") from None
+    if wanted is None:
+        if len(ids) != 1:
+            raise EngineError(
+                f"the server at {base_url} serves {len(ids)} models ({', '.join(ids)}); "
+                "choose one with --model"
+            )
+        wanted = ids[0]
+    elif wanted not in ids:
+        raise EngineError(
+            f"the server at {base_url} does not serve {wanted!r}; it serves {', '.join(ids)}"
+        )
+    return ModelRef(name=wanted, path=None, config_hash="-", url=base_url)
+
+
+class OpenAIEngine:
+    name = "openai"
+
+    def __init__(self, model: ModelRef, backend: str, concurrency: int) -> None:
+        assert model.url, "the openai engine needs a served model (served_model)"
+        self.model = model
+        self.backend = backend
+        self.concurrency = concurrency
+        self.client = _client()
+
+    def body(self, request: Request) -> dict[str, Any]:
+        """The chat-completions request: the prompt, sampling settings, seed and constraint."""
+        body: dict[str, Any] = {
+            "model": self.model.name,
+            "messages": [{"role": "user", "content": request.prompt}],
+            "temperature": request.temperature,
+            "top_p": request.top_p,
+            "max_tokens": request.max_tokens,
+            "seed": request.seed,
+        }
+        if self.backend == "grammar":
+            body["structured_outputs"] = {"grammar": request.schema.ebnf}
+        else:
+            body["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {
+                    "name": "row",
+                    "schema": request.schema.json_schema,
+                    "strict": True,
+                },
+            }
+        return body
+
+    def _send(self, request: Request) -> Completion:
+        import httpx
+
+        try:
+            response = self.client.post(
+                f"{self.model.url}/chat/completions", json=self.body(request)
+            )
+        except httpx.TimeoutException:
+            return Completion(request.key, "", "error: timeout", 0, 0)
+        except httpx.HTTPError as e:
+            raise EngineError(f"lost the server at {self.model.url}: {e}") from None
+        if response.status_code >= 500 or response.status_code == 429:
+            return Completion(request.key, "", f"error: {_server_error(response)}", 0, 0)
+        if response.status_code != 200:  # the request itself is wrong: so is every other
+            raise EngineError(f"the server refused the request: {_server_error(response)}")
+        try:
+            answer = response.json()
+            choice = answer["choices"][0]
+            usage = answer.get("usage") or {}
+            return Completion(
+                key=request.key,
+                text=choice["message"]["content"] or "",
+                finish_reason=str(choice.get("finish_reason")),
+                prompt_tokens=int(usage.get("prompt_tokens") or 0),
+                completion_tokens=int(usage.get("completion_tokens") or 0),
+            )
+        except (ValueError, KeyError, IndexError, TypeError):
+            snippet = json.dumps(response.text[:200])
+            raise EngineError(
+                f"the server answered something other than a completion: {snippet}"
+            ) from None
+
+    def generate(self, requests: Sequence[Request]) -> Iterator[Completion]:
+        if not requests:
+            return
+        pool = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="localgen")
+        pending: set[Future[Completion]] = {pool.submit(self._send, r) for r in requests}
+        try:
+            while pending:
+                finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    yield future.result()
+        finally:
+            # Interrupted: drop what has not been sent; what is in flight finishes unread.
+            pool.shutdown(wait=False, cancel_futures=True)
+
+    def close(self) -> None:
+        self.client.close()

@@ -1,0 +1,155 @@
+"""`localgen serve`: vLLM's OpenAI-compatible server for a local model, on loopback.
+
+The server is vLLM's own (`vllm.entrypoints.openai.api_server`), started as a child
+process with the settings localgen's in-process engine uses: offline, the same CPU
+settings, and the same structured-output backend with whitespace off, so that
+`--engine openai --backend grammar` produces the rows the in-process engine would.
+localgen waits until the server answers, says where it is, and stops it on Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from localgen.engines.vllm import CPU_BATCH_TOKENS, cpu_dtype
+from localgen.errors import EngineError
+from localgen.models import ModelRef
+from localgen.offline import OFFLINE_ENV, is_loopback_host
+
+START_TIMEOUT_S = 600.0
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    host: str = "127.0.0.1"
+    port: int = 8000
+    # guidance: compiles the row JSON schemas (response_format). xgrammar 0.2.8 crashes on
+    # their text pattern (grammar_functor.cc "Check failed"), so it serves only the EBNF
+    # grammars of `--engine openai --backend grammar`.
+    backend: str = "guidance"
+    max_model_len: int = 2048
+    seed: int = 0
+    name: str | None = None  # the served model name; None: the model's own name
+
+
+def _has_cuda() -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    return bool(torch.cuda.is_available())
+
+
+def server_command(model: ModelRef, config: ServeConfig, gpu: bool) -> list[str]:
+    """The vLLM server command line for a local model folder."""
+    structured = {"backend": config.backend}
+    if config.backend != "outlines":  # vLLM refuses the whitespace setting for outlines
+        structured["disable_any_whitespace"] = True  # type: ignore[assignment]
+    command = [
+        sys.executable,
+        "-m",
+        "vllm.entrypoints.openai.api_server",
+        "--model",
+        str(model.path),
+        "--served-model-name",
+        config.name or model.name,
+        "--host",
+        config.host,
+        "--port",
+        str(config.port),
+        "--max-model-len",
+        str(config.max_model_len),
+        "--seed",
+        str(config.seed),
+        "--structured-outputs-config",
+        json.dumps(structured),
+        "--generation-config",
+        "vllm",  # sampling defaults from the request, not from the model folder
+    ]
+    if not gpu:  # the settings of localgen's in-process CPU engine (engines/vllm.py)
+        command += [
+            "--enforce-eager",
+            "--dtype",
+            cpu_dtype(),
+            "--no-enable-chunked-prefill",
+            "--max-num-batched-tokens",
+            str(max(config.max_model_len, CPU_BATCH_TOKENS)),
+        ]
+    return command
+
+
+def server_env() -> dict[str, str]:
+    env = dict(os.environ) | OFFLINE_ENV
+    env.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")
+    env.setdefault("VLLM_REGEX_COMPILATION_TIMEOUT_S", "300")
+    return env
+
+
+def wait_until_ready(
+    url: str, process: subprocess.Popen[bytes], timeout: float = START_TIMEOUT_S
+) -> None:
+    """Poll the server's /health until it answers; fail if the process exits first."""
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise EngineError(
+                f"the vLLM server exited with code {process.returncode} before it was ready "
+                "(its log is above)"
+            )
+        try:
+            if httpx.get(f"{url}/health", timeout=2.0, trust_env=False).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(1.0)
+    raise EngineError(f"the vLLM server did not answer at {url} within {timeout:.0f} s")
+
+
+def serve(model: ModelRef, config: ServeConfig, say: Callable[[str], None]) -> int:
+    """Run the server until Ctrl-C or SIGTERM; return its exit code."""
+    try:
+        import vllm  # noqa: F401  (only to fail early with an install hint)
+    except ImportError as e:
+        from localgen.engines.vllm import INSTALL_HINT
+
+        raise EngineError(f"vLLM is not installed ({e.name}): {INSTALL_HINT}") from None
+    if not is_loopback_host(config.host):
+        say(
+            f"warning: serving on {config.host}, not loopback: anyone who can reach this "
+            "port can send prompts to the model"
+        )
+    host = config.host if config.host not in ("0.0.0.0", "::") else "127.0.0.1"
+    url = f"http://{host}:{config.port}"
+    process = subprocess.Popen(server_command(model, config, _has_cuda()), env=server_env())
+
+    def stop(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        wait_until_ready(url, process)
+        say(
+            f"serving {config.name or model.name} at {url}/v1 "
+            f"(--engine openai --base-url {url}/v1); stop with Ctrl-C"
+        )
+        return process.wait()
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()

@@ -9,6 +9,7 @@ Run: make bench
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import time
@@ -16,6 +17,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+# vLLM logs to stdout; its lines ("(MainProcess pid=1) INFO 11-21 ...") are not results.
+LOG_LINE = re.compile(r"^(\(\w+ pid=\d+\) )?(DEBUG|INFO|WARNING) \d\d-\d\d ")
 # (script, arguments): smaller than each script's defaults where those take minutes.
 SUITE = [
     ("scale.py", []),
@@ -43,12 +46,15 @@ def main() -> None:
         t0 = time.monotonic()
         result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
         seconds = time.monotonic() - t0
-        print(result.stdout, flush=True)
+        stdout = "\n".join(
+            line for line in result.stdout.splitlines() if not LOG_LINE.match(line)
+        )
+        print(stdout, flush=True)
         status = ""
         if result.returncode != 0:
             status = f", FAILED with exit code {result.returncode}"
             print("\n".join(result.stderr.strip().splitlines()[-5:]), file=sys.stderr)
-        sections += ["", f"## `{shown}` ({seconds:.0f} s{status})", "", result.stdout.strip()]
+        sections += ["", f"## `{shown}` ({seconds:.0f} s{status})", "", stdout.strip()]
     total = time.monotonic() - started
     sections += ["", f"Total: {total / 60:.1f} min."]
     (out / "RESULTS.md").write_text("\n".join(sections) + "\n")

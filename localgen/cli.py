@@ -58,7 +58,8 @@ def cli(verbose: bool) -> None:
     curate it, and train a local classifier on it.
 
     Nothing leaves the machine: models and data come from local files, and network
-    connections other than loopback are refused while localgen runs.
+    connections other than loopback are refused while localgen runs (except to an
+    inference server or Ray cluster you name with --allow-host).
 
     \b
     Example:

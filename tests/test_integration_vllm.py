@@ -177,7 +177,7 @@ def test_cli_runs_with_no_network_at_all(builtin_model, tmp_path: Path) -> None:
     seed = f"--seed-data {EXAMPLE_SEED} --text-column message --label-column team"
     # Every command there is: plan (the contrastive strategy loads the sentence encoder),
     # generate (the LLM), show, curate, report, run (generate, curate, train, evaluate,
-    # report), predict, models verify. Each must finish with no network.
+    # report), predict, models verify and list, export. Each must finish with no network.
     script = " && ".join(
         [
             "ip link set lo up",
@@ -194,6 +194,8 @@ def test_cli_runs_with_no_network_at_all(builtin_model, tmp_path: Path) -> None:
             f"{localgen} predict {tmp_path / 'job' / 'models' / 'combined'} {EXAMPLE_TEST} "
             "--text-column message --format jsonl > " + str(tmp_path / "predicted.jsonl"),
             f"{localgen} models verify",
+            f"{localgen} models list",
+            f"{localgen} export {out} --rows raw --out {tmp_path / 'rows.csv'}",
         ]
     )
     env = {**os.environ, "LOCALGEN_HOME": str(builtin_model.path.parent.parent)}
@@ -209,6 +211,8 @@ def test_cli_runs_with_no_network_at_all(builtin_model, tmp_path: Path) -> None:
     rows = _check_rows(out, 2, load_task(EXAMPLE_TASK).label_names)
     assert rows.height == 8
     assert "8 rows planned" in result.stdout and "6 files verified" in result.stdout
+    assert "smollm2-135m-instruct  built-in" in result.stdout
+    assert pl.read_csv(tmp_path / "rows.csv")["text"].to_list() == rows["text"].to_list()
     assert "rows kept" in result.stdout and (out / "report.html").is_file()
     comparison = json.loads((tmp_path / "job" / "comparison.json").read_text())
     assert (
@@ -390,7 +394,7 @@ def test_ray_two_actors_share_a_run(builtin_model, tmp_path: Path) -> None:  # t
         config = GenerateConfig(
             task_path=EXAMPLE_TASK,
             out=tmp_path / "ray",
-            count=4,
+            count=2,
             strategy=("zero-shot",),
             quiet=True,
             engine=settings,
@@ -399,10 +403,10 @@ def test_ray_two_actors_share_a_run(builtin_model, tmp_path: Path) -> None:  # t
         actors = engine.describe()  # type: ignore[attr-defined]
     finally:
         engine.close()
-    _check_rows(tmp_path / "ray", 4, load_task(EXAMPLE_TASK).label_names)
+    _check_rows(tmp_path / "ray", 2, load_task(EXAMPLE_TASK).label_names)
     pids = {a["pid"] for a in actors}
     assert len(pids) == 2 and os.getpid() not in pids  # two processes, not this one
     assert all(a["handled"] > 0 for a in actors)  # both generated
-    assert sum(a["handled"] for a in actors) == 16
+    assert sum(a["handled"] for a in actors) == 8
     manifest = json.loads((tmp_path / "ray" / "manifest.json").read_text())
     assert manifest["engine"]["replicas"] == 2 and manifest["engine"]["ray_address"] is None

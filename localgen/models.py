@@ -364,7 +364,8 @@ def unbundle(archive: Path, overwrite: bool = False, dest: Path | None = None) -
         with tarfile.open(archive, "r:*") as tar:
             members = tar.getmembers()
             tops = {m.name.split("/", 1)[0] for m in members}
-            if len(tops) != 1 or not all(m.isfile() or m.isdir() for m in members):
+            escapes = any(m.name.startswith("/") or ".." in Path(m.name).parts for m in members)
+            if len(tops) != 1 or escapes or not all(m.isfile() or m.isdir() for m in members):
                 raise ModelError(f"{archive} is not a localgen model bundle")
             name = tops.pop()
             if name in ("", ".", "..") or f"{name}/{CHECKSUMS_FILE}" not in tar.getnames():
@@ -375,7 +376,10 @@ def unbundle(archive: Path, overwrite: bool = False, dest: Path | None = None) -
             root.mkdir(parents=True, exist_ok=True)
             staging = Path(tempfile.mkdtemp(prefix=".unbundling-", dir=root))
             try:
-                tar.extractall(staging, filter="data")  # refuses links and paths outside
+                if hasattr(tarfile, "data_filter"):  # Python >= 3.11.4: checks again
+                    tar.extractall(staging, filter="data")
+                else:
+                    tar.extractall(staging)  # the members were checked above
                 damaged = verify_checksums(staging / name)
                 if damaged:
                     raise ModelError(

@@ -174,12 +174,14 @@ def test_bundle_refuses_a_changed_folder_and_unbundle_refuses_other_archives(
     wrong = _cli("models", "bundle", str(folder), "--out", str(tmp_path / "m.zip"))
     assert wrong.exit_code == 1 and "must end in .tar" in wrong.stderr
 
-    evil = tmp_path / "evil.tar"
-    with tarfile.open(evil, "w") as tar:
-        tar.add(folder / "config.json", arcname="../escape/config.json")
-    result = _cli("models", "unbundle", str(evil))
-    assert result.exit_code == 1 and "not a localgen model bundle" in result.stderr
-    assert not (tmp_path / "escape").exists()
+    for name in ("../escape/config.json", "m/../../escape/config.json", "/tmp/escape.json"):
+        evil = tmp_path / "evil.tar"
+        with tarfile.open(evil, "w") as tar:
+            tar.add(folder / "config.json", arcname=name)
+            tar.add(folder / "config.json", arcname="m/localgen-checksums.json")
+        result = _cli("models", "unbundle", str(evil))
+        assert result.exit_code == 1 and "not a localgen model bundle" in result.stderr, name
+        assert not (tmp_path / "escape").exists() and not Path("/tmp/escape.json").exists()
     (tmp_path / "junk.tar").write_bytes(b"not a tar file at all" * 10)
     junk = _cli("models", "unbundle", str(tmp_path / "junk.tar"))
     assert junk.exit_code == 1 and "not a readable bundle" in junk.stderr

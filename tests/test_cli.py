@@ -439,3 +439,30 @@ def test_shell_completion_knows_the_commands() -> None:
     assert "--base-url" in [c.value for c in complete.get_completions(["generate"], "--ba")]
     script = _invoke("completion", "bash")
     assert script.exit_code == 0 and "_LOCALGEN_COMPLETE=bash_complete" in script.stdout
+
+
+def test_environment_variables_set_the_defaults(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    env = {"LOCALGEN_ENGINE": "fake"}
+    result = CliRunner().invoke(
+        cli, ["generate", str(EXAMPLE_TASK), "-o", str(out), "-n", "1", "-q"], env=env
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "manifest.json").read_text())["engine"]["name"] == "fake"
+    # LOCALGEN_ALLOW_HOSTS is a space-separated list; a host on it passes the check, and
+    # the run then stops only because nothing answers there.
+    env = {
+        "LOCALGEN_ENGINE": "openai",
+        "LOCALGEN_BASE_URL": "http://gpu01.invalid:8000/v1",
+        "LOCALGEN_ALLOW_HOSTS": "other.invalid gpu01.invalid",
+    }
+    result = CliRunner().invoke(
+        cli, ["generate", str(EXAMPLE_TASK), "-o", str(tmp_path / "r")], env=env
+    )
+    assert result.exit_code == 1
+    assert "cannot reach the server at http://gpu01.invalid:8000/v1" in result.stderr
+    env["LOCALGEN_ALLOW_HOSTS"] = "other.invalid"
+    result = CliRunner().invoke(
+        cli, ["generate", str(EXAMPLE_TASK), "-o", str(tmp_path / "r")], env=env
+    )
+    assert result.exit_code == 1 and "refusing to send prompts to gpu01.invalid" in result.stderr

@@ -1211,9 +1211,30 @@ def completion(shell: str) -> None:
     show_default=True,
     help="Longest prompt + answer the server accepts, in tokens.",
 )
+@click.option(
+    "--tensor-parallel-size",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="GPUs one copy of the model is split over (vLLM's tensor parallelism).",
+)
+@click.option(
+    "--data-parallel-size",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Copies of the model behind the one server, each on its own GPUs.",
+)
 @_handle_errors
 def serve(
-    model: str | None, host: str, port: int, name: str | None, backend: str, max_model_len: int
+    model: str | None,
+    host: str,
+    port: int,
+    name: str | None,
+    backend: str,
+    max_model_len: int,
+    tensor_parallel_size: int,
+    data_parallel_size: int,
 ) -> None:
     """Serve a local model with vLLM's OpenAI-compatible server, on this machine only.
 
@@ -1232,7 +1253,13 @@ def serve(
 
     ref = resolve_model(model, _echo_err)
     config = ServeConfig(
-        host=host, port=port, backend=backend, max_model_len=max_model_len, name=name
+        host=host,
+        port=port,
+        backend=backend,
+        max_model_len=max_model_len,
+        name=name,
+        tensor_parallel_size=tensor_parallel_size,
+        data_parallel_size=data_parallel_size,
     )
     sys.exit(run_server(ref, config, _echo_err))
 

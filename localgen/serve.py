@@ -37,6 +37,8 @@ class ServeConfig:
     max_model_len: int = 2048
     seed: int = 0
     name: str | None = None  # the served model name; None: the model's own name
+    tensor_parallel_size: int = 1  # GPUs one copy of the model is split over
+    data_parallel_size: int = 1  # copies of the model, each on its own GPUs
 
 
 def _has_cuda() -> bool:
@@ -73,6 +75,10 @@ def server_command(model: ModelRef, config: ServeConfig, gpu: bool) -> list[str]
         "--generation-config",
         "vllm",  # sampling defaults from the request, not from the model folder
     ]
+    if config.tensor_parallel_size > 1:
+        command += ["--tensor-parallel-size", str(config.tensor_parallel_size)]
+    if config.data_parallel_size > 1:
+        command += ["--data-parallel-size", str(config.data_parallel_size)]
     if not gpu:  # the settings of localgen's in-process CPU engine (engines/vllm.py)
         command += [
             "--enforce-eager",

@@ -213,3 +213,31 @@ def test_a_refused_request_stops_the_run_with_the_servers_reason(
     with pytest.raises(EngineError, match="HTTP 400: response_format is not supported"):
         generate(config, log=lambda _m: None)
     assert not (tmp_path / "run").exists()  # nothing was stored, so nothing is left
+
+
+def test_serve_passes_localgens_engine_settings_to_vllms_server(tmp_path: Path) -> None:
+    from localgen.models import ModelRef
+    from localgen.serve import ServeConfig, server_command
+
+    model = ModelRef("m", tmp_path / "m", "-")
+    cpu = server_command(model, ServeConfig(port=8123), gpu=False)
+    flags = dict(zip(cpu[3::2], cpu[4::2], strict=False))  # after python -m module
+    assert cpu[1:3] == ["-m", "vllm.entrypoints.openai.api_server"]
+    assert flags["--model"] == str(tmp_path / "m") and flags["--host"] == "127.0.0.1"
+    assert flags["--port"] == "8123" and flags["--served-model-name"] == "m"
+    assert json.loads(cpu[cpu.index("--structured-outputs-config") + 1]) == {
+        "backend": "guidance",
+        "disable_any_whitespace": True,
+    }
+    assert "--enforce-eager" in cpu and "--no-enable-chunked-prefill" in cpu
+    assert "--tensor-parallel-size" not in cpu
+    gpu = server_command(
+        model,
+        ServeConfig(backend="outlines", tensor_parallel_size=4, data_parallel_size=2),
+        gpu=True,
+    )
+    assert "--enforce-eager" not in gpu  # CUDA graphs and the card's dtype on a GPU
+    assert gpu[gpu.index("--tensor-parallel-size") + 1] == "4"
+    assert gpu[gpu.index("--data-parallel-size") + 1] == "2"
+    # vLLM refuses the whitespace setting for its outlines backend.
+    assert json.loads(gpu[gpu.index("--structured-outputs-config") + 1]) == {"backend": "outlines"}

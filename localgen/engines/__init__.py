@@ -5,6 +5,10 @@ Each adapter lives in its own module and imports its heavy library lazily, so th
 every request of a pass at once (so vLLM can batch them continuously) and yields each
 completion as soon as it is finished, in any order. Engines do not validate or store
 rows; `localgen.generate` does.
+
+In-process: `vllm`, `transformers`, `fake`. Elsewhere: `openai` sends each request to an
+OpenAI-compatible server, and `ray_actors` runs several in-process engines as Ray
+actors (`--replicas`), behind the same interface.
 """
 
 from __future__ import annotations
@@ -58,7 +62,7 @@ class EngineSettings:
     max_model_len: int = 2048  # prompt + row; few-shot prompts with long examples need room
     seed: int = 0
     base_url: str | None = None  # openai: the server, e.g. http://127.0.0.1:8000/v1
-    allow_hosts: tuple[str, ...] = ()  # openai: hosts other than loopback it may reach
+    allow_hosts: tuple[str, ...] = ()  # hosts besides loopback: a server, a Ray head
     concurrency: int = 32  # openai: requests in flight at once
     tensor_parallel_size: int = 1  # vllm: GPUs one model is split over
     replicas: int = 1  # >1 or a ray_address: that many engines, each in a Ray actor
@@ -107,7 +111,7 @@ def resolve_engine_model(
     if settings.name == "openai":
         from localgen.engines.openai import check_base_url, served_model
 
-        assert settings.base_url is not None
+        assert settings.base_url is not None  # check_settings made sure
         return served_model(check_base_url(settings.base_url, settings.allow_hosts), spec)
     return resolve_model(spec, log)
 

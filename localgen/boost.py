@@ -32,7 +32,12 @@ import polars as pl
 from localgen.curate import CurateConfig, curate
 from localgen.data import read_task_data
 from localgen.embed import cache_file, encode_cached
-from localgen.engines import EngineSettings, load_engine, resolve_engine_model
+from localgen.engines import (
+    EngineSettings,
+    check_settings,
+    load_engine,
+    resolve_engine_model,
+)
 from localgen.errors import DataError
 from localgen.evaluation import score
 from localgen.generate import GenerateConfig, generate
@@ -100,6 +105,7 @@ def boost(
     test = None if config.test is None else read_task_data(config.test, *columns)
     if config.out.exists() and not config.out.is_dir():
         raise DataError(f"--out {config.out} is a file; give a folder")
+    check_settings(config.engine)
     labels = task.label_names
     truth = val.frame["label"].to_list()
 

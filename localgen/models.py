@@ -57,15 +57,23 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def write_checksums(folder: Path) -> dict[str, str]:
-    """Record the SHA-256 of every file in a model folder."""
-    sums = {
+def checksums(folder: Path) -> dict[str, str]:
+    """The SHA-256 of every file of a model folder but the manifest itself."""
+    return {
         p.name: _sha256(p)
         for p in sorted(folder.iterdir())
         if p.is_file() and p.name != CHECKSUMS_FILE
     }
-    payload = {"format_version": FORMAT_VERSION, "files": sums}
-    (folder / CHECKSUMS_FILE).write_text(json.dumps(payload, indent=2) + "\n")
+
+
+def _manifest_text(sums: dict[str, str]) -> str:
+    return json.dumps({"format_version": FORMAT_VERSION, "files": sums}, indent=2) + "\n"
+
+
+def write_checksums(folder: Path) -> dict[str, str]:
+    """Record the SHA-256 of every file in a model folder."""
+    sums = checksums(folder)
+    (folder / CHECKSUMS_FILE).write_text(_manifest_text(sums))
     return sums
 
 
@@ -328,12 +336,8 @@ def bundle(spec: str | None, out: Path) -> tuple[Path, int, int]:
             raise ModelError(f"{folder}: {', '.join(damaged[:5])} differ from {CHECKSUMS_FILE}")
         sums = json.loads((folder / CHECKSUMS_FILE).read_text())["files"]
     else:
-        sums = {
-            p.name: _sha256(p)
-            for p in sorted(folder.iterdir())
-            if p.is_file() and p.name != CHECKSUMS_FILE
-        }
-    manifest = json.dumps({"format_version": FORMAT_VERSION, "files": sums}, indent=2) + "\n"
+        sums = checksums(folder)
+    manifest = _manifest_text(sums)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.partial")
     size = 0

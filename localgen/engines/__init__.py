@@ -104,14 +104,14 @@ def check_settings(settings: EngineSettings) -> str:
 def resolve_engine_model(
     settings: EngineSettings, spec: str | None, log: Callable[[str], None] = print
 ) -> ModelRef:
-    """The model the engine will run: a local folder, or the one a server serves."""
-    check_settings(settings)
+    """The model the engine will run: a local folder, or the one a server serves.
+    Call check_settings first."""
     if settings.name == "fake":
         return ModelRef("fake", Path("."), "-")
     if settings.name == "openai":
         from localgen.engines.openai import check_base_url, served_model
 
-        assert settings.base_url is not None  # check_settings made sure
+        assert settings.base_url is not None, "check_settings first"
         return served_model(check_base_url(settings.base_url, settings.allow_hosts), spec)
     return resolve_model(spec, log)
 

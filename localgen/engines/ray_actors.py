@@ -23,7 +23,7 @@ from typing import Any
 from localgen.engines import Completion, EngineSettings
 from localgen.errors import EngineError
 from localgen.models import ModelRef
-from localgen.offline import OFFLINE_ENV, egress_guard, is_loopback_host
+from localgen.offline import apply_offline_env, egress_guard, is_loopback_host
 from localgen.plan import Request
 
 CHUNKS_PER_ACTOR = 4  # enough to balance uneven actors, few enough to keep batches large
@@ -48,7 +48,7 @@ class EngineActor:
     def __init__(self, settings: EngineSettings, model: ModelRef) -> None:
         from localgen.engines import load_engine
 
-        os.environ.update(OFFLINE_ENV)
+        apply_offline_env()  # before the engine imports vLLM or transformers
         self.allow = settings.allow_hosts
         self.handled = 0
         with egress_guard(self.allow):
@@ -82,25 +82,18 @@ class RayEngine:
         os.environ.update(RAY_ENV)
         self.started_ray = False
         if not ray.is_initialized():
-            runtime_env = {"env_vars": OFFLINE_ENV | RAY_ENV}
+            # The address was checked against the allow-list by check_settings.
+            where: dict[str, Any] = (
+                {"address": settings.ray_address}
+                if settings.ray_address
+                else {
+                    "_node_ip_address": "127.0.0.1",
+                    "include_dashboard": False,
+                    "num_cpus": max(os.cpu_count() or 1, settings.replicas),
+                }
+            )
             try:
-                if settings.ray_address:
-                    check_ray_address(settings.ray_address, settings.allow_hosts)
-                    ray.init(
-                        address=settings.ray_address,
-                        runtime_env=runtime_env,
-                        logging_level=logging.ERROR,
-                        log_to_driver=False,
-                    )
-                else:
-                    ray.init(
-                        _node_ip_address="127.0.0.1",
-                        include_dashboard=False,
-                        runtime_env=runtime_env,
-                        logging_level=logging.ERROR,
-                        log_to_driver=False,
-                        num_cpus=max(os.cpu_count() or 1, settings.replicas),
-                    )
+                ray.init(logging_level=logging.ERROR, log_to_driver=False, **where)
             except (ConnectionError, RuntimeError, ValueError) as e:
                 raise EngineError(f"could not start or join Ray: {e}") from None
             self.started_ray = True

@@ -46,9 +46,7 @@ def main() -> None:
         t0 = time.monotonic()
         result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
         seconds = time.monotonic() - t0
-        stdout = "\n".join(
-            line for line in result.stdout.splitlines() if not LOG_LINE.match(line)
-        )
+        stdout = "\n".join(line for line in result.stdout.splitlines() if not LOG_LINE.match(line))
         print(stdout, flush=True)
         status = ""
         if result.returncode != 0:

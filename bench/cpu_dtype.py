@@ -27,9 +27,9 @@ def main() -> None:
     from vllm import LLM, SamplingParams
     from vllm.sampling_params import StructuredOutputsParams
 
-    from localgen.models import builtin_model
-    from localgen.plan import build_plan
-    from localgen.task import load_task
+    from localgen.models.resolve import builtin_model
+    from localgen.planning.plan import build_plan
+    from localgen.planning.task import load_task
 
     model = builtin_model()
     plan = build_plan(load_task(ROOT / "examples/support-tickets/task.toml"), count=ROWS_PER_LABEL)

@@ -9,7 +9,7 @@ diversity:
   Chamfer        mean cosine distance to the nearest other row (higher: fewer near-copies)
   real cos       mean cosine similarity of a row to its nearest real example of the label
   words          mean words per row (distinct-n falls as texts grow longer)
-Embeddings: all-MiniLM-L6-v2 (localgen.embed). Prints a Markdown table and writes it,
+Embeddings: all-MiniLM-L6-v2 (localgen.vectors.encoder). Prints a Markdown table and writes it,
 with the numbers as JSON, to the run folder. Run: make bench-diversity
 """
 
@@ -24,11 +24,11 @@ import numpy as np
 import polars as pl
 
 from localgen.data import read_labeled
-from localgen.embed import default_encoder
-from localgen.generate import GenerateConfig, generate
-from localgen.metrics import chamfer, distinct_n, remote_clique, words
+from localgen.generation.generate import GenerateConfig, generate
 from localgen.offline import apply_offline_env
-from localgen.task import STRATEGIES
+from localgen.planning.task import STRATEGIES
+from localgen.report.metrics import chamfer, distinct_n, remote_clique, words
+from localgen.vectors.encoder import default_encoder
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "support-tickets"

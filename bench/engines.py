@@ -27,9 +27,9 @@ def main() -> None:
     apply_offline_env()
 
     from localgen.engines import EngineSettings, load_engine
-    from localgen.models import builtin_model
-    from localgen.plan import build_plan
-    from localgen.task import load_task
+    from localgen.models.resolve import builtin_model
+    from localgen.planning.plan import build_plan
+    from localgen.planning.task import load_task
 
     model = builtin_model()
     plan = build_plan(load_task(TASK), count=args.count, strategy="zero-shot")

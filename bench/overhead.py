@@ -61,10 +61,10 @@ def main() -> None:
     apply_offline_env()
 
     from localgen.engines import EngineSettings, load_engine
-    from localgen.generate import GenerateConfig, generate
-    from localgen.models import builtin_model
-    from localgen.plan import build_plan
-    from localgen.task import load_task
+    from localgen.generation.generate import GenerateConfig, generate
+    from localgen.models.resolve import builtin_model
+    from localgen.planning.plan import build_plan
+    from localgen.planning.task import load_task
 
     model = builtin_model()
     engine = load_engine(EngineSettings(name="vllm", max_model_len=1024), model)

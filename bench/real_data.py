@@ -37,14 +37,14 @@ from typing import Any
 
 import polars as pl
 
+from localgen.classify.evaluation import score
+from localgen.classify.train import TrainSettings, fit, load_encoder, training_set
 from localgen.data import LabeledData
 from localgen.engines import EngineSettings, load_engine
-from localgen.evaluation import score
-from localgen.generate import GenerateConfig
-from localgen.models import resolve_model
+from localgen.generation.generate import GenerateConfig
+from localgen.jobs.run import RunConfig, run
+from localgen.models.resolve import resolve_model
 from localgen.offline import apply_offline_env
-from localgen.pipeline import RunConfig, run
-from localgen.train import TrainSettings, fit, load_encoder, training_set
 
 ROOT = Path(__file__).resolve().parent.parent
 TASKS = ROOT / "bench" / "tasks"

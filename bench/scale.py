@@ -26,8 +26,8 @@ SIZES = (1_000, 5_000, 20_000)
 def child(rows: int) -> None:
     from localgen.engines import EngineSettings
     from localgen.engines.fake import FakeEngine
-    from localgen.generate import GenerateConfig, generate
-    from localgen.models import ModelRef
+    from localgen.generation.generate import GenerateConfig, generate
+    from localgen.models.resolve import ModelRef
 
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     with tempfile.TemporaryDirectory() as tmp:

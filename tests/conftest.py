@@ -66,7 +66,7 @@ def seed_csv(tmp_path: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def builtin_model():  # type: ignore[no-untyped-def]
-    from localgen.models import builtin_model as resolve
+    from localgen.models.resolve import builtin_model as resolve
 
     return resolve(log=lambda _m: None)
 

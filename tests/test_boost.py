@@ -11,14 +11,14 @@ import polars as pl
 import pytest
 from click.testing import CliRunner
 
-from localgen.boost import pick_targets
-from localgen.classifier import TextClassifier
+from localgen.classify.classifier import TextClassifier
+from localgen.classify.train import evaluate
 from localgen.cli import cli
 from localgen.data import read_labeled
 from localgen.errors import TaskError
-from localgen.plan import build_plan
-from localgen.task import load_task
-from localgen.train import evaluate
+from localgen.jobs.boost import pick_targets
+from localgen.planning.plan import build_plan
+from localgen.planning.task import load_task
 from tests.conftest import EXAMPLE_SEED, EXAMPLE_TASK, EXAMPLE_TEST
 from tests.test_curate import BagOfWords
 

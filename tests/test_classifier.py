@@ -12,12 +12,12 @@ import polars as pl
 import pytest
 from click.testing import CliRunner
 
-from localgen.classifier import LinearHead, TextClassifier, fit_linear
+from localgen.classify.classifier import LinearHead, TextClassifier, fit_linear
+from localgen.classify.evaluation import paired_difference, score
+from localgen.classify.train import TrainSettings, evaluate, predict, train
 from localgen.cli import cli
-from localgen.embed import default_encoder_path
 from localgen.errors import DataError, ModelError
-from localgen.evaluation import paired_difference, score
-from localgen.train import TrainSettings, evaluate, predict, train
+from localgen.vectors.encoder import default_encoder_path
 from tests.test_curate import make_run
 
 WEATHER = [

@@ -12,8 +12,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-from localgen.classifier import cross_val_accuracy, fit_linear
-from localgen.curate import (
+from localgen.classify.classifier import cross_val_accuracy, fit_linear
+from localgen.curation.curate import (
     CURATED,
     CURATION,
     CurateConfig,
@@ -24,7 +24,7 @@ from localgen.curate import (
     normalize,
 )
 from localgen.errors import DataError
-from localgen.metrics import words
+from localgen.report.metrics import words
 
 
 class BagOfWords:
@@ -246,7 +246,7 @@ def test_a_dependency_dialling_out_is_refused_and_recorded(tmp_path: Path) -> No
 
 
 def test_row_vectors_are_cached_per_id_and_a_damaged_cache_is_ignored(tmp_path: Path) -> None:
-    from localgen.embed import cache_file, encode_cached
+    from localgen.vectors.encoder import cache_file, encode_cached
 
     class Counting(BagOfWords):
         seen: list[str] = []

@@ -9,9 +9,9 @@ import pytest
 from localgen.engines import EngineSettings
 from localgen.engines.fake import FakeEngine
 from localgen.errors import DataError, OutputError, TaskError
-from localgen.generate import GenerateConfig, generate
-from localgen.models import ModelRef
-from localgen.rows import ROW_SCHEMA
+from localgen.generation.generate import GenerateConfig, generate
+from localgen.generation.rows import ROW_SCHEMA
+from localgen.models.resolve import ModelRef
 
 FAKE_MODEL = ModelRef("fake-model", Path("/models/fake"), "cafe0000cafe0000")
 

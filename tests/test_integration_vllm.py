@@ -21,10 +21,10 @@ import pytest
 
 from localgen.data import read_labeled
 from localgen.engines import EngineSettings
-from localgen.generate import GenerateConfig, generate
-from localgen.plan import build_plan
-from localgen.schema import RowSchema
-from localgen.task import load_task
+from localgen.generation.generate import GenerateConfig, generate
+from localgen.planning.plan import build_plan
+from localgen.planning.schema import RowSchema
+from localgen.planning.task import load_task
 from tests.conftest import EXAMPLE_SEED, EXAMPLE_TASK, EXAMPLE_TEST, ROOT
 
 pytestmark = pytest.mark.slow
@@ -152,7 +152,7 @@ def test_token_budget_holds_for_the_real_tokenizer(builtin_model) -> None:  # ty
 
     from transformers import AutoTokenizer
 
-    from localgen.schema import TEXT_PUNCTUATION
+    from localgen.planning.schema import TEXT_PUNCTUATION
 
     tokenizer = AutoTokenizer.from_pretrained(builtin_model.path)
     allowed = string.ascii_letters + string.digits + TEXT_PUNCTUATION + '{}":'
@@ -241,7 +241,7 @@ def test_sigkill_mid_run_then_resume_on_the_real_engine(
     # long ones are still being decoded in the same batch.
     args += ["--max-model-len", "1024", "--shard-rows", "1", "--out", str(tmp_path / "cut")]
     env = {**os.environ, "LOCALGEN_HOME": str(builtin_model.path.parent.parent)}
-    command = [sys.executable, "-m", "localgen.cli", *args]
+    command = [sys.executable, "-m", "localgen", *args]
     child = subprocess.Popen(command, cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 240
     while not list((tmp_path / "cut" / "shards").glob("part-*.parquet")):

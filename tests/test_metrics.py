@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from localgen import metrics
-from localgen.metrics import chamfer, distinct_n, remote_clique
+from localgen.report import metrics
+from localgen.report.metrics import chamfer, distinct_n, remote_clique
 
 
 def test_distinct_n_by_hand() -> None:
@@ -39,7 +39,7 @@ def test_blocked_computation_equals_the_full_matrix(monkeypatch: pytest.MonkeyPa
 
 
 def test_real_encoder_puts_paraphrases_close() -> None:
-    from localgen.embed import default_encoder
+    from localgen.vectors.encoder import default_encoder
 
     v = default_encoder().encode(
         ["I was charged twice this month", "You billed me two times in May", "The app crashes"]

@@ -3,9 +3,9 @@ from pathlib import Path
 
 import pytest
 
-from localgen import models
 from localgen.errors import ModelError
-from localgen.models import check_model_folder, verify_checksums, write_checksums
+from localgen.models import resolve as models
+from localgen.models.resolve import check_model_folder, verify_checksums, write_checksums
 
 
 def _model_folder(path: Path) -> Path:

@@ -22,7 +22,7 @@ import pytest
 from localgen.engines import EngineSettings, check_settings, resolve_engine_model
 from localgen.engines.openai import check_base_url
 from localgen.errors import EgressBlocked, EngineError
-from localgen.generate import GenerateConfig, generate
+from localgen.generation.generate import GenerateConfig, generate
 from localgen.offline import egress_guard
 from tests.conftest import EXAMPLE_TASK
 
@@ -216,8 +216,8 @@ def test_a_refused_request_stops_the_run_with_the_servers_reason(
 
 
 def test_serve_passes_localgens_engine_settings_to_vllms_server(tmp_path: Path) -> None:
-    from localgen.models import ModelRef
-    from localgen.serve import ServeConfig, server_command
+    from localgen.engines.server import ServeConfig, server_command
+    from localgen.models.resolve import ModelRef
 
     model = ModelRef("m", tmp_path / "m", "-")
     cpu = server_command(model, ServeConfig(port=8123), gpu=False)

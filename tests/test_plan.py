@@ -4,9 +4,9 @@ import pytest
 
 from localgen.data import read_labeled
 from localgen.errors import TaskError
-from localgen.plan import build_plan
-from localgen.prompts import PromptLibrary, Template
-from localgen.task import load_task
+from localgen.planning.plan import build_plan
+from localgen.planning.prompts import PromptLibrary, Template
+from localgen.planning.task import load_task
 
 
 def test_counts_keys_and_schema_per_label(task_file: Path) -> None:

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from localgen.data import read_labeled, read_rejects
 from localgen.errors import DataError, TaskError
-from localgen.task import STRATEGIES, parse_task
+from localgen.planning.task import STRATEGIES, parse_task
 
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 FILES = settings(

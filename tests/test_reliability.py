@@ -24,7 +24,7 @@ from click.testing import CliRunner
 from localgen.cli import cli
 from tests.conftest import EXAMPLE_TASK, ROOT
 
-LOCALGEN = [sys.executable, "-m", "localgen.cli"]
+LOCALGEN = [sys.executable, "-m", "localgen"]
 # Two passes (attributes + hierarchical summaries, then the texts), 40 rows, shards of 3.
 ARGS = ["generate", str(EXAMPLE_TASK), "-n", "10", "--engine", "fake", "--quiet"]
 ARGS += ["--strategy", "attributes", "--strategy", "hierarchical", "--shard-rows", "3"]

@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from localgen import metrics
-from localgen.charts import pca_2d
 from localgen.cli import cli
-from localgen.curate import CurateConfig, curate
-from localgen.report import METRICS, REPORT, write_report
+from localgen.curation.curate import CurateConfig, curate
+from localgen.report import metrics
+from localgen.report.charts import pca_2d
+from localgen.report.report import METRICS, REPORT, write_report
 from tests.conftest import EXAMPLE_SEED, EXAMPLE_TASK
 from tests.test_curate import REAL, BagOfWords, make_run, write_csv
 

@@ -3,7 +3,7 @@ import re
 
 import pytest
 
-from localgen.schema import TEXT_PUNCTUATION, RowSchema
+from localgen.planning.schema import TEXT_PUNCTUATION, RowSchema
 
 
 def _row(text: str, label: str = "billing") -> str:

@@ -17,10 +17,10 @@ from localgen.data import read_labeled, read_rejects
 from localgen.engines import EngineSettings
 from localgen.engines.fake import FakeEngine
 from localgen.errors import DataError, TaskError
-from localgen.generate import GenerateConfig, generate
-from localgen.models import ModelRef
-from localgen.plan import SUMMARY_SUFFIX, build_plan, split_count
-from localgen.task import parse_task
+from localgen.generation.generate import GenerateConfig, generate
+from localgen.models.resolve import ModelRef
+from localgen.planning.plan import SUMMARY_SUFFIX, build_plan, split_count
+from localgen.planning.task import parse_task
 
 FAKE_MODEL = ModelRef("fake-model", Path("/models/fake"), "cafe0000cafe0000")
 
@@ -256,7 +256,7 @@ def test_contrastive_positives_boundary_and_rejects(
 def test_contrastive_second_half_sees_earlier_rows(
     strategy_task: Path, seed_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("localgen.embed.default_encoder", lambda: PlantedEncoder())
+    monkeypatch.setattr("localgen.vectors.encoder.default_encoder", lambda: PlantedEncoder())
     engine = FakeEngine()
     _generate(
         strategy_task, tmp_path / "run", engine, strategy=("contrastive",), seed_data=seed_file
@@ -311,7 +311,7 @@ def test_failed_summary_fails_its_row_with_the_reason(strategy_task: Path, tmp_p
 def test_two_pass_run_resumes_to_the_same_rows(
     strategy_task: Path, seed_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("localgen.embed.default_encoder", lambda: PlantedEncoder())
+    monkeypatch.setattr("localgen.vectors.encoder.default_encoder", lambda: PlantedEncoder())
     options = {
         "strategy": ("contrastive", "hierarchical", "attributes"),
         "seed_data": seed_file,

@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from localgen.errors import TaskError
-from localgen.task import load_task, parse_task
+from localgen.planning.task import load_task, parse_task
 from tests.conftest import EXAMPLE_TASK, TASK_TOML
 
 

@@ -4,7 +4,7 @@ Each adapter lives in its own module and imports its heavy library lazily, so th
 `localgen --help` is instant and a missing engine gives an install hint. An engine gets
 every request of a pass at once (so vLLM can batch them continuously) and yields each
 completion as soon as it is finished, in any order. Engines do not validate or store
-rows; `localgen.generate` does.
+rows; `localgen.generation.generate` does.
 
 In-process: `vllm`, `transformers`, `fake`. Elsewhere: `openai` sends each request to an
 OpenAI-compatible server, and `ray_actors` runs several in-process engines as Ray
@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Protocol
 
 from localgen.errors import EngineError
-from localgen.models import ModelRef, resolve_model
-from localgen.plan import Request
+from localgen.models.resolve import ModelRef, resolve_model
+from localgen.planning.plan import Request
 
 ENGINES = ("vllm", "transformers", "openai", "fake")
 # Constrained-decoding backends each engine accepts; the first is the default.

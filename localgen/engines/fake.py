@@ -16,7 +16,7 @@ from collections import defaultdict, deque
 from collections.abc import Iterator, Sequence
 
 from localgen.engines import Completion
-from localgen.plan import Request
+from localgen.planning.plan import Request
 
 _WORDS = (
     "please",

@@ -20,9 +20,9 @@ from urllib.parse import urlsplit
 
 from localgen.engines import Completion
 from localgen.errors import EngineError
-from localgen.models import ModelRef
+from localgen.models.resolve import ModelRef
 from localgen.offline import is_loopback_host
-from localgen.plan import Request
+from localgen.planning.plan import Request
 
 CONNECT_TIMEOUT_S = 10.0
 REQUEST_TIMEOUT_S = 600.0  # one row can wait behind a whole batch on a busy CPU server

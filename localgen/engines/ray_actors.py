@@ -22,9 +22,9 @@ from typing import Any
 
 from localgen.engines import Completion, EngineSettings
 from localgen.errors import EngineError
-from localgen.models import ModelRef
+from localgen.models.resolve import ModelRef
 from localgen.offline import apply_offline_env, egress_guard, is_loopback_host
-from localgen.plan import Request
+from localgen.planning.plan import Request
 
 CHUNKS_PER_ACTOR = 4  # enough to balance uneven actors, few enough to keep batches large
 RAY_ENV = {"RAY_DISABLE_DOCKER_CPU_WARNING": "1"}  # usage stats are off in OFFLINE_ENV

@@ -14,8 +14,8 @@ from typing import Any
 
 from localgen.engines import Completion
 from localgen.errors import EngineError
-from localgen.models import ModelRef
-from localgen.plan import Request
+from localgen.models.resolve import ModelRef
+from localgen.planning.plan import Request
 
 BATCH_SIZE = 16  # padding waste grows with batch size on a CPU; 16 keeps both cores busy
 

@@ -16,8 +16,8 @@ from typing import Any
 
 from localgen.engines import Completion
 from localgen.errors import EngineError
-from localgen.models import ModelRef
-from localgen.plan import Request
+from localgen.models.resolve import ModelRef
+from localgen.planning.plan import Request
 
 INSTALL_HINT = "pip install 'localgen[cpu]' (no NVIDIA GPU) or 'localgen[gpu]'"
 CPU_BATCH_TOKENS = 8192  # prompt tokens per engine step on CPU (no chunked prefill there)

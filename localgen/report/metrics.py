@@ -7,7 +7,7 @@
 - Chamfer distance: the mean cosine distance of each text to its nearest other text.
 - similarity to real: for each real text, the mean cosine of its k most similar
   synthetic texts, averaged over the real texts (Li et al., k = 5).
-Embedding metrics take unit-length vectors (`localgen.embed`). Pairwise work is done in
+Embedding metrics take unit-length vectors (`localgen.vectors.encoder`). Pairwise work is done in
 blocks, so memory stays O(block * n) not O(n^2).
 """
 

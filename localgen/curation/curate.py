@@ -33,14 +33,14 @@ from typing import Any, Protocol
 import numpy as np
 import polars as pl
 
-from localgen.classifier import cross_val_accuracy, fit_linear
-from localgen.curation_rules import RULES
+from localgen.classify.classifier import cross_val_accuracy, fit_linear
+from localgen.curation.rules import RULES
 from localgen.data import LabeledData, check_labels, read_labeled
-from localgen.embed import cache_file, encode_cached
 from localgen.errors import DataError
-from localgen.metrics import BLOCK, ngrams, words
+from localgen.generation.store import CURATED, CURATION, RunFolder, write_json, write_table
 from localgen.offline import egress_guard
-from localgen.store import CURATED, CURATION, RunFolder, write_json, write_table
+from localgen.report.metrics import BLOCK, ngrams, words
+from localgen.vectors.encoder import cache_file, encode_cached
 
 FORMAT_VERSION = 1
 _NOT_WORD = re.compile(r"[\W_]+")
@@ -387,7 +387,7 @@ def _curate(
     active = [r for r in RULES if r not in config.skip]
     needs_vectors = {"contamination", "near-duplicate", "label-fidelity"} & set(active)
     if needs_vectors and encoder is None:
-        from localgen.embed import default_encoder
+        from localgen.vectors.encoder import default_encoder
 
         encoder = default_encoder()
     vectors = real_vectors = eval_vectors = np.zeros((0, 1), dtype=np.float32)

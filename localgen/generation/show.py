@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from localgen.plan import SUMMARY_SUFFIX, Plan
-from localgen.store import RunFolder
-from localgen.task import STRATEGIES
+from localgen.generation.store import RunFolder
+from localgen.planning.plan import SUMMARY_SUFFIX, Plan
+from localgen.planning.task import STRATEGIES
 
 
 def head(run_dir: Path, limit: int, as_json: bool = False) -> str:

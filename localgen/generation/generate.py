@@ -27,13 +27,13 @@ from localgen.engines import (
     load_engine,
     resolve_engine_model,
 )
-from localgen.models import ModelRef
+from localgen.generation.rows import DRAFT_SCHEMA, ROW_SCHEMA, make_draft, make_row
+from localgen.generation.store import FORMAT_VERSION, RunFolder, software_versions, write_json
+from localgen.models.resolve import ModelRef
 from localgen.offline import apply_offline_env, egress_guard
-from localgen.plan import Plan, Request, build_plan
+from localgen.planning.plan import Plan, Request, build_plan
+from localgen.planning.task import Task, load_task
 from localgen.progress import Progress
-from localgen.rows import DRAFT_SCHEMA, ROW_SCHEMA, make_draft, make_row
-from localgen.store import FORMAT_VERSION, RunFolder, software_versions, write_json
-from localgen.task import Task, load_task
 
 SHARD_ROWS = 200  # rows per shard: a kill loses at most this many finished rows
 SHARD_SECONDS = 30.0  # ... or at most this many seconds of work, whichever comes first

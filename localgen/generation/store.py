@@ -10,7 +10,7 @@ Layout of a run folder:
 
 Every file is written to a temporary name, flushed to disk and renamed, so a killed run
 leaves only whole files, and a rerun of the same plan resumes from the shards. This
-module does not decide what goes into rows; `localgen.rows` does.
+module does not decide what goes into rows; `localgen.generation.rows` does.
 """
 
 from __future__ import annotations

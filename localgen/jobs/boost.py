@@ -4,7 +4,7 @@ Round 0 trains the classifier (frozen encoder + linear head) on the real trainin
 scores it on the real validation data. Each round then takes the validation examples the
 classifier gets wrong, or is least sure of (lowest probability of the true label), and
 asks the LLM for close variants of them with their true label: the contrastive strategy
-anchored on them (`localgen.plan`). The new rows are curated (copies and near-copies of
+anchored on them (`localgen.planning.plan`). The new rows are curated (copies and near-copies of
 the anchors or the training data are dropped, and rows too close to --test), the
 classifier is retrained on the real rows plus every row kept so far, and the round is
 kept only if macro-F1 on validation improved (by more than `min_gain`); otherwise its
@@ -29,9 +29,10 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from localgen.curate import CurateConfig, curate
+from localgen.classify.evaluation import score
+from localgen.classify.train import TrainingSet, TrainSettings, fit, load_encoder, training_set
+from localgen.curation.curate import CurateConfig, curate
 from localgen.data import read_task_data
-from localgen.embed import cache_file, encode_cached
 from localgen.engines import (
     EngineSettings,
     check_settings,
@@ -39,13 +40,12 @@ from localgen.engines import (
     resolve_engine_model,
 )
 from localgen.errors import DataError
-from localgen.evaluation import score
-from localgen.generate import GenerateConfig, generate
-from localgen.models import ModelRef
+from localgen.generation.generate import GenerateConfig, generate
+from localgen.generation.store import write_json, write_table
+from localgen.models.resolve import ModelRef
 from localgen.offline import egress_guard
-from localgen.store import write_json, write_table
-from localgen.task import load_task
-from localgen.train import TrainingSet, TrainSettings, fit, load_encoder, training_set
+from localgen.planning.task import load_task
+from localgen.vectors.encoder import cache_file, encode_cached
 
 BOOST = "boost.json"
 FORMAT_VERSION = 1

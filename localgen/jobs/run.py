@@ -19,15 +19,22 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from localgen.curate import CurateConfig, curate, summary_table
+from localgen.classify.evaluation import paired_difference, score
+from localgen.classify.train import (
+    TrainingSet,
+    TrainSettings,
+    check_known,
+    fit,
+    load_encoder,
+    training_set,
+)
+from localgen.curation.curate import CurateConfig, curate, summary_table
 from localgen.data import LabeledData, read_task_data
-from localgen.evaluation import paired_difference, score
-from localgen.generate import GenerateConfig, generate
+from localgen.generation.generate import GenerateConfig, generate
+from localgen.generation.store import COMPARISON, write_json
 from localgen.offline import egress_guard
-from localgen.report import write_report
-from localgen.store import COMPARISON, write_json
-from localgen.task import load_task
-from localgen.train import TrainingSet, TrainSettings, check_known, fit, load_encoder, training_set
+from localgen.planning.task import load_task
+from localgen.report.report import write_report
 
 FORMAT_VERSION = 1
 SETS = (("real", "real only"), ("synthetic", "synthetic only"), ("combined", "real + synthetic"))

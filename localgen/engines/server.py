@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from localgen.engines.vllm import CPU_BATCH_TOKENS, cpu_dtype
 from localgen.errors import EngineError
-from localgen.models import ModelRef
+from localgen.models.resolve import ModelRef
 from localgen.offline import OFFLINE_ENV, is_loopback_host
 
 START_TIMEOUT_S = 600.0

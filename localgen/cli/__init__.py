@@ -16,10 +16,10 @@ from typing import Any, TypeVar
 import click
 
 from localgen import __version__
-from localgen.curation_rules import ROW_SOURCES, RULES
+from localgen.curation.rules import ROW_SOURCES, RULES
 from localgen.errors import EgressBlocked, LocalgenError
 from localgen.offline import apply_offline_env
-from localgen.task import STRATEGIES
+from localgen.planning.task import STRATEGIES
 
 F = TypeVar("F", bound=Callable[..., Any])
 INTERRUPTED = "interrupted; rows already written are kept: rerun the same command to resume"
@@ -197,7 +197,7 @@ def _config(
     **rest: Any,
 ) -> Any:
     """GenerateConfig from the command-line options."""
-    from localgen.generate import GenerateConfig
+    from localgen.generation.generate import GenerateConfig
 
     if balance is not None and count is not None:
         raise click.UsageError("give either --count or --balance, not both")
@@ -211,8 +211,8 @@ def _config(
 
 
 def _print_plan(config: Any, n_prompts: int, as_json: bool) -> None:
-    from localgen.generate import prepare_plan
-    from localgen.show import plan_summary
+    from localgen.generation.generate import prepare_plan
+    from localgen.generation.show import plan_summary
 
     _, _, plan = prepare_plan(config)
     click.echo(plan_summary(plan, n_prompts, as_json))
@@ -422,7 +422,7 @@ def generate(
       localgen generate task.toml --out runs/mix --seed-data real.csv \\
           --strategy few-shot --strategy contrastive --strategy attributes
     """
-    from localgen.generate import generate as run_generate
+    from localgen.generation.generate import generate as run_generate
 
     engine = _engine(options["seed"], options)  # takes the engine options out of options
     config = _config(
@@ -483,7 +483,7 @@ def show(run_dir: Path, limit: int, as_json: bool) -> None:
     Example:
       localgen show runs/tickets --limit 5
     """
-    from localgen.show import head
+    from localgen.generation.show import head
 
     click.echo(head(run_dir, limit, as_json))
 
@@ -582,8 +582,8 @@ def curate(
       localgen curate runs/tickets --real data/train.csv --eval data/test.csv
       localgen curate runs/tickets --skip label-fidelity --near-duplicate 0.9
     """
-    from localgen.curate import CurateConfig, summary_table
-    from localgen.curate import curate as run_curation
+    from localgen.curation.curate import CurateConfig, summary_table
+    from localgen.curation.curate import curate as run_curation
 
     config = CurateConfig(
         run_dir=run_dir, real=real, eval=eval_file, skip=frozenset(skip), **settings
@@ -633,7 +633,7 @@ def report(
       localgen curate runs/tickets --real data/train.csv
       localgen report runs/tickets --real data/train.csv
     """
-    from localgen.report import REPORT, summary_lines, write_report
+    from localgen.report.report import REPORT, summary_lines, write_report
 
     metrics = write_report(
         run_dir,
@@ -702,7 +702,7 @@ _TRAIN_OPTIONS = [
 
 
 def _train_settings(seed: int = 0, no_class_weights: bool = False, **options: Any) -> Any:
-    from localgen.train import TrainSettings
+    from localgen.classify.train import TrainSettings
 
     return TrainSettings(balanced=not no_class_weights, seed=seed, **options)
 
@@ -765,7 +765,7 @@ def train(
       localgen train --real data/train.csv --synthetic runs/tickets --out models/tickets
       localgen train --real data/train.csv --out models/real-only --fine-tune --epochs 4
     """
-    from localgen.train import train as run_training
+    from localgen.classify.train import train as run_training
 
     model = run_training(
         out,
@@ -816,8 +816,8 @@ def evaluate(
       localgen evaluate models/tickets data/test.csv
       localgen evaluate models/tickets data/test.csv --json | jq .macro_f1
     """
-    from localgen.evaluation import render
-    from localgen.train import evaluate as run_evaluation
+    from localgen.classify.evaluation import render
+    from localgen.classify.train import evaluate as run_evaluation
 
     result = run_evaluation(model_dir, test_file, text_column, label_column, resamples)
     click.echo(json.dumps(result, indent=2) if as_json else render(result))
@@ -844,7 +844,7 @@ def predict(model_dir: Path, file: Path, text_column: str, fmt: str) -> None:
       localgen predict models/tickets inbox.csv
       localgen predict models/tickets inbox.txt --format jsonl > labelled.jsonl
     """
-    from localgen.train import predict as run_prediction
+    from localgen.classify.train import predict as run_prediction
 
     frame = run_prediction(model_dir, file, text_column)
     if fmt == "jsonl":
@@ -932,8 +932,8 @@ def run_command(
           --text-column message --label-column team --out runs/tickets -n 20 \\
           --strategy few-shot --strategy contrastive
     """
-    from localgen.pipeline import RunConfig, comparison_table
-    from localgen.pipeline import run as run_pipeline
+    from localgen.jobs.run import RunConfig, comparison_table
+    from localgen.jobs.run import run as run_pipeline
 
     engine = _engine(seed, train_options)  # takes the engine options out of train_options
     config = RunConfig(
@@ -1068,8 +1068,8 @@ def boost(
       localgen boost examples/support-tickets/task.toml --real train.csv \\
           --validation val.csv --test test.csv --out runs/boost --rounds 3
     """
-    from localgen.boost import BoostConfig, curve_table
-    from localgen.boost import boost as run_boost
+    from localgen.jobs.boost import BoostConfig, curve_table
+    from localgen.jobs.boost import boost as run_boost
 
     engine = _engine(seed, head_options)  # takes the engine options out of head_options
     config = BoostConfig(
@@ -1139,7 +1139,7 @@ def export(run_dir: Path, out: Path, fmt: str | None, rows: str, columns: str) -
       localgen export runs/tickets --out tickets.jsonl
       localgen export runs/tickets --out train.csv --columns minimal --rows curated
     """
-    from localgen.store import export_rows
+    from localgen.generation.store import export_rows
 
     if fmt is not None and out.suffix == "":
         out = out.with_name(f"{out.name}.{fmt}")
@@ -1247,9 +1247,9 @@ def serve(
       localgen generate task.toml --out runs/t --engine openai \\
           --base-url http://127.0.0.1:8000/v1
     """
-    from localgen.models import resolve_model
-    from localgen.serve import ServeConfig
-    from localgen.serve import serve as run_server
+    from localgen.engines.server import ServeConfig
+    from localgen.engines.server import serve as run_server
+    from localgen.models.resolve import resolve_model
 
     ref = resolve_model(model, _echo_err)
     config = ServeConfig(
@@ -1295,7 +1295,7 @@ def models_list(as_json: bool) -> None:
       localgen models list
       localgen models list --json | jq -r '.[].name'
     """
-    from localgen.models import list_models
+    from localgen.models.resolve import list_models
 
     found = list_models()
     if as_json:
@@ -1333,7 +1333,7 @@ def models_import(gguf_file: Path, name: str | None, overwrite: bool) -> None:
     Example:
       localgen models import ~/Downloads/qwen2.5-0.5b-instruct-q8_0.gguf --name qwen-0.5b
     """
-    from localgen.models import import_gguf
+    from localgen.models.resolve import import_gguf
 
     folder = import_gguf(gguf_file, name, overwrite, log=_echo_err)
     click.echo(f"{folder}: imported; use --model {folder.name}")
@@ -1357,7 +1357,7 @@ def models_bundle(model: str | None, out: Path) -> None:
     Example:
       localgen models bundle models/my-model --out /media/usb/my-model.tar
     """
-    from localgen.models import bundle
+    from localgen.models.resolve import bundle
 
     archive, files, size = bundle(model, out)
     click.echo(f"{archive}: {files} files, {_size(size)}; unpack with `localgen models unbundle`")
@@ -1382,7 +1382,7 @@ def models_unbundle(archive: Path, overwrite: bool, dest: Path | None) -> None:
       localgen models unbundle /media/usb/my-model.tar
       localgen generate task.toml --out runs/t --model my-model
     """
-    from localgen.models import unbundle
+    from localgen.models.resolve import unbundle
 
     folder = unbundle(archive, overwrite, dest)
     click.echo(f"{folder}: verified and installed; use --model {folder.name}")
@@ -1409,7 +1409,7 @@ def models_verify(model: str | None, write: bool, as_json: bool) -> None:
       localgen models verify
       localgen models verify /srv/models/qwen2.5-7b-instruct --write
     """
-    from localgen.models import CHECKSUMS_FILE, verify_model
+    from localgen.models.resolve import CHECKSUMS_FILE, verify_model
 
     folder, n = verify_model(model, write)
     verb = "recorded" if write else "verified"

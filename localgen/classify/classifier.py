@@ -5,7 +5,7 @@ The head is multinomial logistic regression. The objective is scikit-learn's
 each weighted n / (k * rows of its label) so that a rare label counts as much as a common
 one, plus ||W||^2 / (2c). It is solved with L-BFGS in float64, so the same data gives
 the same weights. Curation uses it as a second opinion on labels; `localgen train` puts
-it on a frozen encoder (or starts fine-tuning from it, see `localgen.finetune`).
+it on a frozen encoder (or starts fine-tuning from it, see `localgen.classify.finetune`).
 
 A model folder holds `model.json` (format version, labels, the encoder and its
 fingerprint, the resolved training config), `labels.json`, `head.safetensors` and, for a
@@ -157,7 +157,7 @@ def encoder_fingerprint(folder: Path) -> str:
 
 def resolve_encoder(spec: str | Path | None) -> tuple[str, Path]:
     """(how model.json names the encoder, its folder): None is the built-in encoder."""
-    from localgen.embed import default_encoder_path
+    from localgen.vectors.encoder import default_encoder_path
 
     if spec is None or str(spec) == BUILTIN:
         return BUILTIN, default_encoder_path()
@@ -192,7 +192,7 @@ class TextClassifier:
     @property
     def encoder(self) -> Any:
         if self._encoder is None:
-            from localgen.embed import Encoder, default_encoder, default_encoder_path
+            from localgen.vectors.encoder import Encoder, default_encoder, default_encoder_path
 
             same = self.encoder_path == default_encoder_path()
             self._encoder = default_encoder() if same else Encoder(self.encoder_path)

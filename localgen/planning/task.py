@@ -16,7 +16,7 @@ Example (see examples/ for complete ones):
     description = "Invoices, charges, refunds, payment methods."
     instructions = "Mention an amount."
 
-This module only reads and checks the file; planning requests is `localgen.plan`.
+This module only reads and checks the file; planning requests is `localgen.planning.plan`.
 """
 
 from __future__ import annotations

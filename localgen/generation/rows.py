@@ -17,8 +17,8 @@ import polars as pl
 
 from localgen.data import content_id
 from localgen.engines import Completion
-from localgen.models import ModelRef
-from localgen.plan import Request
+from localgen.models.resolve import ModelRef
+from localgen.planning.plan import Request
 
 ROW_SCHEMA: dict[str, Any] = {
     "id": pl.Utf8,  # stable content hash of (text, label): equal rows share an id

@@ -4,8 +4,8 @@ Training data is real rows (a labeled file), synthetic rows (a run folder: its c
 rows when curate has run) or both. Texts are embedded once by the encoder (a run folder
 keeps the vectors of its rows, so curate, report and train share them), the linear head
 is fitted, and, with `fine_tune`, the encoder and head are then trained together. The
-result is a model folder (`localgen.classifier`). Evaluation scores it on a labeled file
-with bootstrap intervals (`localgen.evaluation`).
+result is a model folder (`localgen.classify.classifier`). Evaluation scores it on a labeled file
+with bootstrap intervals (`localgen.classify.evaluation`).
 """
 
 from __future__ import annotations
@@ -19,13 +19,18 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from localgen.classifier import TextClassifier, check_model_out, fit_linear, resolve_encoder
+from localgen.classify.classifier import (
+    TextClassifier,
+    check_model_out,
+    fit_linear,
+    resolve_encoder,
+)
+from localgen.classify.evaluation import score
 from localgen.data import LabeledData, check_labels, read_labeled, read_texts
-from localgen.embed import Encoder, cache_file, encode_cached
 from localgen.errors import DataError
-from localgen.evaluation import score
+from localgen.generation.store import RunFolder, software_versions
 from localgen.offline import egress_guard
-from localgen.store import RunFolder, software_versions
+from localgen.vectors.encoder import Encoder, cache_file, encode_cached
 
 Say = Callable[[str], None]
 NOTHING_TO_TRAIN = "nothing to train on: give --real FILE, --synthetic RUN_DIR or both"
@@ -82,7 +87,7 @@ class TrainingSet:
 
 def load_encoder(spec: str | None) -> Any:
     """The encoder object for `spec` (None: the built-in one, loaded once per process)."""
-    from localgen.embed import default_encoder
+    from localgen.vectors.encoder import default_encoder
 
     name, path = resolve_encoder(spec)
     return default_encoder() if name == "builtin" else Encoder(path)
@@ -149,7 +154,7 @@ def fit(
     if not settings.fine_tune:
         model.save(out)
         return model
-    from localgen.finetune import fine_tune
+    from localgen.classify.finetune import fine_tune
 
     tuned_encoder, tokenizer, tuned_head = fine_tune(
         encoder_path,

@@ -94,7 +94,9 @@ def test_pca_map_is_deterministic_and_keeps_the_main_direction() -> None:
     p = pca_2d(x)
     assert p.shape == (50, 2)
     assert abs(np.corrcoef(p[:, 0], t)[0, 1]) > 0.999
-    assert np.allclose(pca_2d(x), p) and np.allclose(pca_2d(-x), pca_2d(-x))
+    assert np.allclose(pca_2d(x), p)
+    # The signs are fixed by the data's direction: the mirrored data gives the mirrored map.
+    assert np.allclose(pca_2d(-x), -p)
     assert np.allclose(np.abs(pca_2d(-x)), np.abs(p))
 
 

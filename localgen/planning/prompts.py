@@ -8,6 +8,7 @@ data. This module does not choose which template or which examples; `localgen.pl
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -17,8 +18,15 @@ import jinja2
 
 from localgen.errors import TaskError
 
-# Templates ship at the top of the source tree, next to the package.
-DEFAULT_PROMPTS_DIR = Path(__file__).resolve().parents[2] / "prompts"
+
+def default_prompts_dir() -> Path:
+    """The templates: inside an installed wheel they are the package `localgen.prompts`
+    (pyproject.toml maps it from the top-level prompts/ folder); in a source checkout
+    they are that folder itself."""
+    installed = importlib.util.find_spec("localgen.prompts")
+    if installed is not None and installed.submodule_search_locations:
+        return Path(next(iter(installed.submodule_search_locations)))
+    return Path(__file__).resolve().parents[2] / "prompts"
 
 
 @dataclass(frozen=True)
@@ -47,8 +55,8 @@ class Template:
 class PromptLibrary:
     """Loads templates by name from a folder, once each."""
 
-    def __init__(self, folder: Path = DEFAULT_PROMPTS_DIR) -> None:
-        self.folder = folder
+    def __init__(self, folder: Path | None = None) -> None:
+        self.folder = folder or default_prompts_dir()
         self._cache: dict[str, Template] = {}
 
     def get(self, name: str) -> Template:

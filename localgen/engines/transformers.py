@@ -2,8 +2,10 @@
 does not support. About 5x slower than vLLM on a CPU (see docs/benchmarks), but it needs
 only torch and transformers.
 
-Requests are grouped by schema (one per label) and sent in batches; a batch's completions
-are yielded when the batch finishes. The JSON schema goes to Outlines unchanged.
+Requests are grouped by schema and sampling settings (a batch is sampled with one
+temperature and top-p, through one compiled generator) and sent in batches; a batch's
+completions are yielded when the batch finishes. The JSON schema goes to Outlines
+unchanged.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from localgen.engines import Completion
 from localgen.errors import EngineError
 from localgen.models.resolve import ModelRef
 from localgen.planning.plan import Request
+from localgen.planning.schema import RowSchema
 
 BATCH_SIZE = 16  # padding waste grows with batch size on a CPU; 16 keeps both cores busy
 
@@ -64,9 +67,9 @@ class TransformersEngine:
     def generate(self, requests: Sequence[Request]) -> Iterator[Completion]:
         import torch
 
-        groups: dict[str, list[Request]] = defaultdict(list)
+        groups: dict[tuple[RowSchema, float, float], list[Request]] = defaultdict(list)
         for r in requests:
-            groups[r.label].append(r)
+            groups[(r.schema, r.temperature, r.top_p)].append(r)
         for group in groups.values():
             generator = self._generator(group[0])
             for start in range(0, len(group), BATCH_SIZE):

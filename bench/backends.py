@@ -35,7 +35,8 @@ def main() -> None:
     args = parser.parse_args()
     apply_offline_env()
 
-    from localgen.engines import EngineSettings, load_engine
+    from localgen.config import EngineSettings
+    from localgen.engines.loader import load_engine
     from localgen.models.resolve import builtin_model
     from localgen.planning.plan import build_plan
     from localgen.planning.task import load_task

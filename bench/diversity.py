@@ -23,8 +23,9 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from localgen.config import GenerateConfig
 from localgen.data import read_labeled
-from localgen.generation.generate import GenerateConfig, generate
+from localgen.generation.generate import generate
 from localgen.offline import apply_offline_env
 from localgen.planning.task import STRATEGIES
 from localgen.report.metrics import chamfer, distinct_n, remote_clique, words
@@ -111,7 +112,7 @@ def main() -> None:
             label_column="team",
             overwrite=True,
         ),
-        log=lambda m: print(m, flush=True),
+        say=lambda m: print(m, flush=True),
     )
     rows = pl.read_parquet(args.out / "synthetic.parquet")
     real = read_labeled(EXAMPLE / "seed.csv", "message", "team").frame

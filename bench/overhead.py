@@ -60,8 +60,9 @@ def main() -> None:
     args = parser.parse_args()
     apply_offline_env()
 
-    from localgen.engines import EngineSettings, load_engine
-    from localgen.generation.generate import GenerateConfig, generate
+    from localgen.config import EngineSettings, GenerateConfig
+    from localgen.engines.loader import load_engine
+    from localgen.generation.generate import generate
     from localgen.models.resolve import builtin_model
     from localgen.planning.plan import build_plan
     from localgen.planning.task import load_task
@@ -98,7 +99,7 @@ def main() -> None:
             quiet=True,
         )
         start = time.perf_counter()
-        result = generate(config, engine=timed, model=model, log=lambda _m: None)  # type: ignore[arg-type]
+        result = generate(config, engine=timed, model=model)  # type: ignore[arg-type]
         wall = time.perf_counter() - start
         assert result.written == rows, result.failures
         tokens = result.manifest["tokens"]["completion"]

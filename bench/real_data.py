@@ -38,11 +38,11 @@ from typing import Any
 import polars as pl
 
 from localgen.classify.evaluation import score
-from localgen.classify.train import TrainSettings, fit, load_encoder, training_set
+from localgen.classify.train import fit, load_encoder, training_set
+from localgen.config import EngineSettings, GenerateConfig, RunConfig, TrainSettings
 from localgen.data import LabeledData
-from localgen.engines import EngineSettings, load_engine
-from localgen.generation.generate import GenerateConfig
-from localgen.jobs.run import RunConfig, run
+from localgen.engines.loader import load_engine
+from localgen.jobs.run import run
 from localgen.models.resolve import resolve_model
 from localgen.offline import apply_offline_env
 
@@ -164,7 +164,7 @@ def main() -> None:
     os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")
     args.out.mkdir(parents=True, exist_ok=True)
 
-    model = resolve_model(None, log=print)
+    model = resolve_model(None, print)
     engine = load_engine(EngineSettings(name="vllm", seed=args.seed), model, print)
     results: dict[str, dict[str, Any]] = {}
     started = time.monotonic()

@@ -24,9 +24,9 @@ SIZES = (1_000, 5_000, 20_000)
 
 
 def child(rows: int) -> None:
-    from localgen.engines import EngineSettings
+    from localgen.config import EngineSettings, GenerateConfig
     from localgen.engines.fake import FakeEngine
-    from localgen.generation.generate import GenerateConfig, generate
+    from localgen.generation.generate import generate
     from localgen.models.resolve import ModelRef
 
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -44,7 +44,6 @@ def child(rows: int) -> None:
             config,
             engine=FakeEngine(),
             model=ModelRef("fake", Path("."), "-"),
-            log=lambda _m: None,
         )
         wall = time.perf_counter() - start
         shards = len(list((Path(tmp) / "run" / "shards").glob("part-*.parquet")))

@@ -9,7 +9,6 @@ deduplicate across files; curation does that.
 from __future__ import annotations
 
 import hashlib
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,7 +45,8 @@ class LabeledData:
         return {str(k[0]): g for k, g in self.frame.group_by("label", maintain_order=True)}
 
 
-def _read_frame(path: Path) -> pl.DataFrame:
+def read_frame(path: Path) -> pl.DataFrame:
+    """A CSV, TSV, JSONL or Parquet file as read; a clear error for anything else."""
     kind = READ_FORMATS.get(path.suffix.lower())
     if kind is None:
         raise DataError(
@@ -74,7 +74,7 @@ def read_labeled(
         raise DataError(f"data file not found: {p}")
     if p.stat().st_size == 0:
         raise DataError(f"{p}: the file is empty")
-    df = _read_frame(p)
+    df = read_frame(p)
     for wanted, option in ((text_column, "--text-column"), (label_column, "--label-column")):
         if wanted not in df.columns:
             raise DataError(
@@ -114,7 +114,7 @@ def read_texts(path: str | Path, text_column: str = "text") -> pl.DataFrame:
     else:
         if p.stat().st_size == 0:
             raise DataError(f"{p}: the file is empty")
-        frame = _read_frame(p)
+        frame = read_frame(p)
         if text_column not in frame.columns:
             raise DataError(
                 f"{p}: no column '{text_column}' (columns: {', '.join(frame.columns[:10])}); "
@@ -151,68 +151,3 @@ def read_task_data(
     data = read_labeled(path, text_column, label_column)
     check_labels(data, labels)
     return data
-
-
-SYNTHETIC_ID = re.compile(r"^syn-[0-9a-f]{16}$")
-
-
-@dataclass(frozen=True)
-class Rejected:
-    """A text the user does not want more of; `label` None means: for every label."""
-
-    id: str
-    text: str
-    label: str | None
-
-
-def _rows_by_id(run_dir: Path) -> dict[str, tuple[str, str]]:
-    table = run_dir / "synthetic.parquet"
-    if not table.is_file():
-        return {}
-    frame = pl.read_parquet(table, columns=["id", "text", "label"])
-    return {i: (t, lab) for i, t, lab in frame.iter_rows()}
-
-
-def read_rejects(path: str | Path) -> list[Rejected]:
-    """Read `--reject FILE`: texts or generated-row ids the user rejected.
-
-    A .txt file holds one entry per line; a table (CSV, JSONL, Parquet) has a `text` or
-    an `id` column and may have a `label` column. An id (`syn-` + 16 hex digits) is looked
-    up in the synthetic.parquet next to the file, the run the user reviewed.
-    """
-    p = Path(path)
-    if not p.is_file():
-        raise DataError(f"reject file not found: {p}")
-    if p.suffix.lower() == ".txt":
-        try:
-            # Split on newlines only: splitlines() would also break at U+0085 or U+2028.
-            lines = p.read_text(encoding="utf-8").split("\n")
-        except UnicodeDecodeError:
-            raise DataError(f"{p}: not a UTF-8 text file") from None
-        entries: list[tuple[str, str | None]] = [(s.strip(), None) for s in lines if s.strip()]
-    else:
-        frame = _read_frame(p)
-        column = "text" if "text" in frame.columns else "id" if "id" in frame.columns else None
-        if column is None:
-            raise DataError(f"{p}: needs a 'text' or an 'id' column")
-        labels = frame["label"].cast(pl.Utf8) if "label" in frame.columns else None
-        values = frame[column].cast(pl.Utf8).to_list()
-        entries = [
-            (str(v).strip(), None if labels is None else labels[i])
-            for i, v in enumerate(values)
-            if v is not None and str(v).strip()
-        ]
-    if not entries:
-        raise DataError(f"{p}: no rejected texts or ids in it")
-    known: dict[str, tuple[str, str]] | None = None
-    out = []
-    for value, label in entries:
-        if SYNTHETIC_ID.match(value):
-            known = _rows_by_id(p.parent) if known is None else known
-            if value not in known:
-                raise DataError(f"{p}: id {value} is not in {p.parent / 'synthetic.parquet'}")
-            text, label = known[value]
-            out.append(Rejected(value, text, label))
-        else:
-            out.append(Rejected(content_id(value, label or "", "rej-"), value, label))
-    return out

@@ -35,5 +35,11 @@ class OutputError(LocalgenError):
     """The output folder cannot be used (it is a file, or holds a different run)."""
 
 
+class UsageError(LocalgenError):
+    """The command line asks for something contradictory (e.g. --count and --balance)."""
+
+    exit_code = 2
+
+
 class EgressBlocked(OSError):
     """Raised inside a run when code tries to connect to a non-loopback address."""

@@ -1,10 +1,20 @@
-"""A progress line on stderr: rows done, rows/s, tokens/s and ETA. Silent when disabled."""
+"""How long work reports on itself: a progress line on stderr (rows done, rows/s, tokens/s
+and ETA, silent when disabled), and `Say`, the one-line messages every stage takes as a
+callback (the command line passes one that writes to stderr; the library default is
+silence, never stdout)."""
 
 from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from typing import TextIO
+
+Say = Callable[[str], None]  # a message for the person running the command
+
+
+def silent(_message: str) -> None:
+    """The default `Say`: library code never prints."""
 
 
 def _clock(seconds: float) -> str:

@@ -68,13 +68,14 @@ def seed_csv(tmp_path: Path) -> Path:
 def builtin_model():  # type: ignore[no-untyped-def]
     from localgen.models.resolve import builtin_model as resolve
 
-    return resolve(log=lambda _m: None)
+    return resolve()
 
 
 @pytest.fixture(scope="session")
 def vllm_engine(builtin_model) -> Iterator[object]:  # type: ignore[no-untyped-def]
     """One real vLLM engine (CPU build) on the built-in model for the whole session."""
-    from localgen.engines import EngineSettings, load_engine
+    from localgen.config import EngineSettings
+    from localgen.engines.loader import load_engine
 
     engine = load_engine(EngineSettings(name="vllm", max_model_len=1024), builtin_model)
     yield engine

@@ -14,8 +14,9 @@ from click.testing import CliRunner
 
 from localgen.classify.classifier import LinearHead, TextClassifier, fit_linear
 from localgen.classify.evaluation import paired_difference, score
-from localgen.classify.train import TrainSettings, evaluate, predict, train
+from localgen.classify.train import evaluate, predict, train
 from localgen.cli import cli
+from localgen.config import TrainSettings
 from localgen.errors import DataError, ModelError
 from localgen.vectors.encoder import default_encoder_path
 from tests.test_curate import make_run

@@ -13,10 +13,10 @@ import polars as pl
 import pytest
 
 from localgen.classify.classifier import cross_val_accuracy, fit_linear
+from localgen.config import CurateConfig
 from localgen.curation.curate import (
     CURATED,
     CURATION,
-    CurateConfig,
     copied_spans,
     curate,
     greedy_duplicates,

@@ -6,10 +6,10 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from localgen.engines import EngineSettings
+from localgen.config import EngineSettings, GenerateConfig
 from localgen.engines.fake import FakeEngine
 from localgen.errors import DataError, OutputError, TaskError
-from localgen.generation.generate import GenerateConfig, generate
+from localgen.generation.generate import generate
 from localgen.generation.rows import ROW_SCHEMA
 from localgen.models.resolve import ModelRef
 
@@ -23,7 +23,7 @@ def _config(task: Path, out: Path, **kw) -> GenerateConfig:  # type: ignore[no-u
 
 
 def _run(config: GenerateConfig, engine: FakeEngine | None = None):  # type: ignore[no-untyped-def]
-    return generate(config, engine=engine or FakeEngine(), model=FAKE_MODEL, log=lambda _m: None)
+    return generate(config, engine=engine or FakeEngine(), model=FAKE_MODEL)
 
 
 def test_rows_carry_label_and_full_provenance(task_file: Path, tmp_path: Path) -> None:

@@ -19,9 +19,9 @@ import jsonschema
 import polars as pl
 import pytest
 
+from localgen.config import EngineSettings, GenerateConfig
 from localgen.data import read_labeled
-from localgen.engines import EngineSettings
-from localgen.generation.generate import GenerateConfig, generate
+from localgen.generation.generate import generate
 from localgen.planning.plan import build_plan
 from localgen.planning.schema import RowSchema
 from localgen.planning.task import load_task
@@ -60,7 +60,7 @@ def test_zero_shot_rows_are_valid_with_requested_labels(
     config = GenerateConfig(
         task_path=EXAMPLE_TASK, out=tmp_path / "run", count=4, strategy=("zero-shot",), quiet=True
     )
-    generate(config, engine=vllm_engine, model=builtin_model, log=lambda _m: None)
+    generate(config, engine=vllm_engine, model=builtin_model)
     rows = _check_rows(tmp_path / "run", 4, load_task(EXAMPLE_TASK).label_names)
     assert rows["text"].n_unique() > 1  # per-request seeds: not one answer repeated
 
@@ -75,7 +75,7 @@ def test_same_seed_same_rows_on_the_same_engine(
         config = GenerateConfig(
             task_path=EXAMPLE_TASK, out=tmp_path / name, count=1, seed=11, quiet=True
         )
-        generate(config, engine=vllm_engine, model=builtin_model, log=lambda _m: None)
+        generate(config, engine=vllm_engine, model=builtin_model)
         texts.append(pl.read_parquet(tmp_path / name / "synthetic.parquet")["text"].to_list())
     assert texts[0] == texts[1]
 
@@ -91,7 +91,7 @@ def test_few_shot_rows_name_their_examples(vllm_engine, builtin_model, tmp_path:
         text_column="message",
         label_column="team",
     )
-    generate(config, engine=vllm_engine, model=builtin_model, log=lambda _m: None)
+    generate(config, engine=vllm_engine, model=builtin_model)
     rows = _check_rows(tmp_path / "run", 2, load_task(EXAMPLE_TASK).label_names)
     assert set(rows["strategy"]) == {"few-shot"}
     assert all(len(ids) == 3 for ids in rows["positive_ids"])
@@ -113,7 +113,7 @@ def test_every_strategy_in_one_run(vllm_engine, builtin_model, tmp_path: Path) -
         text_column="message",
         label_column="team",
     )
-    result = generate(config, engine=vllm_engine, model=builtin_model, log=lambda _m: None)
+    result = generate(config, engine=vllm_engine, model=builtin_model)
     rows = _check_rows(tmp_path / "run", 10, load_task(EXAMPLE_TASK).label_names)
     assert rows.group_by("strategy").len().sort("strategy").rows() == [
         ("attributes", 8),
@@ -261,7 +261,7 @@ def test_sigkill_mid_run_then_resume_on_the_real_engine(
     config = GenerateConfig(
         task_path=EXAMPLE_TASK, out=tmp_path / "whole", count=6, strategy=("zero-shot",), quiet=True
     )
-    generate(config, engine=vllm_engine, model=builtin_model, log=lambda _m: None)
+    generate(config, engine=vllm_engine, model=builtin_model)
     whole = pl.read_parquet(tmp_path / "whole" / "synthetic.parquet")
     columns = ["request_key", "id", "text", "seed"]
     assert cut.select(columns).sort("request_key").equals(whole.select(columns).sort("request_key"))
@@ -279,7 +279,7 @@ def test_transformers_engine_gives_valid_rows(builtin_model, tmp_path: Path, wri
         quiet=True,
         engine=EngineSettings(name="transformers"),
     )
-    result = generate(config, model=builtin_model, log=lambda _m: None)
+    result = generate(config, model=builtin_model)
     rows = pl.read_parquet(tmp_path / "run" / "synthetic.parquet")
     assert result.failures == [] and rows.height == 2
     assert set(rows["label"]) == {"billing"} and set(rows["engine"]) == {"transformers"}
@@ -300,7 +300,7 @@ def test_vllm_outlines_backend_gives_valid_rows(
         quiet=True,
         engine=EngineSettings(name="vllm", backend="outlines", max_model_len=1024),
     )
-    result = generate(config, model=builtin_model, log=lambda _m: None)
+    result = generate(config, model=builtin_model)
     assert result.failures == [] and result.written == 4
     rows = pl.read_parquet(tmp_path / "run" / "synthetic.parquet")
     max_chars = load_task(task_file).generation.text_max_chars
@@ -386,10 +386,10 @@ def test_serve_on_loopback_then_generate_through_it(builtin_model, tmp_path: Pat
 def test_ray_two_actors_share_a_run(builtin_model, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     """--replicas 2: a private local Ray instance, two actors each holding a vLLM engine on
     the built-in model; both take part, and every row is valid."""
-    from localgen.engines import load_engine
+    from localgen.engines.loader import load_engine
 
     settings = EngineSettings(name="vllm", max_model_len=1024, replicas=2)
-    engine = load_engine(settings, builtin_model, log=lambda _m: None)
+    engine = load_engine(settings, builtin_model)
     try:
         config = GenerateConfig(
             task_path=EXAMPLE_TASK,
@@ -399,7 +399,7 @@ def test_ray_two_actors_share_a_run(builtin_model, tmp_path: Path) -> None:  # t
             quiet=True,
             engine=settings,
         )
-        generate(config, engine=engine, model=builtin_model, log=lambda _m: None)
+        generate(config, engine=engine, model=builtin_model)
         actors = engine.describe()  # type: ignore[attr-defined]
     finally:
         engine.close()

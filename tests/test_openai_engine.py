@@ -19,10 +19,11 @@ from typing import Any
 import polars as pl
 import pytest
 
-from localgen.engines import EngineSettings, check_settings, resolve_engine_model
+from localgen.config import EngineSettings, GenerateConfig
+from localgen.engines.loader import check_settings, resolve_engine_model
 from localgen.engines.openai import check_base_url
 from localgen.errors import EgressBlocked, EngineError
-from localgen.generation.generate import GenerateConfig, generate
+from localgen.generation.generate import generate
 from localgen.offline import egress_guard
 from tests.conftest import EXAMPLE_TASK
 
@@ -178,7 +179,7 @@ def test_generate_through_a_server_stores_valid_rows(
         quiet=True,
         engine=_settings(url, backend=backend, concurrency=4),
     )
-    result = generate(config, log=lambda _m: None)
+    result = generate(config)
     assert result.written == 12 and result.failures == []
     rows = pl.read_parquet(result.outputs[0])
     assert sorted(rows["label"].value_counts().rows()) == [
@@ -211,12 +212,13 @@ def test_a_refused_request_stops_the_run_with_the_servers_reason(
         task_path=EXAMPLE_TASK, out=tmp_path / "run", count=1, quiet=True, engine=_settings(url)
     )
     with pytest.raises(EngineError, match="HTTP 400: response_format is not supported"):
-        generate(config, log=lambda _m: None)
+        generate(config)
     assert not (tmp_path / "run").exists()  # nothing was stored, so nothing is left
 
 
 def test_serve_passes_localgens_engine_settings_to_vllms_server(tmp_path: Path) -> None:
-    from localgen.engines.server import ServeConfig, server_command
+    from localgen.config import ServeConfig
+    from localgen.engines.server import server_command
     from localgen.models.resolve import ModelRef
 
     model = ModelRef("m", tmp_path / "m", "-")

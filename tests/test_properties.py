@@ -12,8 +12,9 @@ import polars as pl
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from localgen.data import read_labeled, read_rejects
+from localgen.data import read_labeled
 from localgen.errors import DataError, TaskError
+from localgen.generation.rejects import read_rejects
 from localgen.planning.task import STRATEGIES, parse_task
 
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])

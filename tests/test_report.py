@@ -15,7 +15,8 @@ import pytest
 from click.testing import CliRunner
 
 from localgen.cli import cli
-from localgen.curation.curate import CurateConfig, curate
+from localgen.config import CurateConfig
+from localgen.curation.curate import curate
 from localgen.report import metrics
 from localgen.report.charts import pca_2d
 from localgen.report.report import METRICS, REPORT, write_report

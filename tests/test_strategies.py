@@ -13,11 +13,12 @@ import numpy as np
 import polars as pl
 import pytest
 
-from localgen.data import read_labeled, read_rejects
-from localgen.engines import EngineSettings
+from localgen.config import EngineSettings, GenerateConfig
+from localgen.data import read_labeled
 from localgen.engines.fake import FakeEngine
 from localgen.errors import DataError, TaskError
-from localgen.generation.generate import GenerateConfig, generate
+from localgen.generation.generate import generate
+from localgen.generation.rejects import read_rejects
 from localgen.models.resolve import ModelRef
 from localgen.planning.plan import SUMMARY_SUFFIX, build_plan, split_count
 from localgen.planning.task import parse_task
@@ -95,7 +96,7 @@ def _generate(task: Path, out: Path, engine: FakeEngine | None = None, **kw):  #
     config = GenerateConfig(
         task_path=task, out=out, quiet=True, engine=EngineSettings(name="fake"), **kw
     )
-    return generate(config, engine=engine or FakeEngine(), model=FAKE_MODEL, log=lambda _m: None)
+    return generate(config, engine=engine or FakeEngine(), model=FAKE_MODEL)
 
 
 # --- the task file ---------------------------------------------------------------------

@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from localgen.artifacts import update_hash
 from localgen.errors import DataError, ModelError
 
 MODEL_FORMAT = 1
@@ -149,9 +150,7 @@ def encoder_fingerprint(folder: Path) -> str:
     ]
     for path in files:
         h.update(path.name.encode())
-        with path.open("rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
+        update_hash(h, path)
     return h.hexdigest()[:16]
 
 

@@ -15,10 +15,9 @@ from typing import Any
 
 import numpy as np
 
+from localgen.config import LEVEL, RESAMPLES
 from localgen.errors import DataError
 
-RESAMPLES = 1000
-LEVEL = 0.95
 CHUNK = 100  # resamples scored at once: CHUNK x n indices in memory
 
 

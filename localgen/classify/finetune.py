@@ -9,12 +9,13 @@ On a CPU this suits small data (a few hundred rows); on a GPU it uses the GPU.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from localgen.classify.classifier import LinearHead, balanced_weights
+from localgen.progress import Say, silent
 from localgen.vectors.encoder import MAX_TOKENS
 
 HEAD_LR_FACTOR = 100  # the head starts fitted but is small: it may move faster
@@ -30,7 +31,7 @@ def fine_tune(
     batch_size: int = 16,
     seed: int = 0,
     balanced: bool = True,
-    say: Callable[[str], None] = lambda _: None,
+    say: Say = silent,
 ) -> tuple[Any, Any, LinearHead]:
     """(encoder model, tokenizer, head) after `epochs` passes over the rows."""
     import torch

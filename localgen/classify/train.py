@@ -10,15 +10,15 @@ with bootstrap intervals (`localgen.classify.evaluation`).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import polars as pl
 
+from localgen.artifacts import software_versions, utc_now
 from localgen.classify.classifier import (
     TextClassifier,
     check_model_out,
@@ -26,28 +26,15 @@ from localgen.classify.classifier import (
     resolve_encoder,
 )
 from localgen.classify.evaluation import score
+from localgen.config import RESAMPLES, TrainSettings
 from localgen.data import LabeledData, check_labels, read_labeled, read_texts
 from localgen.errors import DataError
-from localgen.generation.store import RunFolder, software_versions
+from localgen.generation.store import RunFolder
 from localgen.offline import egress_guard
+from localgen.progress import Say, silent
 from localgen.vectors.encoder import Encoder, cache_file, encode_cached
 
-Say = Callable[[str], None]
 NOTHING_TO_TRAIN = "nothing to train on: give --real FILE, --synthetic RUN_DIR or both"
-
-
-@dataclass(frozen=True)
-class TrainSettings:
-    """How to fit: the encoder, the head's regularisation, and optional fine-tuning."""
-
-    encoder: str | None = None  # None: the built-in all-MiniLM-L6-v2
-    c: float = 1.0  # inverse regularisation strength of the head, as in scikit-learn
-    balanced: bool = True  # class weights n / (k * rows of the label)
-    fine_tune: bool = False
-    epochs: int = 3
-    learning_rate: float = 2e-5
-    batch_size: int = 16
-    seed: int = 0
 
 
 @dataclass
@@ -98,7 +85,7 @@ def training_set(
     real: LabeledData | None,
     run_dir: Path | None,
     rows: str = "auto",
-    say: Say = lambda _: None,
+    say: Say = silent,
 ) -> TrainingSet:
     """Embed the real rows and the run's rows (reusing the run folder's cached vectors).
     The data is checked before anything is embedded."""
@@ -135,7 +122,7 @@ def fit(
     out: Path,
     label_names: Sequence[str] | None = None,
     inputs: dict[str, Any] | None = None,
-    say: Say = lambda _: None,
+    say: Say = silent,
 ) -> TextClassifier:
     """Fit on `data`, save the model folder `out`, and return the classifier."""
     if not data.texts:
@@ -145,7 +132,7 @@ def fit(
     say(f"fitting the head on {len(data.texts)} rows, {len(names)} labels")
     head = fit_linear(data.vectors, data.labels, names, c=settings.c, balanced=settings.balanced)
     info = {
-        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "created_at": utc_now(),
         "config": asdict(settings) | {"encoder": encoder_name},
         "training": {"inputs": inputs or {}, "rows": data.counts()},
         "versions": software_versions("torch", "transformers"),
@@ -180,7 +167,7 @@ def train(
     text_column: str = "text",
     label_column: str = "label",
     settings: TrainSettings | None = None,
-    say: Say = lambda _: None,
+    say: Say = silent,
 ) -> TextClassifier:
     """`localgen train`: read, embed, fit and save, under the egress guard."""
     settings = settings or TrainSettings()
@@ -212,8 +199,8 @@ def evaluate(
     test: Path,
     text_column: str = "text",
     label_column: str = "label",
-    resamples: int = 1000,
-    say: Say = lambda _: None,
+    resamples: int = RESAMPLES,
+    say: Say = silent,
 ) -> dict[str, Any]:
     """`localgen evaluate`: scores of a saved model on a labeled file."""
     model = TextClassifier.load(model_dir)

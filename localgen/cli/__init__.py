@@ -197,7 +197,7 @@ def _config(
     **rest: Any,
 ) -> Any:
     """GenerateConfig from the command-line options."""
-    from localgen.generation.generate import GenerateConfig
+    from localgen.config import GenerateConfig
 
     if balance is not None and count is not None:
         raise click.UsageError("give either --count or --balance, not both")
@@ -350,7 +350,8 @@ ENGINE_KEYS = (
 
 def _engine(seed: int, options: dict[str, Any]) -> Any:
     """EngineSettings from the engine options, which are taken out of `options`."""
-    from localgen.engines import EngineSettings, check_settings
+    from localgen.config import EngineSettings
+    from localgen.engines.loader import check_settings
 
     given = {key: options.pop(key) for key in ENGINE_KEYS}
     given["allow_hosts"] = tuple(dict.fromkeys(given["allow_hosts"]))
@@ -439,7 +440,7 @@ def generate(
         _print_plan(config, -1, as_json=as_json)
         return
     log = (lambda _msg: None) if quiet else _echo_err
-    result = run_generate(config, log=log)
+    result = run_generate(config, say=log)
     _echo_err(
         f"{result.written}/{result.planned} rows in {result.out}"
         + (f" ({result.resumed} resumed)" if result.resumed else "")
@@ -582,8 +583,9 @@ def curate(
       localgen curate runs/tickets --real data/train.csv --eval data/test.csv
       localgen curate runs/tickets --skip label-fidelity --near-duplicate 0.9
     """
-    from localgen.curation.curate import CurateConfig, summary_table
+    from localgen.config import CurateConfig
     from localgen.curation.curate import curate as run_curation
+    from localgen.curation.curate import summary_table
 
     config = CurateConfig(
         run_dir=run_dir, real=real, eval=eval_file, skip=frozenset(skip), **settings
@@ -702,7 +704,7 @@ _TRAIN_OPTIONS = [
 
 
 def _train_settings(seed: int = 0, no_class_weights: bool = False, **options: Any) -> Any:
-    from localgen.classify.train import TrainSettings
+    from localgen.config import TrainSettings
 
     return TrainSettings(balanced=not no_class_weights, seed=seed, **options)
 
@@ -932,7 +934,8 @@ def run_command(
           --text-column message --label-column team --out runs/tickets -n 20 \\
           --strategy few-shot --strategy contrastive
     """
-    from localgen.jobs.run import RunConfig, comparison_table
+    from localgen.config import RunConfig
+    from localgen.jobs.run import comparison_table
     from localgen.jobs.run import run as run_pipeline
 
     engine = _engine(seed, train_options)  # takes the engine options out of train_options
@@ -1068,8 +1071,9 @@ def boost(
       localgen boost examples/support-tickets/task.toml --real train.csv \\
           --validation val.csv --test test.csv --out runs/boost --rounds 3
     """
-    from localgen.jobs.boost import BoostConfig, curve_table
+    from localgen.config import BoostConfig
     from localgen.jobs.boost import boost as run_boost
+    from localgen.jobs.boost import curve_table
 
     engine = _engine(seed, head_options)  # takes the engine options out of head_options
     config = BoostConfig(
@@ -1141,11 +1145,7 @@ def export(run_dir: Path, out: Path, fmt: str | None, rows: str, columns: str) -
     """
     from localgen.generation.store import export_rows
 
-    if fmt is not None and out.suffix == "":
-        out = out.with_name(f"{out.name}.{fmt}")
-    elif fmt is not None and out.suffix != f".{fmt}":
-        raise click.BadParameter(f"{out.name} does not end in .{fmt}", param_hint="--out")
-    n = export_rows(run_dir, out, rows, columns)
+    out, n = export_rows(run_dir, out, fmt, rows, columns)
     _echo_err(f"{n} rows")
     click.echo(str(out))
 
@@ -1247,7 +1247,7 @@ def serve(
       localgen generate task.toml --out runs/t --engine openai \\
           --base-url http://127.0.0.1:8000/v1
     """
-    from localgen.engines.server import ServeConfig
+    from localgen.config import ServeConfig
     from localgen.engines.server import serve as run_server
     from localgen.models.resolve import resolve_model
 
@@ -1335,7 +1335,7 @@ def models_import(gguf_file: Path, name: str | None, overwrite: bool) -> None:
     """
     from localgen.models.resolve import import_gguf
 
-    folder = import_gguf(gguf_file, name, overwrite, log=_echo_err)
+    folder = import_gguf(gguf_file, name, overwrite, say=_echo_err)
     click.echo(f"{folder}: imported; use --model {folder.name}")
 
 

@@ -24,21 +24,23 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 import polars as pl
 
+from localgen.artifacts import utc_now, write_json, write_table
 from localgen.classify.classifier import cross_val_accuracy, fit_linear
+from localgen.config import CurateConfig
 from localgen.curation.rules import RULES
 from localgen.data import LabeledData, check_labels, read_labeled
 from localgen.errors import DataError
-from localgen.generation.store import CURATED, CURATION, RunFolder, write_json, write_table
+from localgen.generation.store import CURATED, CURATION, RunFolder
 from localgen.offline import egress_guard
+from localgen.progress import Say, silent
 from localgen.report.metrics import BLOCK, ngrams, words
 from localgen.vectors.encoder import cache_file, encode_cached
 
@@ -48,22 +50,6 @@ _NOT_WORD = re.compile(r"[\W_]+")
 
 class TextEncoder(Protocol):
     def encode(self, texts: Sequence[str]) -> np.ndarray: ...
-
-
-@dataclass(frozen=True)
-class CurateConfig:
-    run_dir: Path
-    real: Path | None = None  # None: the run's --seed-data, when it had one
-    eval: Path | None = None
-    text_column: str = "text"
-    label_column: str = "label"
-    skip: frozenset[str] = frozenset()
-    min_words: int = 3
-    max_words: int | None = None
-    leak_words: int = 8
-    contamination: float = 0.90
-    near_duplicate: float = 0.95
-    mislabeled: str = "flag"  # or "drop"
 
 
 @dataclass(frozen=True)
@@ -340,7 +326,7 @@ def load_real(
 def curate(
     config: CurateConfig,
     encoder: TextEncoder | None = None,
-    say: Callable[[str], None] = lambda _: None,
+    say: Say = silent,
 ) -> dict[str, Any]:
     """Run every rule on the run's rows, write curated.parquet and curation.json, and
     return the curation summary (what curation.json holds). Network access other than
@@ -354,7 +340,7 @@ def curate(
 
 
 def _curate(
-    config: CurateConfig, encoder: TextEncoder | None, say: Callable[[str], None]
+    config: CurateConfig, encoder: TextEncoder | None, say: Say
 ) -> tuple[pl.DataFrame, dict[str, Any]]:
     folder = RunFolder(config.run_dir)
     rows = folder.read_rows()
@@ -477,7 +463,7 @@ def _curate(
             )
     summary = {
         "format_version": FORMAT_VERSION,
-        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "created_at": utc_now(),
         "inputs": {
             "rows": len(ids),
             "real": None if real is None else {"path": real.source, "rows": real.frame.height},

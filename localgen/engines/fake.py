@@ -15,7 +15,7 @@ import time
 from collections import defaultdict, deque
 from collections.abc import Iterator, Sequence
 
-from localgen.engines import Completion
+from localgen.engines.base import Completion
 from localgen.planning.plan import Request
 
 _WORDS = (

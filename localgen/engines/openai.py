@@ -18,7 +18,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any
 from urllib.parse import urlsplit
 
-from localgen.engines import Completion
+from localgen.engines.base import Completion
 from localgen.errors import EngineError
 from localgen.models.resolve import ModelRef
 from localgen.offline import is_loopback_host

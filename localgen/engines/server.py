@@ -16,30 +16,15 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
 
+from localgen.config import ServeConfig
 from localgen.engines.vllm import CPU_BATCH_TOKENS, cpu_dtype
 from localgen.errors import EngineError
 from localgen.models.resolve import ModelRef
 from localgen.offline import OFFLINE_ENV, is_loopback_host
+from localgen.progress import Say
 
 START_TIMEOUT_S = 600.0
-
-
-@dataclass(frozen=True)
-class ServeConfig:
-    host: str = "127.0.0.1"
-    port: int = 8000
-    # guidance: compiles the row JSON schemas (response_format). xgrammar 0.2.8 crashes on
-    # their text pattern (grammar_functor.cc "Check failed"), so it serves only the EBNF
-    # grammars of `--engine openai --backend grammar`.
-    backend: str = "guidance"
-    max_model_len: int = 2048
-    seed: int = 0
-    name: str | None = None  # the served model name; None: the model's own name
-    tensor_parallel_size: int = 1  # GPUs one copy of the model is split over
-    data_parallel_size: int = 1  # copies of the model, each on its own GPUs
 
 
 def _has_cuda() -> bool:
@@ -121,7 +106,7 @@ def wait_until_ready(
     raise EngineError(f"the vLLM server did not answer at {url} within {timeout:.0f} s")
 
 
-def serve(model: ModelRef, config: ServeConfig, say: Callable[[str], None]) -> int:
+def serve(model: ModelRef, config: ServeConfig, say: Say) -> int:
     """Run the server until Ctrl-C or SIGTERM; return its exit code."""
     # Only whether it is installed: importing vLLM here would cost seconds, and the server
     # process imports it anyway.

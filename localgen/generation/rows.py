@@ -10,13 +10,13 @@ max_tokens, seed, attempt, finish_reason, prompt_tokens, completion_tokens, crea
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 from typing import Any
 
 import polars as pl
 
+from localgen.artifacts import utc_now
 from localgen.data import content_id
-from localgen.engines import Completion
+from localgen.engines.base import Completion, Engine
 from localgen.models.resolve import ModelRef
 from localgen.planning.plan import Request
 
@@ -54,8 +54,7 @@ def make_row(
     parsed: dict[str, Any],
     completion: Completion,
     model: ModelRef,
-    engine: str,
-    backend: str,
+    engine: Engine,
     attempt: int,
 ) -> dict[str, Any]:
     """A stored row: the validated output plus everything needed to reproduce it."""
@@ -75,8 +74,8 @@ def make_row(
         "model": model.name,
         "model_path": model.where,
         "model_config_hash": model.config_hash,
-        "engine": engine,
-        "backend": backend,
+        "engine": engine.name,
+        "backend": engine.backend,
         "temperature": request.temperature,
         "top_p": request.top_p,
         "max_tokens": request.max_tokens,
@@ -85,7 +84,7 @@ def make_row(
         "finish_reason": completion.finish_reason,
         "prompt_tokens": completion.prompt_tokens,
         "completion_tokens": completion.completion_tokens,
-        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "created_at": utc_now(),
     }
 
 
@@ -114,4 +113,18 @@ def make_draft(
         "attempt": attempt,
         "finish_reason": completion.finish_reason,
         "completion_tokens": completion.completion_tokens,
+    }
+
+
+def failure(
+    key: str, label: str, attempts: int, finish_reason: str, reason: str, output: str = ""
+) -> dict[str, Any]:
+    """A request that produced no valid row, as the manifest's `failures` records it."""
+    return {
+        "key": key,
+        "label": label,
+        "attempts": attempts,
+        "finish_reason": finish_reason,
+        "reason": reason,
+        "output": output[:200],  # enough to see what went wrong
     }

@@ -15,20 +15,16 @@ module does not decide what goes into rows; `localgen.generation.rows` does.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import platform
 import shutil
-import tempfile
-from collections.abc import Callable
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
-from localgen.errors import OutputError
+from localgen.artifacts import write_table, write_with
+from localgen.data import LabeledData, read_labeled
+from localgen.errors import OutputError, UsageError
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
@@ -39,58 +35,6 @@ WRITE_FORMATS = ("parquet", "jsonl")
 CURATED = "curated.parquet"
 CURATION = "curation.json"
 COMPARISON = "comparison.json"
-
-
-def software_versions(*dists: str) -> dict[str, str]:
-    """localgen's, Python's and the installed ones of `dists`: for manifests."""
-    from localgen import __version__
-
-    out = {"localgen": __version__, "python": platform.python_version()}
-    for dist in dists:
-        with contextlib.suppress(metadata.PackageNotFoundError):
-            out[dist] = metadata.version(dist)
-    return out
-
-
-def write_with(path: Path, write: Callable[[Path], object]) -> None:
-    """Write `path` with `write(temporary path)`: a temporary file in the same folder,
-    fsync, then a rename over `path`."""
-    try:
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    except OSError as e:
-        raise OutputError(f"cannot write in {path.parent}: {e.strerror}") from None
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        write(tmp)
-        with tmp.open("rb+") as f:
-            os.fsync(f.fileno())
-        tmp.replace(path)
-    except OSError as e:  # a full disk, a quota, a folder removed under us
-        tmp.unlink(missing_ok=True)
-        reason = e.strerror or str(e).strip().splitlines()[0] or type(e).__name__
-        raise OutputError(f"cannot write {path}: {reason}") from None
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def write_text(path: Path, text: str) -> None:
-    write_with(path, lambda p: p.write_text(text, encoding="utf-8"))
-
-
-def write_json(path: Path, payload: Any) -> None:
-    write_text(path, json.dumps(payload, indent=2, default=str) + "\n")
-
-
-def write_table(frame: pl.DataFrame, path: Path) -> None:
-    """Write a frame as Parquet, JSONL or CSV (by suffix), atomically."""
-    if path.suffix == ".jsonl":
-        write_with(path, frame.write_ndjson)
-    elif path.suffix == ".csv":
-        write_with(path, frame.write_csv)
-    else:
-        write_with(path, frame.write_parquet)
 
 
 class ShardSet:
@@ -129,6 +73,11 @@ class RunFolder:
         self.shards = path / SHARDS
         self.rows = ShardSet(path / SHARDS, "request_key")
         self.drafts = ShardSet(path / DRAFTS, "key")
+
+    @property
+    def output_table(self) -> Path:
+        """All rows of the finished run."""
+        return self.path / f"{OUTPUT_STEM}.parquet"
 
     @property
     def manifest_path(self) -> Path:
@@ -174,7 +123,7 @@ class RunFolder:
 
     def read_rows(self) -> pl.DataFrame:
         """The finished run's rows; a clear error when the run is missing or unfinished."""
-        table = self.path / f"{OUTPUT_STEM}.parquet"
+        table = self.output_table
         if not table.is_file():
             manifest = self.read_manifest()
             state = manifest.get("status") if manifest else None
@@ -193,6 +142,21 @@ class RunFolder:
                 raise OutputError(f"{self.path} has no {CURATED}; run localgen curate first")
             return pl.read_parquet(curated), CURATED
         return self.read_rows(), f"{OUTPUT_STEM}.parquet"
+
+    def real_data(
+        self, path: Path | None, text_column: str = "text", label_column: str = "label"
+    ) -> LabeledData | None:
+        """The real data to compare the rows with: `path` when given, else the run's
+        --seed-data when that file still exists."""
+        if path is not None:
+            return read_labeled(path, text_column, label_column)
+        seed = (self.read_manifest() or {}).get("seed_data") or {}
+        found = seed.get("path")
+        if not found or not Path(found).is_file():
+            return None
+        return read_labeled(
+            found, seed.get("text_column", "text"), seed.get("label_column", "label")
+        )
 
     def label_counts(self) -> dict[str, int]:
         files = self.rows.files()
@@ -218,10 +182,28 @@ class RunFolder:
 EXPORT_FORMATS = ("parquet", "jsonl", "csv")
 
 
-def export_rows(run_dir: Path, out: Path, source: str = "auto", columns: str = "all") -> int:
+def export_path(out: Path, fmt: str | None) -> Path:
+    """The file `export` writes: `out`, with `.fmt` added when it has no suffix."""
+    if fmt is None:
+        return out
+    if out.suffix == "":
+        return out.with_name(f"{out.name}.{fmt}")
+    if out.suffix != f".{fmt}":
+        raise UsageError(f"--out {out.name} does not end in .{fmt}")
+    return out
+
+
+def export_rows(
+    run_dir: Path,
+    out: Path,
+    fmt: str | None = None,
+    source: str = "auto",
+    columns: str = "all",
+) -> tuple[Path, int]:
     """Write a run's rows (curated when curate has run, or as `source` says) to `out`, as
-    Parquet, JSONL or CSV by suffix. CSV has no lists: list columns become JSON arrays.
-    columns='minimal' keeps only text and label. Returns the number of rows."""
+    Parquet, JSONL or CSV (`fmt`, else by suffix). CSV has no lists: list columns become
+    JSON arrays. columns='minimal' keeps only text and label. Returns (file, rows)."""
+    out = export_path(out, fmt)
     if out.suffix.lstrip(".") not in EXPORT_FORMATS:
         raise OutputError(f"{out.name}: the file must end in .parquet, .jsonl or .csv")
     if out.resolve().parent == run_dir.resolve() and out.stem == OUTPUT_STEM:
@@ -243,4 +225,4 @@ def export_rows(run_dir: Path, out: Path, source: str = "auto", columns: str = "
     except OSError as e:
         raise OutputError(f"cannot create {out.parent}: {e.strerror}") from None
     write_table(frame, out)
-    return frame.height
+    return out, frame.height

@@ -20,58 +20,28 @@ classifier of each round), `model/` (the final classifier) and `boost.json` (the
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import polars as pl
 
+from localgen.artifacts import utc_now, write_json, write_table
 from localgen.classify.evaluation import score
-from localgen.classify.train import TrainingSet, TrainSettings, fit, load_encoder, training_set
-from localgen.curation.curate import CurateConfig, curate
+from localgen.classify.train import TrainingSet, fit, load_encoder, training_set
+from localgen.config import BoostConfig, CurateConfig, GenerateConfig
+from localgen.curation.curate import curate
 from localgen.data import read_task_data
-from localgen.engines import (
-    EngineSettings,
-    check_settings,
-    load_engine,
-    resolve_engine_model,
-)
+from localgen.engines.loader import check_settings, load_engine, resolve_engine_model
 from localgen.errors import DataError
-from localgen.generation.generate import GenerateConfig, generate
-from localgen.generation.store import write_json, write_table
+from localgen.generation.generate import generate
 from localgen.models.resolve import ModelRef
 from localgen.offline import egress_guard
 from localgen.planning.task import load_task
+from localgen.progress import Say, silent
 from localgen.vectors.encoder import cache_file, encode_cached
 
 BOOST = "boost.json"
 FORMAT_VERSION = 1
-
-Say = Callable[[str], None]
-
-
-@dataclass(frozen=True)
-class BoostConfig:
-    task_path: Path
-    real: Path
-    validation: Path
-    out: Path
-    test: Path | None = None
-    rounds: int = 3
-    targets: int = 8  # validation examples to write variants of, per round
-    variants: int = 2  # rows per target
-    min_gain: float = 0.0  # a round is kept if validation macro-F1 rises by more than this
-    text_column: str = "text"
-    label_column: str = "label"
-    seed: int = 0
-    model: str | None = None
-    engine: EngineSettings = field(default_factory=EngineSettings)
-    max_retries: int = 2
-    overwrite: bool = False  # regenerate rounds a previous boost with other settings left
-    settings: TrainSettings = field(default_factory=TrainSettings)
 
 
 def pick_targets(proba: np.ndarray, labels: tuple[str, ...], truth: list[str], n: int) -> list[int]:
@@ -90,7 +60,7 @@ def _score(model: Any, vectors: np.ndarray, truth: list[str]) -> dict[str, Any]:
 
 def boost(
     config: BoostConfig,
-    say: Say = print,
+    say: Say = silent,
     engine: Any = None,
     model_ref: ModelRef | None = None,
 ) -> dict[str, Any]:
@@ -173,7 +143,7 @@ def boost(
                     ),
                     engine=engine,
                     model=model_ref,
-                    log=lambda _m: None,
+                    say=silent,
                 )
                 curation = curate(
                     CurateConfig(
@@ -238,7 +208,7 @@ def boost(
         final = fit(kept, config.settings, config.out / "model", labels)
     result = {
         "format_version": FORMAT_VERSION,
-        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "created_at": utc_now(),
         "task": task.name,
         "real": {"path": str(config.real), "rows": real.frame.height},
         "validation": {"path": str(config.validation), "rows": val.frame.height},

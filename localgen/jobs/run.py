@@ -13,41 +13,24 @@ Layout of the output folder: the run folder of `localgen generate`, plus `models
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from localgen.artifacts import utc_now, write_json
 from localgen.classify.evaluation import paired_difference, score
-from localgen.classify.train import (
-    TrainingSet,
-    TrainSettings,
-    check_known,
-    fit,
-    load_encoder,
-    training_set,
-)
-from localgen.curation.curate import CurateConfig, curate, summary_table
+from localgen.classify.train import TrainingSet, check_known, fit, load_encoder, training_set
+from localgen.config import RESAMPLES, CurateConfig, RunConfig, TrainSettings
+from localgen.curation.curate import curate, summary_table
 from localgen.data import LabeledData, read_task_data
-from localgen.generation.generate import GenerateConfig, generate
-from localgen.generation.store import COMPARISON, write_json
+from localgen.generation.generate import generate
+from localgen.generation.store import COMPARISON
 from localgen.offline import egress_guard
 from localgen.planning.task import load_task
+from localgen.progress import Say, silent
 from localgen.report.report import write_report
 
 FORMAT_VERSION = 1
 SETS = (("real", "real only"), ("synthetic", "synthetic only"), ("combined", "real + synthetic"))
-
-Say = Callable[[str], None]
-
-
-@dataclass(frozen=True)
-class RunConfig:
-    generation: GenerateConfig  # its seed_data is the real training data, out the folder
-    test: Path
-    settings: TrainSettings = field(default_factory=TrainSettings)
-    resamples: int = 1000
 
 
 def compare(
@@ -58,8 +41,8 @@ def compare(
     settings: TrainSettings,
     models_dir: Path,
     inputs: dict[str, Any],
-    resamples: int = 1000,
-    say: Say = lambda _: None,
+    resamples: int = RESAMPLES,
+    say: Say = silent,
 ) -> dict[str, Any]:
     """Train on each training set, score on `test`; the comparison as a dict."""
     parts = {
@@ -99,7 +82,7 @@ def compare(
 
 
 def run(
-    config: RunConfig, say: Say = print, engine: Any = None, model: Any = None
+    config: RunConfig, say: Say = silent, engine: Any = None, model: Any = None
 ) -> dict[str, Any]:
     """Generate, curate, train three ways and compare; returns comparison.json's content.
     Pass a loaded `engine` (and its `model`) to reuse it across runs."""
@@ -116,7 +99,7 @@ def run(
 
     say("1/4 generating")
     t0 = time.monotonic()
-    result = generate(gen, engine=engine, model=model, log=say)
+    result = generate(gen, engine=engine, model=model, say=say)
     timings["generate_s"] = round(time.monotonic() - t0, 1)
 
     say("2/4 curating")
@@ -158,7 +141,7 @@ def run(
     timings["train_evaluate_s"] = round(time.monotonic() - t0, 1)
     comparison = {
         "format_version": FORMAT_VERSION,
-        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "created_at": utc_now(),
         "task": task.name,
         "real": {"path": str(gen.seed_data), "rows": real.frame.height},
         "test": {"path": str(config.test), "rows": test.frame.height},

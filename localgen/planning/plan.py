@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import polars as pl
 
-from localgen.data import LabeledData, Rejected
+from localgen.data import LabeledData
 from localgen.errors import TaskError
 from localgen.planning.prompts import PromptLibrary, Template
 from localgen.planning.schema import RowSchema
@@ -43,6 +43,15 @@ if TYPE_CHECKING:
     from localgen.vectors.encoder import Encoder
 
 SUMMARY_SUFFIX = "/summary"  # key of a hierarchical first-pass request: "<row key>/summary"
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """A text the user does not want more of; `label` None means: for every label."""
+
+    id: str
+    text: str
+    label: str | None
 
 
 @dataclass(frozen=True)

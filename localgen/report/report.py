@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from collections.abc import Sequence
 from pathlib import Path
 from statistics import mean, median
 from typing import Any
@@ -21,11 +20,13 @@ from typing import Any
 import numpy as np
 from jinja2 import Environment, PackageLoader, select_autoescape
 
+from localgen.artifacts import utc_now, write_json, write_text
 from localgen.curation.curate import TextEncoder, load_real
 from localgen.data import LabeledData
 from localgen.errors import OutputError
-from localgen.generation.store import COMPARISON, CURATION, RunFolder, write_json, write_text
+from localgen.generation.store import COMPARISON, CURATION, RunFolder
 from localgen.offline import egress_guard
+from localgen.progress import Say, silent
 from localgen.report import charts
 from localgen.report.metrics import (
     chamfer,
@@ -83,7 +84,7 @@ def compute(
     real: LabeledData | None,
     encoder: TextEncoder,
     source: str = "auto",
-    say: Callable[[str], None] = lambda _: None,
+    say: Say = silent,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """(metrics, chart data) of a run."""
     folder = RunFolder(run_dir)
@@ -117,7 +118,7 @@ def compute(
     comparison = json.loads(comparison_path.read_text()) if comparison_path.is_file() else None
     metrics = {
         "format_version": FORMAT_VERSION,
-        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "created_at": utc_now(),
         "run": str(run_dir),
         "rows_file": rows_file,
         "model": (manifest.get("model") or {}).get("name"),
@@ -230,7 +231,7 @@ def write_report(
     source: str = "auto",
     text_column: str = "text",
     label_column: str = "label",
-    say: Callable[[str], None] = lambda _: None,
+    say: Say = silent,
 ) -> dict[str, Any]:
     """Compute the metrics, write metrics.json and report.html, return the metrics."""
     folder = RunFolder(run_dir)

@@ -104,7 +104,7 @@ def encode_cached(
 ) -> np.ndarray:
     """Embed `texts`, reusing the vectors `cache` holds for their ids (an id names one text)
     and storing the new ones, so curate and report embed each row once."""
-    from localgen.generation.store import write_with
+    from localgen.artifacts import write_with
 
     known: dict[str, np.ndarray] = {}
     if cache.is_file():

@@ -1,0 +1,163 @@
+"""Every setting of every stage, with its default, written once.
+
+Each stage takes its settings as one frozen dataclass. The command line builds them from
+its options and shows these defaults (`show_default`); the library reads them as given.
+The task file's keys and their defaults are the task file's own (`localgen.planning.task`).
+This module imports nothing heavy, so the command line reads it at start-up.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+SEED = 0  # of the plan, of every request, of fine-tuning and of the bootstrap
+RESAMPLES = 1000  # bootstrap resamples behind every confidence interval
+LEVEL = 0.95  # of every confidence interval
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    """Which engine generates, and how it is started."""
+
+    name: str = "vllm"  # vllm, transformers, openai or fake
+    backend: str | None = None  # None: the engine's default (first in engines.base.BACKENDS)
+    max_model_len: int = 2048  # prompt + row; few-shot prompts with long examples need room
+    seed: int = SEED
+    base_url: str | None = None  # openai: the server, e.g. http://127.0.0.1:8000/v1
+    allow_hosts: tuple[str, ...] = ()  # hosts besides loopback: a server, a Ray head
+    concurrency: int = 32  # openai: requests in flight at once
+    tensor_parallel_size: int = 1  # vllm: GPUs one model is split over
+    replicas: int = 1  # >1 or a ray_address: that many engines, each in a Ray actor
+    ray_address: str | None = None  # None: a private Ray instance on this machine
+
+
+@dataclass(frozen=True)
+class GenerateConfig:
+    """`localgen plan` and `localgen generate`: what to ask for, and where rows go."""
+
+    task_path: Path
+    out: Path
+    count: int | None = None  # rows per label; None = the task file's count
+    seed: int = SEED
+    strategy: tuple[str, ...] = ()  # equal shares of these; () = the task file's strategy
+    seed_data: Path | None = None
+    balance: str | int | None = None  # "majority" or a target; None = the task file's
+    instructions: str = ""  # added to the task file's run-wide instructions
+    reject: Path | None = None  # rejected rows, shown as negatives by the contrastive strategy
+    anchors: Path | None = None  # examples to write close variants of: count rows per anchor
+    text_column: str = "text"
+    label_column: str = "label"
+    model: str | None = None  # None = the built-in model
+    engine: EngineSettings = field(default_factory=EngineSettings)
+    max_retries: int = 2  # extra attempts, with a new seed, for an output that fails validation
+    formats: tuple[str, ...] = ("parquet",)
+    shard_rows: int = 200  # rows per shard: a kill loses at most this many finished rows
+    overwrite: bool = False
+    quiet: bool = False
+
+
+@dataclass(frozen=True)
+class CurateConfig:
+    """`localgen curate`: which rules run, and their thresholds."""
+
+    run_dir: Path
+    real: Path | None = None  # None: the run's --seed-data, when it had one
+    eval: Path | None = None
+    text_column: str = "text"
+    label_column: str = "label"
+    skip: frozenset[str] = frozenset()
+    min_words: int = 3
+    max_words: int | None = None
+    leak_words: int = 8  # consecutive words shared with a real example: a copied passage
+    contamination: float = 0.90  # cosine to an evaluation row
+    near_duplicate: float = 0.95  # cosine to an earlier kept row or a real example
+    mislabeled: str = "flag"  # or "drop"
+
+
+@dataclass(frozen=True)
+class ReportConfig:
+    """`localgen report`: which rows to measure, against which real data."""
+
+    run_dir: Path
+    real: Path | None = None  # None: the run's --seed-data, when it had one
+    source: str = "auto"  # auto, curated or raw (curation.rules.ROW_SOURCES)
+    text_column: str = "text"
+    label_column: str = "label"
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """How to fit: the encoder, the head's regularisation, and optional fine-tuning."""
+
+    encoder: str | None = None  # None: the built-in all-MiniLM-L6-v2
+    c: float = 1.0  # inverse regularisation strength of the head, as in scikit-learn
+    balanced: bool = True  # class weights n / (k * rows of the label)
+    fine_tune: bool = False
+    epochs: int = 3  # passes over the data when fine-tuning
+    learning_rate: float = 2e-5  # of the encoder when fine-tuning (the head's is 100x)
+    batch_size: int = 16  # rows per fine-tuning step
+    seed: int = SEED
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """`localgen train`: the training data and where the model goes."""
+
+    out: Path
+    real: Path | None = None
+    synthetic: Path | None = None  # a run folder
+    rows: str = "auto"  # of the run folder: auto, curated or raw
+    text_column: str = "text"
+    label_column: str = "label"
+    settings: TrainSettings = field(default_factory=TrainSettings)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """`localgen run`: generate, curate, train three ways, compare on real test data."""
+
+    generation: GenerateConfig  # its seed_data is the real training data, out the folder
+    test: Path
+    settings: TrainSettings = field(default_factory=TrainSettings)
+    resamples: int = RESAMPLES
+
+
+@dataclass(frozen=True)
+class BoostConfig:
+    """`localgen boost`: rounds of generating variants of the validation mistakes."""
+
+    task_path: Path
+    real: Path
+    validation: Path
+    out: Path
+    test: Path | None = None
+    rounds: int = 3
+    targets: int = 8  # validation examples to write variants of, per round
+    variants: int = 2  # rows per target
+    min_gain: float = 0.0  # a round is kept if validation macro-F1 rises by more than this
+    text_column: str = "text"
+    label_column: str = "label"
+    seed: int = SEED  # round N generates with seed + N
+    model: str | None = None
+    engine: EngineSettings = field(default_factory=EngineSettings)
+    max_retries: int = GenerateConfig.max_retries
+    overwrite: bool = False  # regenerate rounds a previous boost with other settings left
+    settings: TrainSettings = field(default_factory=TrainSettings)
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    """`localgen serve`: vLLM's OpenAI-compatible server on a local model."""
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    # guidance: compiles the row JSON schemas (response_format). xgrammar 0.2.8 crashes on
+    # their text pattern (grammar_functor.cc "Check failed"), so it serves only the EBNF
+    # grammars of `--engine openai --backend grammar`.
+    backend: str = "guidance"
+    max_model_len: int = EngineSettings.max_model_len
+    seed: int = SEED
+    name: str | None = None  # the served model name; None: the model's own name
+    tensor_parallel_size: int = EngineSettings.tensor_parallel_size
+    data_parallel_size: int = 1  # copies of the model, each on its own GPUs

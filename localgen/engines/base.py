@@ -1,0 +1,42 @@
+"""What every engine is: the Engine protocol, the completion it yields, and the
+constrained-decoding backends each engine accepts. Adapters import this module only."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from localgen.planning.plan import Request
+
+ENGINES = ("vllm", "transformers", "openai", "fake")
+# Constrained-decoding backends each engine accepts; the first is the default.
+BACKENDS = {
+    "vllm": ("xgrammar", "guidance", "outlines"),
+    "transformers": ("outlines_core", "xgrammar", "llguidance"),
+    # json_schema: response_format, any OpenAI-compatible server; grammar: vLLM servers only.
+    "openai": ("json_schema", "grammar"),
+    "fake": ("none",),
+}
+
+
+@dataclass(frozen=True)
+class Completion:
+    key: str  # the Request.key it answers
+    text: str  # raw model output, expected to be the row's JSON
+    finish_reason: str  # "stop", "length", "error", ...
+    prompt_tokens: int
+    completion_tokens: int
+
+
+class Engine(Protocol):
+    name: str
+    backend: str
+
+    def generate(self, requests: Sequence[Request]) -> Iterator[Completion]:
+        """Submit all requests, yield completions as they finish."""
+        ...
+
+    def close(self) -> None:
+        """Free the model; the engine cannot be used afterwards."""
+        ...

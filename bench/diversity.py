@@ -28,7 +28,8 @@ from localgen.data import read_labeled
 from localgen.generation.generate import generate
 from localgen.offline import apply_offline_env
 from localgen.planning.task import STRATEGIES
-from localgen.report.metrics import chamfer, distinct_n, remote_clique, words
+from localgen.report.metrics import chamfer, distinct_n, remote_clique
+from localgen.text import words
 from localgen.vectors.encoder import default_encoder
 
 ROOT = Path(__file__).resolve().parent.parent

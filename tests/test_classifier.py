@@ -12,13 +12,14 @@ import polars as pl
 import pytest
 from click.testing import CliRunner
 
-from localgen.classify.classifier import LinearHead, TextClassifier, fit_linear
+from localgen.classify.classifier import TextClassifier
 from localgen.classify.evaluation import paired_difference, score
 from localgen.classify.train import evaluate, predict, train
 from localgen.cli import cli
 from localgen.config import TrainSettings
 from localgen.errors import DataError, ModelError
 from localgen.vectors.encoder import default_encoder_path
+from localgen.vectors.linear import LinearHead, fit_linear
 from tests.test_curate import make_run
 
 WEATHER = [

@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from localgen.classify.classifier import LinearHead, TextClassifier
+from localgen.classify.classifier import TextClassifier
 from localgen.cli import cli
 from localgen.vectors.encoder import default_encoder_path
+from localgen.vectors.linear import LinearHead
 from tests.conftest import EXAMPLE_SEED, EXAMPLE_TASK
 from tests.test_curate import make_run
 

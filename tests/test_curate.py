@@ -12,19 +12,13 @@ import numpy as np
 import polars as pl
 import pytest
 
-from localgen.classify.classifier import cross_val_accuracy, fit_linear
 from localgen.config import CurateConfig
-from localgen.curation.curate import (
-    CURATED,
-    CURATION,
-    copied_spans,
-    curate,
-    greedy_duplicates,
-    longest_common_span,
-    normalize,
-)
+from localgen.curation.curate import curate
+from localgen.curation.similarity import copied_spans, greedy_duplicates, longest_common_span
 from localgen.errors import DataError
-from localgen.report.metrics import words
+from localgen.generation.store import CURATED, CURATION
+from localgen.text import normalize, words
+from localgen.vectors.linear import cross_val_accuracy, fit_linear
 
 
 class BagOfWords:

@@ -5,6 +5,7 @@ import pytest
 
 from localgen.report import metrics
 from localgen.report.metrics import chamfer, distinct_n, remote_clique
+from localgen.vectors import neighbours
 
 
 def test_distinct_n_by_hand() -> None:
@@ -33,7 +34,7 @@ def test_blocked_computation_equals_the_full_matrix(monkeypatch: pytest.MonkeyPa
     expected_chamfer = d.min(axis=1).mean()
     np.fill_diagonal(d, 0.0)
     expected_clique = (d.sum(axis=1) / 36).mean()
-    monkeypatch.setattr(metrics, "BLOCK", 5)
+    monkeypatch.setattr(neighbours, "BLOCK", 5)
     assert chamfer(v) == pytest.approx(expected_chamfer)
     assert remote_clique(v) == pytest.approx(expected_clique)
 
@@ -80,5 +81,5 @@ def test_similarity_to_real_by_hand(monkeypatch: pytest.MonkeyPatch) -> None:
     assert metrics.similarity_to_real(real, synthetic, k=10) == pytest.approx(
         ((1 + 0 + 0.6) / 3 + (0 + 1 + 0.8) / 3) / 2
     )
-    monkeypatch.setattr(metrics, "BLOCK", 1)
+    monkeypatch.setattr(neighbours, "BLOCK", 1)
     assert metrics.similarity_to_real(real, synthetic, k=2) == pytest.approx(0.85)

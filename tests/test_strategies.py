@@ -20,7 +20,8 @@ from localgen.errors import DataError, TaskError
 from localgen.generation.generate import generate
 from localgen.generation.rejects import read_rejects
 from localgen.models.resolve import ModelRef
-from localgen.planning.plan import SUMMARY_SUFFIX, build_plan, split_count
+from localgen.planning.plan import build_plan, split_count
+from localgen.planning.requests import SUMMARY_SUFFIX
 from localgen.planning.task import parse_task
 
 FAKE_MODEL = ModelRef("fake-model", Path("/models/fake"), "cafe0000cafe0000")

@@ -6,7 +6,7 @@ from dataclasses import replace
 from typing import Any
 
 from localgen.engines.transformers import TransformersEngine
-from localgen.planning.plan import Request
+from localgen.planning.requests import Request
 from localgen.planning.schema import RowSchema
 
 

@@ -14,9 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from localgen.classify.classifier import LinearHead, balanced_weights
 from localgen.progress import Say, silent
 from localgen.vectors.encoder import MAX_TOKENS
+from localgen.vectors.linear import LinearHead, balanced_weights
 
 HEAD_LR_FACTOR = 100  # the head starts fitted but is small: it may move faster
 

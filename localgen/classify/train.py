@@ -19,12 +19,7 @@ import numpy as np
 import polars as pl
 
 from localgen.artifacts import software_versions, utc_now
-from localgen.classify.classifier import (
-    TextClassifier,
-    check_model_out,
-    fit_linear,
-    resolve_encoder,
-)
+from localgen.classify.classifier import TextClassifier, check_model_out, resolve_encoder
 from localgen.classify.evaluation import score
 from localgen.config import RESAMPLES, TrainSettings
 from localgen.data import LabeledData, check_labels, read_labeled, read_texts
@@ -33,6 +28,7 @@ from localgen.generation.store import RunFolder
 from localgen.offline import egress_guard
 from localgen.progress import Say, silent
 from localgen.vectors.encoder import Encoder, cache_file, encode_cached
+from localgen.vectors.linear import fit_linear
 
 NOTHING_TO_TRAIN = "nothing to train on: give --real FILE, --synthetic RUN_DIR or both"
 

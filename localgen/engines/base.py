@@ -7,7 +7,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from localgen.planning.plan import Request
+from localgen.planning.requests import Request
 
 ENGINES = ("vllm", "transformers", "openai", "fake")
 # Constrained-decoding backends each engine accepts; the first is the default.

@@ -16,7 +16,7 @@ from collections import defaultdict, deque
 from collections.abc import Iterator, Sequence
 
 from localgen.engines.base import Completion
-from localgen.planning.plan import Request
+from localgen.planning.requests import Request
 
 _WORDS = (
     "please",

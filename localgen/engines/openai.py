@@ -22,7 +22,7 @@ from localgen.engines.base import Completion
 from localgen.errors import EngineError
 from localgen.models.resolve import ModelRef
 from localgen.offline import is_loopback_host
-from localgen.planning.plan import Request
+from localgen.planning.requests import Request
 
 CONNECT_TIMEOUT_S = 10.0
 REQUEST_TIMEOUT_S = 600.0  # one row can wait behind a whole batch on a busy CPU server

@@ -25,7 +25,7 @@ from localgen.engines.base import Completion
 from localgen.errors import EngineError
 from localgen.models.resolve import ModelRef
 from localgen.offline import apply_offline_env, egress_guard, is_loopback_host
-from localgen.planning.plan import Request
+from localgen.planning.requests import Request
 from localgen.progress import silent
 
 CHUNKS_PER_ACTOR = 4  # enough to balance uneven actors, few enough to keep batches large

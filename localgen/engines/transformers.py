@@ -17,7 +17,7 @@ from typing import Any
 from localgen.engines.base import Completion
 from localgen.errors import EngineError
 from localgen.models.resolve import ModelRef
-from localgen.planning.plan import Request
+from localgen.planning.requests import Request
 from localgen.planning.schema import RowSchema
 
 BATCH_SIZE = 16  # padding waste grows with batch size on a CPU; 16 keeps both cores busy

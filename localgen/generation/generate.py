@@ -29,7 +29,8 @@ from localgen.generation.rows import DRAFT_SCHEMA, ROW_SCHEMA, failure, make_dra
 from localgen.generation.store import FORMAT_VERSION, MANIFEST, RunFolder
 from localgen.models.resolve import ModelRef
 from localgen.offline import apply_offline_env, egress_guard
-from localgen.planning.plan import Plan, Request, build_plan
+from localgen.planning.plan import build_plan
+from localgen.planning.requests import Plan, Request
 from localgen.planning.task import Task, load_task
 from localgen.progress import Progress, Say, silent
 

@@ -13,7 +13,7 @@ import polars as pl
 from localgen.data import content_id, read_frame
 from localgen.errors import DataError
 from localgen.generation.store import RunFolder
-from localgen.planning.plan import Rejected
+from localgen.planning.requests import Rejected
 
 SYNTHETIC_ID = re.compile(r"^syn-[0-9a-f]{16}$")
 

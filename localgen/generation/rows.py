@@ -18,7 +18,7 @@ from localgen.artifacts import utc_now
 from localgen.data import content_id
 from localgen.engines.base import Completion, Engine
 from localgen.models.resolve import ModelRef
-from localgen.planning.plan import Request
+from localgen.planning.requests import Request
 
 ROW_SCHEMA: dict[str, Any] = {
     "id": pl.Utf8,  # stable content hash of (text, label): equal rows share an id

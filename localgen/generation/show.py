@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from localgen.generation.store import RunFolder
-from localgen.planning.plan import SUMMARY_SUFFIX, Plan
+from localgen.planning.requests import SUMMARY_SUFFIX, Plan
 from localgen.planning.task import STRATEGIES
 
 

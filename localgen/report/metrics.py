@@ -8,29 +8,19 @@
 - similarity to real: for each real text, the mean cosine of its k most similar
   synthetic texts, averaged over the real texts (Li et al., k = 5).
 Embedding metrics take unit-length vectors (`localgen.vectors.encoder`). Pairwise work is done in
-blocks, so memory stays O(block * n) not O(n^2).
+blocks (`localgen.vectors.neighbours`), so memory stays O(block * n) not O(n^2).
 """
 
 from __future__ import annotations
 
 import math
-import re
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
-_WORD = re.compile(r"[a-z0-9']+")
-BLOCK = 1024
-
-
-def words(text: str) -> list[str]:
-    """Lower-case word tokens: the unit of distinct-n."""
-    return _WORD.findall(text.lower())
-
-
-def ngrams(tokens: Sequence[str], n: int) -> list[tuple[str, ...]]:
-    return [tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1)]
+from localgen.text import ngrams, words
+from localgen.vectors.neighbours import blocks, top_k
 
 
 def distinct_n(texts: Sequence[str], n: int) -> float:
@@ -45,18 +35,13 @@ def distinct_n(texts: Sequence[str], n: int) -> float:
     return len(seen) / total if total else 0.0
 
 
-def _similarity_blocks(vectors: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
-    for start in range(0, len(vectors), BLOCK):
-        yield start, vectors[start : start + BLOCK] @ vectors.T
-
-
 def remote_clique(vectors: np.ndarray) -> float:
     """Mean over texts of the mean cosine distance to every other text."""
     n = len(vectors)
     if n < 2:
         return 0.0
     total = 0.0
-    for _, sims in _similarity_blocks(vectors):
+    for _, sims in blocks(vectors, vectors):
         # Each row includes the text itself (distance 0): sum over all, divide by n - 1.
         total += float((1.0 - sims).sum(axis=1).sum()) / (n - 1)
     return total / n
@@ -68,7 +53,7 @@ def chamfer(vectors: np.ndarray) -> float:
     if n < 2:
         return 0.0
     nearest = np.empty(n, dtype=np.float64)
-    for start, sims in _similarity_blocks(vectors):
+    for start, sims in blocks(vectors, vectors):
         rows = np.arange(len(sims))
         sims[rows, start + rows] = -np.inf  # not the text itself
         nearest[start : start + len(sims)] = 1.0 - sims.max(axis=1)
@@ -151,10 +136,5 @@ def similarity_to_real(real: np.ndarray, synthetic: np.ndarray, k: int = 5) -> f
     """Mean over real texts of the mean cosine of their k most similar synthetic texts."""
     if len(real) == 0 or len(synthetic) == 0:
         return 0.0
-    k = min(k, len(synthetic))
-    means = []
-    for start in range(0, len(real), BLOCK):
-        sims = real[start : start + BLOCK] @ synthetic.T
-        top = np.partition(sims, len(synthetic) - k, axis=1)[:, -k:]
-        means.append(top.mean(axis=1))
-    return float(np.concatenate(means).mean())
+    _, cosines = top_k(real, synthetic, k)
+    return float(cosines.mean(axis=1).mean())

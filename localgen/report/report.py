@@ -21,7 +21,6 @@ import numpy as np
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from localgen.artifacts import utc_now, write_json, write_text
-from localgen.curation.curate import TextEncoder, load_real
 from localgen.data import LabeledData
 from localgen.errors import OutputError
 from localgen.generation.store import COMPARISON, CURATION, RunFolder
@@ -34,9 +33,9 @@ from localgen.report.metrics import (
     remote_clique,
     self_bleu,
     similarity_to_real,
-    words,
 )
-from localgen.vectors.encoder import cache_file, encode_cached
+from localgen.text import words
+from localgen.vectors.encoder import TextEncoder, cache_file, encode_cached
 
 METRICS = "metrics.json"
 REPORT = "report.html"
@@ -234,9 +233,7 @@ def write_report(
     say: Say = silent,
 ) -> dict[str, Any]:
     """Compute the metrics, write metrics.json and report.html, return the metrics."""
-    folder = RunFolder(run_dir)
-    manifest = folder.read_manifest() or {}
-    real = load_real(real_path, text_column, label_column, manifest)
+    real = RunFolder(run_dir).real_data(real_path, text_column, label_column)
     with egress_guard() as audit:
         if encoder is None:
             from localgen.vectors.encoder import default_encoder

@@ -14,7 +14,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -46,6 +46,12 @@ def _torch_threads(n: int) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(before)
+
+
+class TextEncoder(Protocol):
+    """What the stages need of an encoder: unit-length vectors for texts (tests pass fakes)."""
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray: ...
 
 
 class Encoder:

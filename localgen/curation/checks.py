@@ -1,0 +1,203 @@
+"""The curation rules, one function each: which rows a rule finds, and what it reports
+about itself. None of them drops a row; `localgen.curation.curate` charges the drops."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from localgen.config import CurateConfig
+from localgen.curation.similarity import copied_spans, greedy_duplicates
+from localgen.data import LabeledData
+from localgen.text import normalize, words
+from localgen.vectors.linear import cross_val_accuracy, fit_linear
+from localgen.vectors.neighbours import nearest
+
+
+@dataclass(frozen=True)
+class Finding:
+    rule: str
+    detail: str
+    match: str | None = None  # id of the row or example it matches
+    score: float | None = None
+
+
+@dataclass
+class RuleResult:
+    """One rule's findings by row index, and what it reports about itself."""
+
+    findings: dict[int, Finding] = field(default_factory=dict)
+    info: dict[str, Any] = field(default_factory=dict)
+    # label-fidelity: the judge's label and confidence per row (None: no opinion)
+    judged: tuple[list[str | None], list[float | None]] = ([], [])
+
+
+def length(texts: list[str], config: CurateConfig) -> RuleResult:
+    result = RuleResult(info={"min_words": config.min_words, "max_words": config.max_words})
+    for i, text in enumerate(texts):
+        n = len(words(text))
+        if n < config.min_words:
+            result.findings[i] = Finding("length", f"{n} words, fewer than {config.min_words}")
+        elif config.max_words is not None and n > config.max_words:
+            result.findings[i] = Finding("length", f"{n} words, more than {config.max_words}")
+    return result
+
+
+def exact_duplicate(texts: list[str], ids: list[str], real: LabeledData | None) -> RuleResult:
+    result = RuleResult(info={"normalisation": "NFKC, case folded, punctuation removed"})
+    first: dict[str, int] = {}
+    real_ids: dict[str, str] = {}
+    if real is not None:
+        for rid, text in real.frame.select("id", "text").iter_rows():
+            real_ids.setdefault(normalize(text), rid)
+    within = against = 0
+    for i, text in enumerate(texts):
+        key = normalize(text)
+        if key in real_ids:
+            result.findings[i] = Finding(
+                "exact-duplicate", "the same text as a real example", real_ids[key], 1.0
+            )
+            against += 1
+        elif key in first:
+            result.findings[i] = Finding(
+                "exact-duplicate", "the same text as an earlier row", ids[first[key]], 1.0
+            )
+            within += 1
+        else:
+            first[key] = i
+    result.info.update(within_synthetic=within, against_real=against)
+    return result
+
+
+def leakage(
+    tokens: list[list[str]], shown: list[set[str]], real: LabeledData, config: CurateConfig
+) -> RuleResult:
+    real_ids = real.frame["id"].to_list()
+    real_tokens = [words(t) for t in real.frame["text"]]
+    result = RuleResult(info={"min_span_words": config.leak_words})
+    for i, (s, span) in copied_spans(tokens, real_tokens, config.leak_words).items():
+        was_shown = real_ids[s] in shown[i]
+        seen = "shown to the model" if was_shown else "not shown to the model"
+        result.findings[i] = Finding(
+            "leakage",
+            f"copies {span} consecutive words of a real example ({seen})",
+            real_ids[s],
+            span,
+        )
+    result.info["shown_to_model"] = sum(
+        f.match in shown[i] for i, f in result.findings.items() if f.match
+    )
+    spans = [int(f.score or 0) for f in result.findings.values()]
+    result.info["longest_span_words"] = max(spans, default=0)
+    return result
+
+
+def contamination(
+    tokens: list[list[str]],
+    vectors: np.ndarray,
+    evaluation: LabeledData,
+    eval_vectors: np.ndarray,
+    config: CurateConfig,
+) -> RuleResult:
+    eval_ids = evaluation.frame["id"].to_list()
+    result = RuleResult(info={"cosine": config.contamination, "min_span_words": config.leak_words})
+    where, best = nearest(vectors, eval_vectors)
+    for i in np.nonzero(best >= config.contamination)[0]:
+        i = int(i)
+        result.findings[i] = Finding(
+            "contamination",
+            f"cosine {best[i]:.3f} to an evaluation row",
+            eval_ids[int(where[i])],
+            round(float(best[i]), 4),
+        )
+    eval_tokens = [words(t) for t in evaluation.frame["text"]]
+    for i, (s, span) in copied_spans(tokens, eval_tokens, config.leak_words).items():
+        result.findings.setdefault(
+            i,
+            Finding(
+                "contamination",
+                f"shares {span} consecutive words with an evaluation row",
+                eval_ids[s],
+                span,
+            ),
+        )
+    return result
+
+
+def near_duplicate(
+    vectors: np.ndarray,
+    ids: list[str],
+    real: LabeledData | None,
+    real_vectors: np.ndarray,
+    config: CurateConfig,
+) -> RuleResult:
+    result = RuleResult(info={"cosine": config.near_duplicate})
+    if real is not None and len(real_vectors):
+        where, best = nearest(vectors, real_vectors)
+        real_ids = real.frame["id"].to_list()
+        for i in np.nonzero(best >= config.near_duplicate)[0]:
+            i = int(i)
+            result.findings[i] = Finding(
+                "near-duplicate",
+                f"cosine {best[i]:.3f} to a real example",
+                real_ids[int(where[i])],
+                round(float(best[i]), 4),
+            )
+    against = len(result.findings)
+    for i, (j, sim) in greedy_duplicates(vectors, config.near_duplicate).items():
+        result.findings.setdefault(
+            i,
+            Finding("near-duplicate", f"cosine {sim:.3f} to an earlier row", ids[j], round(sim, 4)),
+        )
+    result.info.update(against_real=against, within_synthetic=len(result.findings) - against)
+    return result
+
+
+def label_fidelity(
+    labels: list[str],
+    vectors: np.ndarray,
+    real: LabeledData,
+    real_vectors: np.ndarray,
+    config: CurateConfig,
+) -> RuleResult:
+    real_labels = real.frame["label"].to_list()
+    names = sorted(set(real_labels))
+    head = fit_linear(real_vectors, real_labels, names)
+    proba = head.proba(vectors)
+    judged = [names[k] for k in proba.argmax(axis=1)]
+    confidence = [round(float(p), 4) for p in proba.max(axis=1)]
+    result = RuleResult(
+        info={
+            "judge": "linear classifier on sentence embeddings, trained on the real data",
+            "judge_cross_val_accuracy": round(cross_val_accuracy(real_vectors, real_labels), 4),
+            "action": config.mislabeled,
+            "unjudged": sum(label not in names for label in labels),
+        }
+    )
+    out_label: list[str | None] = []
+    out_conf: list[float | None] = []
+    for i, label in enumerate(labels):
+        if label not in names:  # the judge never saw this label: no opinion
+            out_label.append(None)
+            out_conf.append(None)
+            continue
+        out_label.append(judged[i])
+        out_conf.append(confidence[i])
+        if judged[i] != label:
+            result.findings[i] = Finding(
+                "label-fidelity",
+                f"the judge says {judged[i]} (p={confidence[i]:.2f})",
+                None,
+                confidence[i],
+            )
+    disagree: dict[str, list[int]] = {}
+    for i, label in enumerate(labels):
+        if out_label[i] is not None:
+            disagree.setdefault(label, []).append(int(i in result.findings))
+    result.info["disagreement_per_label"] = {
+        label: round(sum(v) / len(v), 4) for label, v in sorted(disagree.items())
+    }
+    result.judged = (out_label, out_conf)
+    return result

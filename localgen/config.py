@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from localgen.errors import UsageError
+
 SEED = 0  # of the plan, of every request, of fine-tuning and of the bootstrap
 RESAMPLES = 1000  # bootstrap resamples behind every confidence interval
 LEVEL = 0.95  # of every confidence interval
@@ -55,6 +57,10 @@ class GenerateConfig:
     shard_rows: int = 200  # rows per shard: a kill loses at most this many finished rows
     overwrite: bool = False
     quiet: bool = False
+
+    def __post_init__(self) -> None:
+        if self.count is not None and self.balance is not None:
+            raise UsageError("give either --count or --balance, not both")
 
 
 @dataclass(frozen=True)
@@ -150,6 +156,7 @@ class BoostConfig:
 class ServeConfig:
     """`localgen serve`: vLLM's OpenAI-compatible server on a local model."""
 
+    model: str | None = None  # a folder or a name; None = the built-in model
     host: str = "127.0.0.1"
     port: int = 8000
     # guidance: compiles the row JSON schemas (response_format). xgrammar 0.2.8 crashes on

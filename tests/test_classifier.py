@@ -16,7 +16,7 @@ from localgen.classify.classifier import TextClassifier
 from localgen.classify.evaluation import paired_difference, score
 from localgen.classify.train import evaluate, predict, train
 from localgen.cli import cli
-from localgen.config import TrainSettings
+from localgen.config import TrainConfig, TrainSettings
 from localgen.errors import DataError, ModelError
 from localgen.vectors.encoder import default_encoder_path
 from localgen.vectors.linear import LinearHead, fit_linear
@@ -107,7 +107,7 @@ def test_paired_difference_is_zero_for_equal_predictions_and_signed() -> None:
 
 def test_the_head_learns_a_separable_task_on_the_real_encoder(toy: tuple[Path, Path]) -> None:
     train_file, test_file = toy
-    model = train(train_file.parent / "model", real=train_file)
+    model = train(TrainConfig(train_file.parent / "model", real=train_file))
     assert model.predict(WEATHER_TEST + FOOTBALL_TEST) == ["weather", "football"]
     assert model.predict(WEATHER + FOOTBALL) == ["weather"] * 6 + ["football"] * 6
     result = evaluate(train_file.parent / "model", test_file, resamples=0)
@@ -117,7 +117,7 @@ def test_the_head_learns_a_separable_task_on_the_real_encoder(toy: tuple[Path, P
 def test_model_folder_round_trips(toy: tuple[Path, Path]) -> None:
     train_file, _ = toy
     folder = train_file.parent / "model"
-    model = train(folder, real=train_file, settings=TrainSettings(c=4.0))
+    model = train(TrainConfig(folder, real=train_file, settings=TrainSettings(c=4.0)))
     meta = json.loads((folder / "model.json").read_text())
     assert meta["format_version"] == 1 and meta["encoder"]["name"] == "builtin"
     assert meta["config"]["c"] == 4.0 and meta["training"]["rows"]["real"] == {
@@ -151,10 +151,10 @@ def test_fine_tuning_changes_the_encoder_and_keeps_the_task(toy: tuple[Path, Pat
     train_file, _ = toy
     folder = train_file.parent / "tuned"
     settings = TrainSettings(fine_tune=True, epochs=2, learning_rate=1e-4, batch_size=4)
-    model = train(folder, real=train_file, settings=settings)
+    model = train(TrainConfig(folder, real=train_file, settings=settings))
     meta = json.loads((folder / "model.json").read_text())
     assert meta["encoder"]["name"] == "encoder" and (folder / "encoder" / "config.json").is_file()
-    frozen = train(train_file.parent / "frozen", real=train_file)
+    frozen = train(TrainConfig(train_file.parent / "frozen", real=train_file))
     frozen_meta = json.loads((train_file.parent / "frozen" / "model.json").read_text())
     assert meta["encoder"]["fingerprint"] != frozen_meta["encoder"]["fingerprint"]
     tuned_vectors = model.encoder.encode(WEATHER_TEST)
@@ -166,7 +166,9 @@ def test_loading_refuses_a_changed_encoder(toy: tuple[Path, Path], tmp_path: Pat
     train_file, _ = toy
     copy = tmp_path / "my-encoder"
     shutil.copytree(default_encoder_path(), copy)
-    train(tmp_path / "model", real=train_file, settings=TrainSettings(encoder=str(copy)))
+    train(
+        TrainConfig(tmp_path / "model", real=train_file, settings=TrainSettings(encoder=str(copy)))
+    )
     assert TextClassifier.load(tmp_path / "model").encoder_path == copy
     config = json.loads((copy / "config.json").read_text())
     (copy / "config.json").write_text(json.dumps(config | {"note": "edited"}))
@@ -179,7 +181,7 @@ def test_a_failed_save_keeps_the_previous_model(
 ) -> None:
     train_file, _ = toy
     folder = train_file.parent / "model"
-    first = train(folder, real=train_file)
+    first = train(TrainConfig(folder, real=train_file))
     before = sorted(p.name for p in folder.parent.iterdir())
 
     def broken(*_args: object, **_kwargs: object) -> None:
@@ -187,7 +189,7 @@ def test_a_failed_save_keeps_the_previous_model(
 
     monkeypatch.setattr("safetensors.numpy.save", broken)
     with pytest.raises(OSError, match="disk full"):
-        train(folder, real=train_file, settings=TrainSettings(c=0.1))
+        train(TrainConfig(folder, real=train_file, settings=TrainSettings(c=0.1)))
     assert sorted(p.name for p in folder.parent.iterdir()) == before  # no staging left
     np.testing.assert_array_equal(TextClassifier.load(folder).head.weight, first.head.weight)
 
@@ -197,25 +199,25 @@ def test_training_reads_a_run_folder_curated_rows_first(tmp_path: Path) -> None:
         {"text": t, "label": "football"} for t in FOOTBALL
     ]
     run = make_run(tmp_path, rows)
-    model = train(tmp_path / "m", synthetic=run)
+    model = train(TrainConfig(tmp_path / "m", synthetic=run))
     assert model.info["training"]["rows"] == {"synthetic": {"football": 6, "weather": 6}}
     kept = pl.read_parquet(run / "synthetic.parquet").head(9)  # 6 weather, 3 football
     kept.write_parquet(run / "curated.parquet")
-    model = train(tmp_path / "m", synthetic=run)
+    model = train(TrainConfig(tmp_path / "m", synthetic=run))
     assert model.info["training"]["rows"] == {"synthetic": {"football": 3, "weather": 6}}
-    raw = train(tmp_path / "m", synthetic=run, rows="raw")
+    raw = train(TrainConfig(tmp_path / "m", synthetic=run, rows="raw"))
     assert raw.info["training"]["rows"]["synthetic"]["football"] == 6
 
 
 def test_clear_errors(toy: tuple[Path, Path], tmp_path: Path) -> None:
     train_file, test_file = toy
     with pytest.raises(DataError, match="nothing to train on"):
-        train(tmp_path / "m")
+        train(TrainConfig(tmp_path / "m"))
     one_label = _csv(tmp_path / "one.csv", [("a text", "x"), ("another", "x")])
     with pytest.raises(DataError, match="at least two labels"):
-        train(tmp_path / "m", real=one_label)
+        train(TrainConfig(tmp_path / "m", real=one_label))
     assert not (tmp_path / "m").exists()
-    train(tmp_path / "m", real=train_file)
+    train(TrainConfig(tmp_path / "m", real=train_file))
     other = _csv(tmp_path / "other.csv", [("The match ended in a draw", "sport")])
     with pytest.raises(DataError, match="labels not in the model's labels: 'sport'"):
         evaluate(tmp_path / "m", other)
@@ -228,7 +230,7 @@ def test_clear_errors(toy: tuple[Path, Path], tmp_path: Path) -> None:
     (tmp_path / "junk").mkdir()
     (tmp_path / "junk" / "notes.txt").write_text("mine")
     with pytest.raises(ModelError, match="holds no localgen model"):
-        train(tmp_path / "junk", real=train_file)
+        train(TrainConfig(tmp_path / "junk", real=train_file))
     assert (tmp_path / "junk" / "notes.txt").read_text() == "mine"
 
 

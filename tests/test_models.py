@@ -5,7 +5,8 @@ import pytest
 
 from localgen.errors import ModelError
 from localgen.models import resolve as models
-from localgen.models.resolve import check_model_folder, verify_checksums, write_checksums
+from localgen.models.checksums import verify_checksums, write_checksums
+from localgen.models.resolve import check_model_folder
 
 
 def _model_folder(path: Path) -> Path:
@@ -53,7 +54,7 @@ def test_damaged_builtin_cache_is_rebuilt(tmp_path: Path, monkeypatch: pytest.Mo
         write_checksums(out)
 
     monkeypatch.setattr(models, "convert_gguf", fake_convert)
-    monkeypatch.setattr(models, "_builtin_gguf", lambda: tmp_path / "x.gguf")
+    monkeypatch.setattr(models, "builtin_gguf", lambda: tmp_path / "x.gguf")
     messages: list[str] = []
     first = models.builtin_model(say=messages.append)
     assert len(conversions) == 1 and "preparing the built-in model" in messages[0]
@@ -202,7 +203,7 @@ def test_import_converts_a_real_gguf_into_a_loadable_verified_folder(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("LOCALGEN_HOME", str(tmp_path / "home"))
-    gguf = models._builtin_gguf()  # the GGUF file the built-in model ships as
+    gguf = models.builtin_gguf()  # the GGUF file the built-in model ships as
     result = _cli("models", "import", str(gguf), "--name", "smol")
     assert result.exit_code == 0, result.output
     folder = tmp_path / "home" / "models" / "smol"

@@ -15,7 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 from localgen.cli import cli
-from localgen.config import CurateConfig
+from localgen.config import CurateConfig, ReportConfig
 from localgen.curation.curate import curate
 from localgen.report import metrics
 from localgen.report.charts import pca_2d
@@ -47,7 +47,7 @@ def _external_references(html: str) -> list[str]:
 def test_metrics_per_label_match_direct_computation(run: Path, tmp_path: Path) -> None:
     real = write_csv(tmp_path / "real.csv", REAL)
     encoder = BagOfWords()
-    m = write_report(run, real, encoder)
+    m = write_report(ReportConfig(run, real), encoder)
     assert json.loads((run / METRICS).read_text()) == m
     billing = [r["text"] for r in ROWS if r["label"] == "billing"]
     real_billing = [t for t, lab in REAL if lab == "billing"]
@@ -68,18 +68,18 @@ def test_metrics_per_label_match_direct_computation(run: Path, tmp_path: Path) -
 def test_report_uses_curated_rows_and_shows_curation(run: Path, tmp_path: Path) -> None:
     real = write_csv(tmp_path / "real.csv", REAL)
     curate(CurateConfig(run, real=real), BagOfWords())
-    m = write_report(run, real, BagOfWords())
+    m = write_report(ReportConfig(run, real), BagOfWords())
     assert m["rows_file"] == "curated.parquet"
     assert m["overall"]["synthetic"]["rows"] == m["curation"]["kept"] == 4  # one exact duplicate
     assert m["curation"]["rules"]["exact-duplicate"]["dropped"] == 1
     html = (run / REPORT).read_text()
     assert "exact-duplicate" in html and "4 of 5 rows kept" in html
-    raw = write_report(run, real, BagOfWords(), source="raw")
+    raw = write_report(ReportConfig(run, real, source="raw"), BagOfWords())
     assert raw["overall"]["synthetic"]["rows"] == 5
 
 
 def test_html_is_self_contained_and_escapes_text(run: Path) -> None:
-    write_report(run, None, BagOfWords())
+    write_report(ReportConfig(run), BagOfWords())
     html = (run / REPORT).read_text()
     assert _external_references(html) == []
     assert "<script" not in html.lower()
@@ -113,7 +113,7 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 @pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium is not installed")
 def test_report_renders_in_headless_chromium(run: Path, tmp_path: Path) -> None:
-    write_report(run, write_csv(tmp_path / "real.csv", REAL), BagOfWords())
+    write_report(ReportConfig(run, write_csv(tmp_path / "real.csv", REAL)), BagOfWords())
     blank = tmp_path / "blank.html"
     blank.write_text("<!DOCTYPE html><html><body></body></html>")
     shots = {}

@@ -14,8 +14,9 @@ from typing import Any
 
 import numpy as np
 
+from localgen.config import TrainSettings
 from localgen.progress import Say, silent
-from localgen.vectors.encoder import MAX_TOKENS
+from localgen.vectors.encoder import mean_pool, tokenize
 from localgen.vectors.linear import LinearHead, balanced_weights
 
 HEAD_LR_FACTOR = 100  # the head starts fitted but is small: it may move faster
@@ -26,14 +27,11 @@ def fine_tune(
     texts: Sequence[str],
     labels: Sequence[str],
     head: LinearHead,
-    epochs: int = 3,
-    learning_rate: float = 2e-5,
-    batch_size: int = 16,
-    seed: int = 0,
-    balanced: bool = True,
+    settings: TrainSettings,
     say: Say = silent,
 ) -> tuple[Any, Any, LinearHead]:
-    """(encoder model, tokenizer, head) after `epochs` passes over the rows."""
+    """(encoder model, tokenizer, head) after `settings.epochs` passes over the rows."""
+    epochs, batch_size, seed = settings.epochs, settings.batch_size, settings.seed
     import torch
     from transformers import AutoModel, AutoTokenizer
 
@@ -47,11 +45,11 @@ def fine_tune(
         linear.bias.copy_(torch.from_numpy(head.bias))
     index = {name: i for i, name in enumerate(head.labels)}
     y = np.array([index[label] for label in labels])
-    sample = balanced_weights(y, len(head.labels)) if balanced else np.ones(len(y))
+    sample = balanced_weights(y, len(head.labels)) if settings.balanced else np.ones(len(y))
     optimizer = torch.optim.AdamW(
         [
-            {"params": model.parameters(), "lr": learning_rate},
-            {"params": linear.parameters(), "lr": learning_rate * HEAD_LR_FACTOR},
+            {"params": model.parameters(), "lr": settings.learning_rate},
+            {"params": linear.parameters(), "lr": settings.learning_rate * HEAD_LR_FACTOR},
         ]
     )
     rng = np.random.default_rng(seed)
@@ -60,17 +58,9 @@ def fine_tune(
         total = 0.0
         for start in range(0, len(order), batch_size):
             rows = order[start : start + batch_size]
-            batch = tokenizer(
-                [texts[i] for i in rows],
-                padding=True,
-                truncation=True,
-                max_length=MAX_TOKENS,
-                return_tensors="pt",
-            ).to(device)
+            batch = tokenize(tokenizer, [texts[i] for i in rows]).to(device)
             hidden = model(**batch).last_hidden_state
-            mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-            mean = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-            logits = linear(torch.nn.functional.normalize(mean, dim=-1))
+            logits = linear(mean_pool(hidden, batch["attention_mask"]))
             target = torch.from_numpy(y[rows]).to(device)
             weight = torch.from_numpy(sample[rows]).to(device, torch.float32)
             losses = torch.nn.functional.cross_entropy(logits, target, reduction="none")

@@ -10,6 +10,7 @@ with bootstrap intervals (`localgen.classify.evaluation`).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -21,10 +22,10 @@ import polars as pl
 from localgen.artifacts import software_versions, utc_now
 from localgen.classify.classifier import TextClassifier, check_model_out, resolve_encoder
 from localgen.classify.evaluation import score
-from localgen.config import RESAMPLES, TrainSettings
+from localgen.config import RESAMPLES, TrainConfig, TrainSettings
 from localgen.data import LabeledData, check_labels, read_labeled, read_texts
 from localgen.errors import DataError
-from localgen.generation.store import RunFolder
+from localgen.generation.store import MANIFEST, RunFolder
 from localgen.offline import egress_guard
 from localgen.progress import Say, silent
 from localgen.vectors.encoder import Encoder, cache_file, encode_cached
@@ -140,49 +141,38 @@ def fit(
     from localgen.classify.finetune import fine_tune
 
     tuned_encoder, tokenizer, tuned_head = fine_tune(
-        encoder_path,
-        data.texts,
-        data.labels,
-        head,
-        epochs=settings.epochs,
-        learning_rate=settings.learning_rate,
-        batch_size=settings.batch_size,
-        seed=settings.seed,
-        balanced=settings.balanced,
-        say=say,
+        encoder_path, data.texts, data.labels, head, settings, say
     )
     TextClassifier(encoder_path, tuned_head, encoder_name, info).save(out, tuned_encoder, tokenizer)
     return TextClassifier.load(out)
 
 
-def train(
-    out: Path,
-    real: Path | None = None,
-    synthetic: Path | None = None,
-    rows: str = "auto",
-    text_column: str = "text",
-    label_column: str = "label",
-    settings: TrainSettings | None = None,
-    say: Say = silent,
-) -> TextClassifier:
+def train(config: TrainConfig, say: Say = silent) -> TextClassifier:
     """`localgen train`: read, embed, fit and save, under the egress guard."""
-    settings = settings or TrainSettings()
+    real, synthetic = config.real, config.synthetic
     if real is None and synthetic is None:
         raise DataError(NOTHING_TO_TRAIN)
-    real_data = read_labeled(real, text_column, label_column) if real is not None else None
-    if synthetic is not None and not (synthetic / "manifest.json").is_file():
-        raise DataError(f"--synthetic {synthetic}: not a localgen run folder (no manifest.json)")
-    check_model_out(out)
+    columns = (config.text_column, config.label_column)
+    real_data = read_labeled(real, *columns) if real is not None else None
+    if synthetic is not None and not (synthetic / MANIFEST).is_file():
+        raise DataError(f"--synthetic {synthetic}: not a localgen run folder (no {MANIFEST})")
+    check_model_out(config.out)
     with egress_guard():
-        encoder = load_encoder(settings.encoder)
-        data = training_set(encoder, real_data, synthetic, rows, say)
+        encoder = load_encoder(config.settings.encoder)
+        data = training_set(encoder, real_data, synthetic, config.rows, say)
         inputs = {
             "real": None if real is None else str(real),
             "synthetic": None if synthetic is None else str(synthetic),
-            "rows": rows,
+            "rows": config.rows,
         }
-        model = fit(data, settings, out, inputs=inputs, say=say)
-    return model
+        return fit(data, config.settings, config.out, inputs=inputs, say=say)
+
+
+def trained_message(model: TextClassifier) -> str:
+    """The line `localgen train` ends with: what the model learned from."""
+    counts = model.info["training"]["rows"]
+    parts = [f"{sum(c.values())} {source}" for source, c in counts.items()]
+    return f"trained on {' + '.join(parts)} rows, {len(model.labels)} labels"
 
 
 def check_known(data: LabeledData, model: TextClassifier) -> None:
@@ -222,3 +212,19 @@ def predict(model_dir: Path, path: Path, text_column: str = "text") -> pl.DataFr
         pl.Series("probability", proba[np.arange(len(best)), best].round(4)),
         *(pl.Series(f"p_{name}", proba[:, j].round(4)) for j, name in enumerate(model.labels)),
     )
+
+
+TEXT_WIDTH = 66  # of the text in the table: a line stays within 100 columns
+
+
+def render_predictions(frame: pl.DataFrame, fmt: str = "table") -> str:
+    """Predictions as a table for reading, or one JSON line / CSV row per text."""
+    if fmt == "jsonl":
+        return "\n".join(json.dumps(row, ensure_ascii=False) for row in frame.iter_rows(named=True))
+    if fmt == "csv":
+        return frame.write_csv().rstrip("\n")
+    lines = [f"{'label':<20} {'prob':>5}  text"]
+    for text, label, p in frame.select("text", "label", "probability").iter_rows():
+        short = text if len(text) <= TEXT_WIDTH else text[: TEXT_WIDTH - 1] + "…"
+        lines.append(f"{label[:20]:<20} {p:>5.2f}  {short}")
+    return "\n".join(lines)

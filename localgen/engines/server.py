@@ -18,11 +18,18 @@ import sys
 import time
 
 from localgen.config import ServeConfig
-from localgen.engines.vllm import CPU_BATCH_TOKENS, cpu_dtype
-from localgen.errors import EngineError
-from localgen.models.resolve import ModelRef
+from localgen.engines.base import BACKENDS
+from localgen.engines.vllm_setup import (
+    ENV_DEFAULTS,
+    INSTALL_HINT,
+    cpu_dtype,
+    cpu_options,
+    structured_outputs,
+)
+from localgen.errors import EngineError, UsageError
+from localgen.models.resolve import ModelRef, resolve_model
 from localgen.offline import OFFLINE_ENV, is_loopback_host
-from localgen.progress import Say
+from localgen.progress import Say, silent
 
 START_TIMEOUT_S = 600.0
 
@@ -37,9 +44,6 @@ def _has_cuda() -> bool:
 
 def server_command(model: ModelRef, config: ServeConfig, gpu: bool) -> list[str]:
     """The vLLM server command line for a local model folder."""
-    structured = {"backend": config.backend}
-    if config.backend != "outlines":  # vLLM refuses the whitespace setting for outlines
-        structured["disable_any_whitespace"] = True  # type: ignore[assignment]
     command = [
         sys.executable,
         "-m",
@@ -57,7 +61,7 @@ def server_command(model: ModelRef, config: ServeConfig, gpu: bool) -> list[str]
         "--seed",
         str(config.seed),
         "--structured-outputs-config",
-        json.dumps(structured),
+        json.dumps(structured_outputs(config.backend)),
         "--generation-config",
         "vllm",  # sampling defaults from the request, not from the model folder
     ]
@@ -65,23 +69,15 @@ def server_command(model: ModelRef, config: ServeConfig, gpu: bool) -> list[str]
         command += ["--tensor-parallel-size", str(config.tensor_parallel_size)]
     if config.data_parallel_size > 1:
         command += ["--data-parallel-size", str(config.data_parallel_size)]
-    if not gpu:  # the settings of localgen's in-process CPU engine (engines/vllm.py)
-        command += [
-            "--enforce-eager",
-            "--dtype",
-            cpu_dtype(),
-            "--no-enable-chunked-prefill",
-            "--max-num-batched-tokens",
-            str(max(config.max_model_len, CPU_BATCH_TOKENS)),
-        ]
+    if not gpu:  # the settings of localgen's in-process CPU engine
+        cpu = cpu_options(config.max_model_len)
+        command += ["--enforce-eager", "--dtype", cpu_dtype(), "--no-enable-chunked-prefill"]
+        command += ["--max-num-batched-tokens", str(cpu["max_num_batched_tokens"])]
     return command
 
 
 def server_env() -> dict[str, str]:
-    env = dict(os.environ) | OFFLINE_ENV
-    env.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")
-    env.setdefault("VLLM_REGEX_COMPILATION_TIMEOUT_S", "300")
-    return env
+    return ENV_DEFAULTS | dict(os.environ) | OFFLINE_ENV
 
 
 def wait_until_ready(
@@ -106,14 +102,17 @@ def wait_until_ready(
     raise EngineError(f"the vLLM server did not answer at {url} within {timeout:.0f} s")
 
 
-def serve(model: ModelRef, config: ServeConfig, say: Say) -> int:
-    """Run the server until Ctrl-C or SIGTERM; return its exit code."""
+def serve(config: ServeConfig, say: Say = silent) -> int:
+    """Run the server on the model `config` names until Ctrl-C or SIGTERM; return its exit
+    code."""
     # Only whether it is installed: importing vLLM here would cost seconds, and the server
     # process imports it anyway.
     if importlib.util.find_spec("vllm") is None:
-        from localgen.engines.vllm import INSTALL_HINT
-
         raise EngineError(f"vLLM is not installed: {INSTALL_HINT}")
+    if config.backend not in BACKENDS["vllm"]:
+        choices = ", ".join(BACKENDS["vllm"])
+        raise UsageError(f"--backend {config.backend}: vLLM's server takes one of {choices}")
+    model = resolve_model(config.model, say)
     if not is_loopback_host(config.host):
         say(
             f"warning: serving on {config.host}, not loopback: anyone who can reach this "

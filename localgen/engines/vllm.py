@@ -1,37 +1,27 @@
 """The vLLM engine: one in-process `vllm.LLM`, every request submitted at once.
 
-On a CPU the settings are the ones that start in seconds: in-process engine core (no
-worker processes, no ZMQ), eager mode (torch.compile's cache fails to reload on CPU and
-costs over a minute per start), bfloat16 only where the CPU has it natively. The
-constraint goes to vLLM's own structured outputs: an EBNF grammar for xgrammar, the JSON
-schema for guidance and outlines.
+The engine core runs in this process (no worker processes, no ZMQ), with the settings of
+`engines/vllm_setup.py`. The constraint goes to vLLM's own structured outputs: an EBNF
+grammar for xgrammar, the JSON schema for guidance and outlines.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 from typing import Any
 
 from localgen.engines.base import Completion
+from localgen.engines.vllm_setup import (
+    ENV_DEFAULTS,
+    INSTALL_HINT,
+    cpu_dtype,
+    cpu_options,
+    structured_outputs,
+)
 from localgen.errors import EngineError
 from localgen.models.resolve import ModelRef
 from localgen.planning.requests import Request
-
-INSTALL_HINT = "pip install 'localgen[cpu]' (no NVIDIA GPU) or 'localgen[gpu]'"
-CPU_BATCH_TOKENS = 8192  # prompt tokens per engine step on CPU (no chunked prefill there)
-
-
-def cpu_dtype() -> Any:
-    """bfloat16 only where the CPU computes it natively; emulated on AVX2 it ran 2.3-2.7x
-    slower than float32 (38.9 vs 105.0 tokens/s unconstrained, 32.1 vs 72.8 with the row grammar;
-    SmolLM2-135M on a 2-core AMD EPYC without AVX-512; `make bench-dtype`)."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return "float32"
-    return "bfloat16" if ("avx512_bf16" in flags or "amx_bf16" in flags) else "float32"
 
 
 def _first_line(e: BaseException) -> str:
@@ -56,8 +46,8 @@ class VllmEngine:
     ) -> None:
         # Read by vLLM at import or start: in-process engine core, a bounded KV cache on CPU.
         os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
-        os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")  # GiB; ~90k tokens for 135M
-        os.environ.setdefault("VLLM_REGEX_COMPILATION_TIMEOUT_S", "300")  # outlines backend
+        for name, value in ENV_DEFAULTS.items():
+            os.environ.setdefault(name, value)
         try:
             import torch
             from vllm import LLM
@@ -66,15 +56,7 @@ class VllmEngine:
         self.backend = backend
         self.model = model
         on_gpu = torch.cuda.is_available()
-        cpu_only: dict[str, Any] = {}
-        if not on_gpu:
-            # vLLM 0.32's CPU build crashes ("CPU Generator does not use offset") when a
-            # request with its own seed is prefilled in chunks, which happens as soon as a
-            # step holds more prompt tokens than the batch budget. Whole prefills avoid it.
-            cpu_only = {
-                "enable_chunked_prefill": False,
-                "max_num_batched_tokens": max(max_model_len, CPU_BATCH_TOKENS),
-            }
+        cpu_only = {} if on_gpu else cpu_options(max_model_len)
         try:
             self.llm = LLM(
                 model=str(model.path),
@@ -85,10 +67,7 @@ class VllmEngine:
                 tensor_parallel_size=tensor_parallel_size,
                 # One GPU or a CPU: everything in this process. Several: vLLM's workers.
                 distributed_executor_backend="uni" if tensor_parallel_size == 1 else "mp",
-                # Whitespace is engine-wide: per-request settings are ignored by xgrammar;
-                # vLLM refuses the setting for the outlines backend.
-                structured_outputs_config={"backend": backend}
-                | ({"disable_any_whitespace": True} if backend != "outlines" else {}),
+                structured_outputs_config=structured_outputs(backend),
                 **cpu_only,
             )
         except Exception as e:  # vLLM raises many types for a model it cannot load

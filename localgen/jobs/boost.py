@@ -20,6 +20,9 @@ classifier of each round), `model/` (the final classifier) and `boost.json` (the
 from __future__ import annotations
 
 import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -30,13 +33,15 @@ from localgen.classify.evaluation import score
 from localgen.classify.train import TrainingSet, fit, load_encoder, training_set
 from localgen.config import BoostConfig, CurateConfig, GenerateConfig
 from localgen.curation.curate import curate
-from localgen.data import read_task_data
-from localgen.engines.loader import check_settings, load_engine, resolve_engine_model
+from localgen.data import LabeledData, read_task_data
+from localgen.engines.base import Engine
+from localgen.engines.loader import check_settings, resolve_engine_model, running
 from localgen.errors import DataError
 from localgen.generation.generate import generate
+from localgen.generation.store import CURATED
 from localgen.models.resolve import ModelRef
 from localgen.offline import egress_guard
-from localgen.planning.task import load_task
+from localgen.planning.task import Task, load_task
 from localgen.progress import Say, silent
 from localgen.vectors.encoder import cache_file, encode_cached
 
@@ -58,160 +63,214 @@ def _score(model: Any, vectors: np.ndarray, truth: list[str]) -> dict[str, Any]:
     return score(truth, model.head.predict(vectors), resamples=0)
 
 
+@dataclass
+class _Inputs:
+    """Every file boost reads, read and checked before any work."""
+
+    task: Task
+    real: LabeledData
+    validation: LabeledData
+    test: LabeledData | None
+
+    @classmethod
+    def read(cls, config: BoostConfig) -> _Inputs:
+        if config.settings.fine_tune:
+            raise ValueError(
+                "boost retrains a frozen-encoder head each round, not a fine-tuned one"
+            )
+        task = load_task(config.task_path)
+        columns = (config.text_column, config.label_column, task.label_names)
+        test = None if config.test is None else read_task_data(config.test, *columns)
+        if config.out.exists() and not config.out.is_dir():
+            raise DataError(f"--out {config.out} is a file; give a folder")
+        return cls(
+            task,
+            read_task_data(config.real, *columns),
+            read_task_data(config.validation, *columns),
+            test,
+        )
+
+
+@dataclass
+class _State:
+    """Where the rounds stand: the best classifier so far and what it was trained on."""
+
+    current: Any  # TextClassifier
+    kept: TrainingSet
+    best: float  # its validation macro-F1
+    val_vectors: np.ndarray
+    test_vectors: np.ndarray | None
+
+    def scores(self, model: Any, inputs: _Inputs) -> dict[str, float]:
+        """Validation (and test) macro-F1 of a classifier."""
+        truth = inputs.validation.frame["label"].to_list()
+        out = {"validation_macro_f1": _score(model, self.val_vectors, truth)["macro_f1"]["value"]}
+        if inputs.test is not None and self.test_vectors is not None:
+            test_truth = inputs.test.frame["label"].to_list()
+            out["test_macro_f1"] = _score(model, self.test_vectors, test_truth)["macro_f1"]["value"]
+        return out
+
+
+def _user_columns(frame: pl.DataFrame, config: BoostConfig) -> pl.DataFrame:
+    """Examples under the column names of the user's files, which generate reads."""
+    return frame.select(
+        pl.col("text").alias(config.text_column), pl.col("label").alias(config.label_column)
+    )
+
+
+def _write_anchors(
+    number: int, anchors: pl.DataFrame, inputs: _Inputs, config: BoostConfig
+) -> tuple[Path, Path]:
+    """The round's targets, and the real data plus targets its curation compares with (a
+    copy of an anchor is dropped like a copy of a real example)."""
+    config.out.mkdir(parents=True, exist_ok=True)
+    anchors_file = config.out / f"round-{number}.anchors.csv"
+    write_table(_user_columns(anchors, config), anchors_file)
+    known = config.out / f"round-{number}.real-and-anchors.csv"
+    write_table(_user_columns(pl.concat([inputs.real.frame, anchors]), config), known)
+    return anchors_file, known
+
+
+def _round(
+    number: int,
+    state: _State,
+    inputs: _Inputs,
+    config: BoostConfig,
+    engine: Engine,
+    model_ref: ModelRef,
+    encoder: Any,
+) -> dict[str, Any]:
+    """Generate variants of this round's targets, curate them, retrain, and keep the
+    round when validation macro-F1 rises by more than min_gain; its curve entry."""
+    folder = config.out / f"round-{number}"
+    truth = inputs.validation.frame["label"].to_list()
+    proba = state.current.head.proba(state.val_vectors)
+    chosen = pick_targets(proba, state.current.labels, truth, config.targets)
+    anchors_file, known = _write_anchors(number, inputs.validation.frame[chosen], inputs, config)
+    generated = generate(
+        GenerateConfig(
+            task_path=config.task_path,
+            out=folder,
+            count=config.variants,
+            seed=config.seed + number,
+            seed_data=config.real,
+            anchors=anchors_file,
+            text_column=config.text_column,
+            label_column=config.label_column,
+            model=config.model,
+            engine=config.engine,
+            max_retries=config.max_retries,
+            overwrite=config.overwrite,
+            quiet=True,
+        ),
+        engine=engine,
+        model=model_ref,
+    )
+    curation = curate(
+        CurateConfig(
+            run_dir=folder,
+            real=known,
+            eval=config.test,
+            text_column=config.text_column,
+            label_column=config.label_column,
+        )
+    )
+    rows = pl.read_parquet(folder / CURATED)
+    predicted = np.array(state.current.head.predict(state.val_vectors[chosen]))
+    entry: dict[str, Any] = {
+        "round": number,
+        "targets": len(chosen),
+        "targets_misclassified": int((predicted != np.array(truth)[chosen]).sum()),
+        "generated": generated.written,
+        "added_rows": rows.height,
+    }
+    if rows.height == 0:
+        return entry | {"kept": False, "why": "curation kept no rows"}
+    ids, texts = rows["id"].to_list(), rows["text"].to_list()
+    vectors = encode_cached(encoder, ids, texts, cache_file(folder, encoder))
+    added = TrainingSet(texts, rows["label"].to_list(), vectors, ["synthetic"] * rows.height)
+    candidate_set = state.kept.join(added)
+    labels = inputs.task.label_names
+    candidate = fit(
+        candidate_set, config.settings, config.out / "models" / f"round-{number}", labels
+    )
+    scores = state.scores(candidate, inputs)
+    f1 = scores["validation_macro_f1"]
+    entry |= {
+        "train_rows": len(candidate_set.labels),
+        **scores,
+        "kept": f1 > state.best + config.min_gain,
+        "curation_dropped": curation["counts"]["dropped"],
+    }
+    if entry["kept"]:
+        state.best, state.kept, state.current = f1, candidate_set, candidate
+    return entry
+
+
 def boost(
     config: BoostConfig,
     say: Say = silent,
-    engine: Any = None,
+    engine: Engine | None = None,
     model_ref: ModelRef | None = None,
 ) -> dict[str, Any]:
-    """Run the rounds; returns boost.json's content."""
-    if config.settings.fine_tune:
-        raise ValueError("boost retrains a frozen-encoder head each round, not a fine-tuned one")
+    """Run the rounds; returns boost.json's content. Pass a loaded `engine` (and its
+    `model_ref`) to reuse it."""
     started = time.monotonic()
-    task = load_task(config.task_path)
-    columns = (config.text_column, config.label_column, task.label_names)
-    real = read_task_data(config.real, *columns)
-    val = read_task_data(config.validation, *columns)
-    test = None if config.test is None else read_task_data(config.test, *columns)
-    if config.out.exists() and not config.out.is_dir():
-        raise DataError(f"--out {config.out} is a file; give a folder")
+    inputs = _Inputs.read(config)
     check_settings(config.engine)
-    labels = task.label_names
-    truth = val.frame["label"].to_list()
-
-    def user_columns(frame: pl.DataFrame) -> pl.DataFrame:
-        """Examples under the column names of the user's files, which generate reads."""
-        return frame.select(
-            pl.col("text").alias(config.text_column), pl.col("label").alias(config.label_column)
-        )
-
-    owns_engine = engine is None
+    labels = inputs.task.label_names
     with egress_guard(config.engine.allow_hosts) as audit:
         encoder = load_encoder(config.settings.encoder)
-        real_set = training_set(encoder, real, None, say=say)
-        say(f"embedding {val.frame.height} validation rows")
-        val_vectors = encoder.encode(val.frame["text"].to_list())
-        test_vectors = None if test is None else encoder.encode(test.frame["text"].to_list())
-        models = config.out / "models"
-        current = fit(real_set, config.settings, models / "round-0", labels)
-        best = _score(current, val_vectors, truth)["macro_f1"]["value"]
-        kept = real_set
+        real_set = training_set(encoder, inputs.real, None, say=say)
+        say(f"embedding {inputs.validation.frame.height} validation rows")
+        val_vectors = encoder.encode(inputs.validation.frame["text"].to_list())
+        test_vectors = None
+        if inputs.test is not None:
+            test_vectors = encoder.encode(inputs.test.frame["text"].to_list())
+        first = fit(real_set, config.settings, config.out / "models" / "round-0", labels)
+        state = _State(first, real_set, 0.0, val_vectors, test_vectors)
+        baseline = state.scores(first, inputs)
+        state.best = baseline["validation_macro_f1"]
         curve: list[dict[str, Any]] = [
-            {
-                "round": 0,
-                "added_rows": 0,
-                "train_rows": len(kept.labels),
-                "validation_macro_f1": best,
-                "kept": True,
-            }
+            {"round": 0, "added_rows": 0, "train_rows": len(real_set.labels), **baseline}
+            | {"kept": True}
         ]
-        if test is not None and test_vectors is not None:
-            curve[0]["test_macro_f1"] = _score(
-                current, test_vectors, test.frame["label"].to_list()
-            )["macro_f1"]["value"]
         say(_curve_line(curve[0]))
-        try:
+        if config.rounds and model_ref is None and engine is None:
+            model_ref = resolve_engine_model(config.engine, config.model, say)
+        starting = (
+            running(config.engine, model_ref, engine, say)
+            if config.rounds and model_ref is not None
+            else nullcontext(None)
+        )
+        with starting as active:
             for number in range(1, config.rounds + 1):
-                folder = config.out / f"round-{number}"
-                proba = current.head.proba(val_vectors)
-                chosen = pick_targets(proba, current.labels, truth, config.targets)
-                anchors = val.frame[chosen]
-                config.out.mkdir(parents=True, exist_ok=True)
-                anchors_file = config.out / f"round-{number}.anchors.csv"
-                write_table(user_columns(anchors), anchors_file)
-                # Curation treats the anchors as real data too: a copy of one is dropped.
-                known = config.out / f"round-{number}.real-and-anchors.csv"
-                write_table(user_columns(pl.concat([real.frame, anchors])), known)
-                if engine is None:
-                    model_ref = model_ref or resolve_engine_model(config.engine, config.model, say)
-                    engine = load_engine(config.engine, model_ref, say)
-                generated = generate(
-                    GenerateConfig(
-                        task_path=config.task_path,
-                        out=folder,
-                        count=config.variants,
-                        seed=config.seed + number,
-                        seed_data=config.real,
-                        anchors=anchors_file,
-                        text_column=config.text_column,
-                        label_column=config.label_column,
-                        model=config.model,
-                        engine=config.engine,
-                        max_retries=config.max_retries,
-                        overwrite=config.overwrite,
-                        quiet=True,
-                    ),
-                    engine=engine,
-                    model=model_ref,
-                    say=silent,
-                )
-                curation = curate(
-                    CurateConfig(
-                        run_dir=folder,
-                        real=known,
-                        eval=config.test,
-                        text_column=config.text_column,
-                        label_column=config.label_column,
-                    )
-                )
-                rows = pl.read_parquet(folder / "curated.parquet")
-                entry: dict[str, Any] = {
-                    "round": number,
-                    "targets": len(chosen),
-                    "targets_misclassified": int(
-                        (
-                            np.array(current.head.predict(val_vectors[chosen]))
-                            != np.array(truth)[chosen]
-                        ).sum()
-                    ),
-                    "generated": generated.written,
-                    "added_rows": rows.height,
-                }
-                if rows.height == 0:
-                    entry |= {"kept": False, "why": "curation kept no rows"}
-                    curve.append(entry)
-                    say(_curve_line(entry))
-                    continue
-                vectors = encode_cached(
-                    encoder,
-                    rows["id"].to_list(),
-                    rows["text"].to_list(),
-                    cache_file(folder, encoder),
-                )
-                candidate_set = kept.join(
-                    TrainingSet(
-                        rows["text"].to_list(),
-                        rows["label"].to_list(),
-                        vectors,
-                        ["synthetic"] * rows.height,
-                    )
-                )
-                candidate = fit(candidate_set, config.settings, models / f"round-{number}", labels)
-                f1 = _score(candidate, val_vectors, truth)["macro_f1"]["value"]
-                entry |= {
-                    "train_rows": len(candidate_set.labels),
-                    "validation_macro_f1": f1,
-                    "kept": f1 > best + config.min_gain,
-                    "curation_dropped": curation["counts"]["dropped"],
-                }
-                if test is not None and test_vectors is not None:
-                    entry["test_macro_f1"] = _score(
-                        candidate, test_vectors, test.frame["label"].to_list()
-                    )["macro_f1"]["value"]
-                if entry["kept"]:
-                    best, kept, current = f1, candidate_set, candidate
-                curve.append(entry)
-                say(_curve_line(entry))
-        finally:
-            if owns_engine and engine is not None:
-                engine.close()
-        final = fit(kept, config.settings, config.out / "model", labels)
-    result = {
+                assert active is not None and model_ref is not None
+                curve.append(_round(number, state, inputs, config, active, model_ref, encoder))
+                say(_curve_line(curve[-1]))
+        final = fit(state.kept, config.settings, config.out / "model", labels)
+    result = _result(config, inputs, curve, state, final, started)
+    result["egress"] = audit.as_dict()
+    write_json(config.out / BOOST, result)
+    return result
+
+
+def _result(
+    config: BoostConfig,
+    inputs: _Inputs,
+    curve: list[dict[str, Any]],
+    state: _State,
+    final: Any,
+    started: float,
+) -> dict[str, Any]:
+    """boost.json: the settings, the curve per round and the final classifier."""
+    test = inputs.test
+    return {
         "format_version": FORMAT_VERSION,
         "created_at": utc_now(),
-        "task": task.name,
-        "real": {"path": str(config.real), "rows": real.frame.height},
-        "validation": {"path": str(config.validation), "rows": val.frame.height},
+        "task": inputs.task.name,
+        "real": {"path": str(config.real), "rows": inputs.real.frame.height},
+        "validation": {"path": str(config.validation), "rows": inputs.validation.frame.height},
         "test": None if test is None else {"path": str(config.test), "rows": test.frame.height},
         "settings": {
             "rounds": config.rounds,
@@ -223,16 +282,13 @@ def boost(
         "curve": curve,
         "final": {
             "model": str(config.out / "model"),
-            "train_rows": len(kept.labels),
-            "synthetic_rows": kept.sources.count("synthetic"),
-            "validation_macro_f1": best,
+            "train_rows": len(state.kept.labels),
+            "synthetic_rows": state.kept.sources.count("synthetic"),
+            "validation_macro_f1": state.best,
             "labels": list(final.labels),
         },
-        "egress": audit.as_dict(),
         "seconds": round(time.monotonic() - started, 1),
     }
-    write_json(config.out / BOOST, result)
-    return result
 
 
 def _curve_line(entry: dict[str, Any]) -> str:

@@ -19,7 +19,7 @@ from typing import Any
 from localgen.artifacts import utc_now, write_json
 from localgen.classify.evaluation import paired_difference, score
 from localgen.classify.train import TrainingSet, check_known, fit, load_encoder, training_set
-from localgen.config import RESAMPLES, CurateConfig, RunConfig, TrainSettings
+from localgen.config import RESAMPLES, CurateConfig, ReportConfig, RunConfig, TrainSettings
 from localgen.curation.curate import curate, summary_table
 from localgen.data import LabeledData, read_task_data
 from localgen.generation.generate import generate
@@ -27,7 +27,7 @@ from localgen.generation.store import COMPARISON
 from localgen.offline import egress_guard
 from localgen.planning.task import load_task
 from localgen.progress import Say, silent
-from localgen.report.report import write_report
+from localgen.report.report import REPORT, write_report
 
 FORMAT_VERSION = 1
 SETS = (("real", "real only"), ("synthetic", "synthetic only"), ("combined", "real + synthetic"))
@@ -157,13 +157,15 @@ def run(
             "balanced": config.settings.balanced,
         },
         **outcome,
+        "report": str(gen.out / REPORT),
         "egress": audit.as_dict(),
     }
     write_json(gen.out / COMPARISON, comparison)
 
     say("4/4 writing the report")
     t0 = time.monotonic()
-    write_report(gen.out, gen.seed_data, encoder, "curated", gen.text_column, gen.label_column)
+    report = ReportConfig(gen.out, gen.seed_data, "curated", gen.text_column, gen.label_column)
+    write_report(report, encoder)
     timings["report_s"] = round(time.monotonic() - t0, 1)
     timings["total_s"] = round(time.monotonic() - started, 1)
     comparison["timings"] = timings
@@ -204,4 +206,5 @@ def comparison_table(comparison: dict[str, Any]) -> str:
                 else ""
             )
         )
+    lines.append(f"report: {comparison['report']}")
     return "\n".join(lines)

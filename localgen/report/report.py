@@ -21,6 +21,7 @@ import numpy as np
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from localgen.artifacts import utc_now, write_json, write_text
+from localgen.config import ReportConfig
 from localgen.data import LabeledData
 from localgen.errors import OutputError
 from localgen.generation.store import COMPARISON, CURATION, RunFolder
@@ -224,22 +225,17 @@ METRIC_ROWS = (
 
 
 def write_report(
-    run_dir: Path,
-    real_path: Path | None,
-    encoder: TextEncoder | None = None,
-    source: str = "auto",
-    text_column: str = "text",
-    label_column: str = "label",
-    say: Say = silent,
+    config: ReportConfig, encoder: TextEncoder | None = None, say: Say = silent
 ) -> dict[str, Any]:
     """Compute the metrics, write metrics.json and report.html, return the metrics."""
-    real = RunFolder(run_dir).real_data(real_path, text_column, label_column)
+    run_dir = config.run_dir
+    real = RunFolder(run_dir).real_data(config.real, config.text_column, config.label_column)
     with egress_guard() as audit:
         if encoder is None:
             from localgen.vectors.encoder import default_encoder
 
             encoder = default_encoder()
-        metrics, data = compute(run_dir, real, encoder, source, say)
+        metrics, data = compute(run_dir, real, encoder, config.source, say)
     metrics["egress"] = audit.as_dict()
     html = render(metrics, data)
     write_json(run_dir / METRICS, metrics)
@@ -248,7 +244,7 @@ def write_report(
 
 
 def summary_lines(metrics: dict[str, Any]) -> str:
-    """The headline numbers for a terminal."""
+    """The headline numbers for a terminal, and where the report is."""
     overall = metrics["overall"]
     syn, real = overall["synthetic"], overall["real"]
     lines = [f"{syn['rows']} rows from {metrics['rows_file']}"]
@@ -260,4 +256,5 @@ def summary_lines(metrics: dict[str, Any]) -> str:
         lines.append(
             f"similarity to real (top-{TOP_K} cosine): {overall['similarity_to_real']:.3f}"
         )
+    lines.append(f"report: {Path(metrics['run']) / REPORT}")
     return "\n".join(lines)

@@ -48,6 +48,23 @@ def _torch_threads(n: int) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
+def tokenize(tokenizer: Any, texts: Sequence[str]) -> Any:
+    """A padded batch of torch tensors, cut at the encoder's MAX_TOKENS."""
+    return tokenizer(
+        list(texts), padding=True, truncation=True, max_length=MAX_TOKENS, return_tensors="pt"
+    )
+
+
+def mean_pool(hidden: Any, attention_mask: Any) -> Any:
+    """Sentence vectors as sentence-transformers makes them for this model: the mean of the
+    token vectors (padding left out), scaled to length 1. Torch tensors in and out."""
+    import torch
+
+    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+    mean = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+    return torch.nn.functional.normalize(mean, dim=-1)
+
+
 class TextEncoder(Protocol):
     """What the stages need of an encoder: unit-length vectors for texts (tests pass fakes)."""
 
@@ -77,17 +94,9 @@ class Encoder:
         out = []
         with _torch_threads(self.threads), torch.inference_mode():
             for start in range(0, len(texts), BATCH):
-                batch = self.tokenizer(
-                    list(texts[start : start + BATCH]),
-                    padding=True,
-                    truncation=True,
-                    max_length=MAX_TOKENS,
-                    return_tensors="pt",
-                )
+                batch = tokenize(self.tokenizer, texts[start : start + BATCH])
                 hidden = self.model(**batch).last_hidden_state
-                mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-                mean = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-                out.append(torch.nn.functional.normalize(mean, dim=-1).numpy())
+                out.append(mean_pool(hidden, batch["attention_mask"]).numpy())
         if not out:
             return np.zeros((0, self.model.config.hidden_size), dtype=np.float32)
         return np.concatenate(out).astype(np.float32, copy=False)

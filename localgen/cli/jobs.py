@@ -1,0 +1,232 @@
+"""Commands that run whole jobs: run (generate, curate, train three ways, compare) and
+boost (rounds of generating variants of the classifier's mistakes)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from localgen.cli.options import (
+    columns,
+    data_file,
+    engine_options,
+    handle_errors,
+    head_options,
+    instructions_option,
+    json_option,
+    model_option,
+    out_option,
+    overwrite_option,
+    quiet_option,
+    resamples_option,
+    retries_option,
+    rows_options,
+    run_seed_option,
+    say,
+    seed_option,
+    task_argument,
+    train_options,
+)
+from localgen.config import BoostConfig, EngineSettings, GenerateConfig, RunConfig, TrainSettings
+
+
+@click.command("run")
+@handle_errors
+@task_argument
+@data_file(
+    "--real",
+    "Real labeled training data: shown to the LLM as examples, and trained on.",
+    required=True,
+)
+@data_file(
+    "--test",
+    "Real labeled test data: every classifier is scored on it; curation drops "
+    "synthetic rows too close to it.",
+    required=True,
+)
+@columns("--real and --test")
+@out_option("Folder for the run, the models, comparison.json and report.html.")
+@rows_options
+@instructions_option
+@run_seed_option
+@model_option
+@engine_options
+@retries_option
+@train_options
+@resamples_option
+@overwrite_option()
+@json_option("comparison.json instead of a table")
+@quiet_option
+def run_command(
+    task_file: Path,
+    real: Path,
+    test: Path,
+    text_column: str,
+    label_column: str,
+    out: Path,
+    count: int | None,
+    strategies: tuple[str, ...],
+    balance: str | int | None,
+    instructions: str,
+    seed: int,
+    model: str | None,
+    engine: EngineSettings,
+    retries: int,
+    settings: TrainSettings,
+    resamples: int,
+    overwrite: bool,
+    as_json: bool,
+    quiet: bool,
+) -> None:
+    """The whole job: generate, curate, then train on real only, synthetic only and
+    real + synthetic, and score all three on the same real test data.
+
+    Prints the comparison (macro-F1 and accuracy with 95% bootstrap intervals, and the
+    paired difference against real only) and writes it to OUT/comparison.json and
+    OUT/report.html. Rerunning after an interruption resumes the generation.
+
+    \b
+    Example:
+      localgen run examples/support-tickets/task.toml \\
+          --real examples/support-tickets/seed.csv --test examples/support-tickets/test.csv \\
+          --text-column message --label-column team --out runs/tickets -n 20 \\
+          --strategy few-shot --strategy contrastive
+    """
+    from localgen.jobs.run import comparison_table
+    from localgen.jobs.run import run as run_pipeline
+
+    generation = GenerateConfig(
+        task_path=task_file,
+        out=out,
+        count=count,
+        strategy=strategies,
+        balance=balance,
+        seed_data=real,
+        text_column=text_column,
+        label_column=label_column,
+        instructions=instructions,
+        seed=seed,
+        model=model,
+        engine=engine,
+        max_retries=retries,
+        overwrite=overwrite,
+        quiet=quiet,
+    )
+    config = RunConfig(generation, test, settings, resamples)
+    comparison = run_pipeline(config, say=say(quiet))
+    click.echo(json.dumps(comparison, indent=2) if as_json else comparison_table(comparison))
+
+
+@click.command()
+@handle_errors
+@task_argument
+@data_file("--real", "Real labeled training data.", required=True)
+@data_file(
+    "--validation",
+    "Real labeled validation data: its mistakes are the anchors, its macro-F1 "
+    "decides whether a round is kept.",
+    required=True,
+)
+@data_file("--test", "Real labeled test data no round sees: the unbiased score, per round.")
+@columns("--real, --validation and --test")
+@out_option("Folder for the rounds, the final model and boost.json.")
+@click.option(
+    "--rounds",
+    type=click.IntRange(min=0, max=50),
+    default=BoostConfig.rounds,
+    show_default=True,
+    help="Rounds of generate, retrain, keep-if-better.",
+)
+@click.option(
+    "--targets",
+    type=click.IntRange(min=1),
+    default=BoostConfig.targets,
+    show_default=True,
+    help="Validation examples to write variants of, per round: misclassified first, then "
+    "the least confident.",
+)
+@click.option(
+    "--variants",
+    type=click.IntRange(min=1),
+    default=BoostConfig.variants,
+    show_default=True,
+    help="Rows to generate per target.",
+)
+@click.option(
+    "--min-gain",
+    type=click.FloatRange(min=0),
+    default=BoostConfig.min_gain,
+    show_default=True,
+    help="Keep a round only if validation macro-F1 rises by more than this.",
+)
+@seed_option("Seed of the generation (round N uses seed + N).")
+@model_option
+@engine_options
+@retries_option
+@head_options
+@overwrite_option("Regenerate rounds left by an earlier boost.")
+@json_option("boost.json instead of a table")
+@quiet_option
+def boost(
+    task_file: Path,
+    real: Path,
+    validation: Path,
+    test: Path | None,
+    text_column: str,
+    label_column: str,
+    out: Path,
+    rounds: int,
+    targets: int,
+    variants: int,
+    min_gain: float,
+    seed: int,
+    model: str | None,
+    engine: EngineSettings,
+    retries: int,
+    settings: TrainSettings,
+    overwrite: bool,
+    as_json: bool,
+    quiet: bool,
+) -> None:
+    """Target the classifier's mistakes: generate close variants of the validation
+    examples it gets wrong (or is least sure of), with their true label, retrain, and
+    keep a round only if validation macro-F1 improves. Prints the curve per round.
+
+    Each round is a run folder (resumable) under OUT; the final classifier is OUT/model.
+    Validation picks and judges the rounds, so its score is optimistic: give --test for
+    a score no round has seen.
+
+    \b
+    Example:
+      localgen boost examples/support-tickets/task.toml --real train.csv \\
+          --validation val.csv --test test.csv --out runs/boost --rounds 3
+    """
+    from localgen.jobs.boost import boost as run_boost
+    from localgen.jobs.boost import curve_table
+
+    config = BoostConfig(
+        task_path=task_file,
+        real=real,
+        validation=validation,
+        test=test,
+        out=out,
+        rounds=rounds,
+        targets=targets,
+        variants=variants,
+        min_gain=min_gain,
+        text_column=text_column,
+        label_column=label_column,
+        seed=seed,
+        model=model,
+        engine=engine,
+        max_retries=retries,
+        overwrite=overwrite,
+        settings=settings,
+    )
+    result = run_boost(config, say=say(quiet))
+    click.echo(json.dumps(result, indent=2) if as_json else curve_table(result))
+
+
+COMMANDS = [run_command, boost]

@@ -1,0 +1,223 @@
+"""Commands of the models stage: list, import, bundle, unbundle and verify local models,
+and serve one to the team's other tools."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from localgen.cli.options import (
+    backend_option,
+    echo_err,
+    handle_errors,
+    json_option,
+    max_model_len_option,
+    model_option,
+    out_option,
+    overwrite_option,
+    tensor_parallel_option,
+)
+from localgen.config import ServeConfig
+
+
+@click.group()
+def models() -> None:
+    """List, import, check and carry local models (nothing is ever downloaded).
+
+    \b
+    Example (the air-gap workflow):
+      localgen models bundle models/my-model --out my-model.tar   # connected machine
+      localgen models unbundle my-model.tar                       # isolated machine
+      localgen generate task.toml --out runs/t --model my-model
+    """
+
+
+@models.command("list")
+@handle_errors
+@json_option("JSON instead of a table")
+def models_list(as_json: bool) -> None:
+    """The built-in model and the model folders under ./models/ and the localgen home
+    (LOCALGEN_HOME/models, where import and unbundle put them), with size and
+    architecture.
+
+    \b
+    Example:
+      localgen models list
+      localgen models list --json | jq -r '.[].name'
+    """
+    from localgen.models.bundles import list_models, models_table
+
+    found = list_models()
+    click.echo(json.dumps(found, indent=2) if as_json else models_table(found))
+
+
+_REPLACE = "Replace a model of that name."
+
+
+@models.command("import")
+@handle_errors
+@click.argument("gguf_file", type=click.Path(path_type=Path))
+@click.option("--name", default=None, help="Folder name. [default: the file's name]")
+@overwrite_option(_REPLACE)
+def models_import(gguf_file: Path, name: str | None, overwrite: bool) -> None:
+    """Convert a GGUF file into a model folder vLLM can load, with a checksum manifest.
+
+    The folder goes under LOCALGEN_HOME/models/NAME; use it with --model NAME. Quantized
+    weights are dequantized (vLLM's CPU build cannot run GGUF).
+
+    \b
+    Example:
+      localgen models import ~/Downloads/qwen2.5-0.5b-instruct-q8_0.gguf --name qwen-0.5b
+    """
+    from localgen.models.bundles import import_gguf
+
+    folder = import_gguf(gguf_file, name, overwrite, say=echo_err)
+    click.echo(f"{folder}: imported; use --model {folder.name}")
+
+
+@models.command("bundle")
+@handle_errors
+@click.argument("model", required=False)
+@out_option("The archive to write (.tar).")
+def models_bundle(model: str | None, out: Path) -> None:
+    """Pack MODEL (weights, tokenizer and a SHA-256 manifest) into one archive to carry
+    across an air gap. MODEL is a folder or a name (default: the built-in model).
+
+    \b
+    Example:
+      localgen models bundle models/my-model --out /media/usb/my-model.tar
+    """
+    from localgen.models.bundles import bundle, bundle_message
+
+    click.echo(bundle_message(*bundle(model, out)))
+
+
+@models.command("unbundle")
+@handle_errors
+@click.argument("archive", type=click.Path(path_type=Path))
+@overwrite_option(_REPLACE)
+@click.option(
+    "--dest",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Folder to put the model in. [default: LOCALGEN_HOME/models]",
+)
+def models_unbundle(archive: Path, overwrite: bool, dest: Path | None) -> None:
+    """Unpack a bundle, check every file against its manifest, and only then install it.
+    A damaged copy installs nothing.
+
+    \b
+    Example:
+      localgen models unbundle /media/usb/my-model.tar
+      localgen generate task.toml --out runs/t --model my-model
+    """
+    from localgen.models.bundles import unbundle
+
+    folder = unbundle(archive, overwrite, dest)
+    click.echo(f"{folder}: verified and installed; use --model {folder.name}")
+
+
+@models.command("verify")
+@handle_errors
+@click.argument("model", required=False)
+@click.option(
+    "--write", is_flag=True, help="Record the checksums of a trusted copy instead of checking them."
+)
+@json_option("the result as JSON")
+def models_verify(model: str | None, write: bool, as_json: bool) -> None:
+    """Check every file of MODEL against its checksum manifest (SHA-256).
+
+    MODEL is a folder or a name under ./models/ (default: the built-in model). Exit code 1
+    names the files that are missing or changed. generate also verifies a folder that has
+    a manifest before it starts.
+
+    \b
+    Example:
+      localgen models verify
+      localgen models verify /srv/models/qwen2.5-7b-instruct --write
+    """
+    from localgen.models.checksums import CHECKSUMS_FILE
+    from localgen.models.resolve import verify_model
+
+    folder, n = verify_model(model, write)
+    verb = "recorded" if write else "verified"
+    if as_json:
+        click.echo(json.dumps({"model": str(folder), "files": n, "result": verb}))
+    else:
+        click.echo(f"{folder}: {n} files {verb} ({CHECKSUMS_FILE})")
+
+
+@click.command()
+@handle_errors
+@model_option
+@click.option(
+    "--host",
+    default=ServeConfig.host,
+    show_default=True,
+    help="Address to listen on. Anything but loopback exposes the model to the network.",
+)
+@click.option(
+    "--port",
+    type=click.IntRange(1, 65535),
+    default=ServeConfig.port,
+    show_default=True,
+    help="TCP port to listen on.",
+)
+@click.option(
+    "--name",
+    default=None,
+    help="The model name clients ask for. [default: the model folder's name]",
+)
+@backend_option
+@max_model_len_option
+@tensor_parallel_option
+@click.option(
+    "--data-parallel-size",
+    type=click.IntRange(min=1),
+    default=ServeConfig.data_parallel_size,
+    show_default=True,
+    help="Copies of the model behind the one server, each on its own GPUs.",
+)
+def serve(
+    model: str | None,
+    host: str,
+    port: int,
+    name: str | None,
+    backend: str | None,
+    max_model_len: int,
+    tensor_parallel_size: int,
+    data_parallel_size: int,
+) -> None:
+    """Serve a local model with vLLM's OpenAI-compatible server, on this machine only.
+
+    The team's other tools (and `localgen generate --engine openai`) can then use it. It
+    runs offline with the settings of localgen's own vLLM engine, and stops on Ctrl-C.
+    One structured-output backend serves everyone: guidance (the default) compiles the
+    row JSON schemas (clients' --backend json_schema); xgrammar takes localgen's row
+    grammars (clients' --backend grammar).
+
+    \b
+    Example:
+      localgen serve --port 8000 &
+      localgen generate task.toml --out runs/t --engine openai \\
+          --base-url http://127.0.0.1:8000/v1
+    """
+    from localgen.engines.server import serve as run_server
+
+    config = ServeConfig(
+        model=model,
+        host=host,
+        port=port,
+        backend=backend or ServeConfig.backend,
+        max_model_len=max_model_len,
+        name=name,
+        tensor_parallel_size=tensor_parallel_size,
+        data_parallel_size=data_parallel_size,
+    )
+    sys.exit(run_server(config, echo_err))
+
+
+COMMANDS = [models, serve]

@@ -1,0 +1,50 @@
+"""The settings localgen runs vLLM with, in this process (`engines/vllm.py`) and as a
+server (`engines/server.py`): one place, so both give the same rows.
+
+On a CPU they are the ones that start in seconds: eager mode (torch.compile's cache fails
+to reload on CPU and costs over a minute per start), bfloat16 only where the CPU has it
+natively, whole prefills, and a bounded KV cache. This module does not import vLLM.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+INSTALL_HINT = "pip install 'localgen[cpu]' (no NVIDIA GPU) or 'localgen[gpu]'"
+CPU_BATCH_TOKENS = 8192  # prompt tokens per engine step on CPU (no chunked prefill there)
+# Read by vLLM at start; set only where the user has not set them.
+ENV_DEFAULTS = {
+    "VLLM_CPU_KVCACHE_SPACE": "2",  # GiB; ~90k tokens for a 135M model
+    "VLLM_REGEX_COMPILATION_TIMEOUT_S": "300",  # the outlines backend compiles slowly
+}
+
+
+def cpu_dtype() -> Literal["bfloat16", "float32"]:
+    """bfloat16 only where the CPU computes it natively; emulated on AVX2 it ran 2.3-2.7x
+    slower than float32 (38.9 vs 105.0 tokens/s unconstrained, 32.1 vs 72.8 with the row grammar;
+    SmolLM2-135M on a 2-core AMD EPYC without AVX-512; `make bench-dtype`)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return "float32"
+    return "bfloat16" if ("avx512_bf16" in flags or "amx_bf16" in flags) else "float32"
+
+
+def structured_outputs(backend: str) -> dict[str, Any]:
+    """vLLM's structured-output settings: the backend, with whitespace off between JSON
+    tokens. Whitespace is engine-wide (xgrammar ignores it per request), and vLLM refuses
+    the setting for the outlines backend."""
+    return {"backend": backend} | (
+        {"disable_any_whitespace": True} if backend != "outlines" else {}
+    )
+
+
+def cpu_options(max_model_len: int) -> dict[str, Any]:
+    """vLLM 0.32's CPU build crashes ("CPU Generator does not use offset") when a request
+    with its own seed is prefilled in chunks, which happens as soon as a step holds more
+    prompt tokens than the batch budget. Whole prefills avoid it."""
+    return {
+        "enable_chunked_prefill": False,
+        "max_num_batched_tokens": max(max_model_len, CPU_BATCH_TOKENS),
+    }

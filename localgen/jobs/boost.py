@@ -37,7 +37,7 @@ from localgen.data import LabeledData, read_task_data
 from localgen.engines.base import Engine
 from localgen.engines.loader import check_settings, resolve_engine_model, running
 from localgen.errors import DataError
-from localgen.generation.generate import generate
+from localgen.generation.generate import GenerateResult, generate
 from localgen.generation.store import CURATED
 from localgen.models.resolve import ModelRef
 from localgen.offline import egress_guard
@@ -131,22 +131,17 @@ def _write_anchors(
     return anchors_file, known
 
 
-def _round(
+def _variants(
     number: int,
-    state: _State,
-    inputs: _Inputs,
+    anchors_file: Path,
+    known: Path,
     config: BoostConfig,
     engine: Engine,
     model_ref: ModelRef,
-    encoder: Any,
-) -> dict[str, Any]:
-    """Generate variants of this round's targets, curate them, retrain, and keep the
-    round when validation macro-F1 rises by more than min_gain; its curve entry."""
+) -> tuple[GenerateResult, dict[str, Any]]:
+    """Generate the round's variants of its anchors (a resumable run folder), and curate
+    them against the real data and the anchors (and --test, for contamination)."""
     folder = config.out / f"round-{number}"
-    truth = inputs.validation.frame["label"].to_list()
-    proba = state.current.head.proba(state.val_vectors)
-    chosen = pick_targets(proba, state.current.labels, truth, config.targets)
-    anchors_file, known = _write_anchors(number, inputs.validation.frame[chosen], inputs, config)
     generated = generate(
         GenerateConfig(
             task_path=config.task_path,
@@ -175,6 +170,26 @@ def _round(
             label_column=config.label_column,
         )
     )
+    return generated, curation
+
+
+def _round(
+    number: int,
+    state: _State,
+    inputs: _Inputs,
+    config: BoostConfig,
+    engine: Engine,
+    model_ref: ModelRef,
+    encoder: Any,
+) -> dict[str, Any]:
+    """Generate variants of this round's targets, curate them, retrain, and keep the
+    round when validation macro-F1 rises by more than min_gain; its curve entry."""
+    folder = config.out / f"round-{number}"
+    truth = inputs.validation.frame["label"].to_list()
+    proba = state.current.head.proba(state.val_vectors)
+    chosen = pick_targets(proba, state.current.labels, truth, config.targets)
+    anchors_file, known = _write_anchors(number, inputs.validation.frame[chosen], inputs, config)
+    generated, curation = _variants(number, anchors_file, known, config, engine, model_ref)
     rows = pl.read_parquet(folder / CURATED)
     predicted = np.array(state.current.head.predict(state.val_vectors[chosen]))
     entry: dict[str, Any] = {

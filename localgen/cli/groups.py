@@ -1,0 +1,286 @@
+"""Option groups that hand a command the settings object they describe.
+
+A group decorator (`planned`, `engine_options`, `head_options`, `train_options`) declares
+its options and replaces them, in the command's arguments, by the typed settings they
+make: `planned: GenerateConfig`, `engine: EngineSettings`, `settings: TrainSettings`. A
+group that needs a seed reads the command's own `--seed`. Defaults come from
+`localgen.config`.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from localgen.cli.options import (
+    F,
+    apply,
+    backend_option,
+    columns,
+    data_file,
+    instructions_option,
+    max_model_len_option,
+    rows_options,
+    run_seed_option,
+    task_argument,
+    tensor_parallel_option,
+)
+from localgen.config import SEED, EngineSettings, GenerateConfig, TrainSettings
+
+
+def _group(
+    options: list[Callable[[F], F]], name: str, make: Callable[..., Any], owns_seed: bool = False
+) -> Any:
+    """Declare `options`; the command receives `name=make(**their values)` instead. `make`
+    also gets the command's --seed (one of `options` when `owns_seed`)."""
+    keys = [k for k in inspect.signature(make).parameters if owns_seed or k != "seed"]
+
+    def decorator(func: F) -> F:
+        @functools.wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            values = {key: kwargs.pop(key) for key in keys}
+            if not owns_seed:
+                values["seed"] = click.get_current_context().params.get("seed", SEED)
+            kwargs[name] = make(**values)
+            return func(*args, **kwargs)
+
+        return apply(*options)(wrapper)  # type: ignore[arg-type]
+
+    return decorator
+
+
+def _planned(
+    task_file: Path,
+    count: int | None,
+    strategies: tuple[str, ...],
+    balance: str | int | None,
+    seed_data: Path | None,
+    text_column: str,
+    label_column: str,
+    reject: Path | None,
+    anchors: Path | None,
+    instructions: str,
+    seed: int,
+) -> GenerateConfig:
+    # `plan` writes nothing: the run folder is filled in by the command that has one.
+    return GenerateConfig(
+        task_path=task_file,
+        out=Path("."),
+        count=count,
+        strategy=strategies,
+        balance=balance,
+        seed_data=seed_data,
+        text_column=text_column,
+        label_column=label_column,
+        reject=reject,
+        anchors=anchors,
+        instructions=instructions,
+        seed=seed,
+    )
+
+
+planned = _group(
+    [
+        task_argument,
+        rows_options,
+        data_file(
+            "--seed-data",
+            "Real labeled examples (CSV, JSONL or Parquet): shown by few-shot and "
+            "contrastive, counted by --balance.",
+        ),
+        columns("--seed-data"),
+        data_file(
+            "--reject",
+            "Rows you rejected (a .txt of texts or row ids, or a table with a text or id "
+            "column): the contrastive strategy asks for something different.",
+        ),
+        data_file(
+            "--anchors",
+            "Real examples to write close variants of, with their label (same columns as "
+            "--seed-data): every request is contrastive, -n rows per anchor.",
+        ),
+        instructions_option,
+        run_seed_option,
+    ],
+    "planned",
+    _planned,
+    owns_seed=True,
+)
+
+
+def _engine(
+    engine_name: str,
+    backend: str | None,
+    max_model_len: int,
+    base_url: str | None,
+    allow_hosts: tuple[str, ...],
+    concurrency: int,
+    tensor_parallel_size: int,
+    replicas: int,
+    ray_address: str | None,
+    seed: int,
+) -> EngineSettings:
+    from localgen.engines.loader import check_settings
+
+    settings = EngineSettings(
+        name=engine_name,
+        backend=backend,
+        max_model_len=max_model_len,
+        seed=seed,
+        base_url=base_url,
+        allow_hosts=tuple(dict.fromkeys(allow_hosts)),
+        concurrency=concurrency,
+        tensor_parallel_size=tensor_parallel_size,
+        replicas=replicas,
+        ray_address=ray_address,
+    )
+    check_settings(settings)  # a bad engine, backend or server URL fails before any work
+    return settings
+
+
+engine_options = _group(
+    [
+        click.option(
+            "--engine",
+            "engine_name",
+            type=click.Choice(["vllm", "transformers", "openai", "fake"]),
+            envvar="LOCALGEN_ENGINE",
+            default=EngineSettings.name,
+            show_default=True,
+            help="vllm: fast, batched, in this process. transformers: Outlines on plain "
+            "transformers. openai: an OpenAI-compatible server (--base-url), e.g. `localgen "
+            "serve`; --model is then the served model's name. fake: no model, canned rows "
+            "(tests and overhead benchmarks). [env LOCALGEN_ENGINE]",
+        ),
+        backend_option,
+        click.option(
+            "--base-url",
+            envvar="LOCALGEN_BASE_URL",
+            default=None,
+            help="--engine openai: the server's API root, e.g. http://127.0.0.1:8000/v1. "
+            "[env LOCALGEN_BASE_URL]",
+        ),
+        click.option(
+            "--allow-host",
+            "allow_hosts",
+            multiple=True,
+            envvar="LOCALGEN_ALLOW_HOSTS",
+            help="A host other than this machine that --base-url may name (repeat; the "
+            "variable takes a space-separated list). Anything else is refused. "
+            "[env LOCALGEN_ALLOW_HOSTS]",
+        ),
+        click.option(
+            "--concurrency",
+            type=click.IntRange(min=1, max=1024),
+            default=EngineSettings.concurrency,
+            show_default=True,
+            help="--engine openai: requests in flight at once.",
+        ),
+        max_model_len_option,
+        tensor_parallel_option,
+        click.option(
+            "--replicas",
+            type=click.IntRange(min=1),
+            default=EngineSettings.replicas,
+            show_default=True,
+            help="Run this many engines as Ray actors, each with the whole model (data "
+            "parallel; each takes --tensor-parallel-size GPUs). Needs localgen[ray].",
+        ),
+        click.option(
+            "--ray-address",
+            envvar="LOCALGEN_RAY_ADDRESS",
+            default=None,
+            help="Join this Ray cluster (auto, HOST:PORT or ray://HOST:PORT; the host must be "
+            "loopback or --allow-host) instead of starting a private one on this machine. "
+            "[env LOCALGEN_RAY_ADDRESS]",
+        ),
+    ],
+    "engine",
+    _engine,
+)
+
+_HEAD = [
+    click.option(
+        "--encoder",
+        default=None,
+        help="Local sentence-encoder folder (Hugging Face format). "
+        "[default: the built-in all-MiniLM-L6-v2]",
+    ),
+    click.option(
+        "--c",
+        "c",
+        type=click.FloatRange(min=0, min_open=True),
+        default=TrainSettings.c,
+        show_default=True,
+        help="Inverse regularisation strength of the linear head (scikit-learn's C).",
+    ),
+    click.option(
+        "--no-class-weights",
+        is_flag=True,
+        help="Weigh every row the same (default: each label weighs the same in total).",
+    ),
+]
+_FINE_TUNE = [
+    click.option(
+        "--fine-tune",
+        is_flag=True,
+        help="Train the encoder with the head (for a GPU, or a few hundred rows on a CPU); "
+        "by default the encoder is frozen and only the linear head is fitted.",
+    ),
+    click.option(
+        "--epochs",
+        type=click.IntRange(min=1),
+        default=TrainSettings.epochs,
+        show_default=True,
+        help="Passes over the data when fine-tuning.",
+    ),
+    click.option(
+        "--learning-rate",
+        type=click.FloatRange(min=0, min_open=True),
+        default=TrainSettings.learning_rate,
+        show_default=True,
+        help="Encoder learning rate when fine-tuning (the head's is 100 times larger).",
+    ),
+    click.option(
+        "--batch-size",
+        type=click.IntRange(min=1),
+        default=TrainSettings.batch_size,
+        show_default=True,
+        help="Rows per step when fine-tuning.",
+    ),
+]
+
+
+def _head(encoder: str | None, c: float, no_class_weights: bool, seed: int) -> TrainSettings:
+    return TrainSettings(encoder=encoder, c=c, balanced=not no_class_weights, seed=seed)
+
+
+def _train(
+    encoder: str | None,
+    c: float,
+    no_class_weights: bool,
+    fine_tune: bool,
+    epochs: int,
+    learning_rate: float,
+    batch_size: int,
+    seed: int,
+) -> TrainSettings:
+    return TrainSettings(
+        encoder=encoder,
+        c=c,
+        balanced=not no_class_weights,
+        fine_tune=fine_tune,
+        epochs=epochs,
+        learning_rate=learning_rate,
+        batch_size=batch_size,
+        seed=seed,
+    )
+
+
+head_options = _group(_HEAD, "settings", _head)  # a frozen encoder and its linear head
+train_options = _group([*_HEAD, *_FINE_TUNE], "settings", _train)

@@ -99,6 +99,15 @@ def read_labeled(
     return LabeledData(frame=df, source=str(p), dropped_empty=before - df.height)
 
 
+def read_lines(path: Path) -> list[str]:
+    """The lines of a UTF-8 text file, stripped (blank ones too)."""
+    try:
+        # Split on newlines only: splitlines() would also break at U+0085 or U+2028.
+        return [line.strip() for line in path.read_text(encoding="utf-8").split("\n")]
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: not a UTF-8 text file") from None
+
+
 def read_texts(path: str | Path, text_column: str = "text") -> pl.DataFrame:
     """Texts to classify: a table with a text column, or a .txt file of one text per line.
     Returns the file's columns with the text column renamed `text`; empty texts dropped."""
@@ -106,11 +115,7 @@ def read_texts(path: str | Path, text_column: str = "text") -> pl.DataFrame:
     if not p.is_file():
         raise DataError(f"data file not found: {p}")
     if p.suffix.lower() == ".txt":
-        try:
-            lines = p.read_text(encoding="utf-8").split("\n")
-        except UnicodeDecodeError:
-            raise DataError(f"{p}: not a UTF-8 text file") from None
-        frame = pl.DataFrame({"text": [line.strip() for line in lines]}, schema={"text": pl.Utf8})
+        frame = pl.DataFrame({"text": read_lines(p)}, schema={"text": pl.Utf8})
     else:
         if p.stat().st_size == 0:
             raise DataError(f"{p}: the file is empty")

@@ -1,1 +1,6 @@
-"""classify"""
+"""The classifier: a sentence encoder and a linear head, trained on real and synthetic
+rows, saved as a model folder, scored on real data.
+
+`train` embeds and fits (`finetune` trains the encoder too), `classifier` saves and loads
+model folders, `evaluation` scores with bootstrap intervals and paired differences.
+"""

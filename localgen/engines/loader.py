@@ -7,13 +7,13 @@ install hint, not an import error at start-up.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
 from localgen.config import EngineSettings
+from localgen.engines.adapters import start_adapter
 from localgen.engines.base import BACKENDS, ENGINES, Engine
 from localgen.errors import EngineError
 from localgen.models.resolve import ModelRef, resolve_model
@@ -72,27 +72,7 @@ def load_engine(settings: EngineSettings, model: ModelRef, say: Say = silent) ->
         from localgen.engines.ray_actors import RayEngine
 
         return RayEngine(replace(settings, backend=backend), model)
-    if settings.name == "vllm":
-        from localgen.engines.vllm import VllmEngine
-
-        return VllmEngine(
-            model, backend, settings.max_model_len, settings.seed, settings.tensor_parallel_size
-        )
-    if settings.name == "transformers":
-        from localgen.engines.transformers import TransformersEngine
-
-        return TransformersEngine(model, backend, settings.seed)
-    if settings.name == "openai":
-        from localgen.engines.openai import OpenAIEngine
-
-        return OpenAIEngine(model, backend, settings.concurrency)
-    from localgen.engines.fake import FakeEngine
-
-    rate = os.environ.get("LOCALGEN_FAKE_TOKENS_PER_S")
-    try:
-        return FakeEngine(float(rate) if rate else None)
-    except ValueError:
-        raise EngineError(f"LOCALGEN_FAKE_TOKENS_PER_S must be a number, got {rate!r}") from None
+    return start_adapter(settings, backend, model)
 
 
 @contextmanager

@@ -21,12 +21,12 @@ from dataclasses import replace
 from typing import Any
 
 from localgen.config import EngineSettings
+from localgen.engines.adapters import start_adapter
 from localgen.engines.base import Completion
 from localgen.errors import EngineError
 from localgen.models.resolve import ModelRef
 from localgen.offline import apply_offline_env, egress_guard, is_loopback_host
 from localgen.planning.requests import Request
-from localgen.progress import silent
 
 CHUNKS_PER_ACTOR = 4  # enough to balance uneven actors, few enough to keep batches large
 RAY_ENV = {"RAY_DISABLE_DOCKER_CPU_WARNING": "1"}  # usage stats are off in OFFLINE_ENV
@@ -48,13 +48,12 @@ class EngineActor:
     """One engine inside a Ray actor (made remote at start, so `ray` stays optional)."""
 
     def __init__(self, settings: EngineSettings, model: ModelRef) -> None:
-        from localgen.engines.loader import load_engine
-
         apply_offline_env()  # before the engine imports vLLM or transformers
         self.allow = settings.allow_hosts
         self.handled = 0
+        assert settings.backend is not None, "RayEngine passes the checked backend"
         with egress_guard(self.allow):
-            self.engine = load_engine(settings, model, say=silent)
+            self.engine = start_adapter(settings, settings.backend, model)
 
     def generate(self, requests: list[Request]) -> list[Completion]:
         with egress_guard(self.allow):

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import polars as pl
 
-from localgen.data import content_id, read_frame
+from localgen.data import content_id, read_frame, read_lines
 from localgen.errors import DataError
 from localgen.generation.store import RunFolder
 from localgen.planning.requests import Rejected
@@ -37,12 +37,7 @@ def read_rejects(path: str | Path) -> list[Rejected]:
     if not p.is_file():
         raise DataError(f"reject file not found: {p}")
     if p.suffix.lower() == ".txt":
-        try:
-            # Split on newlines only: splitlines() would also break at U+0085 or U+2028.
-            lines = p.read_text(encoding="utf-8").split("\n")
-        except UnicodeDecodeError:
-            raise DataError(f"{p}: not a UTF-8 text file") from None
-        entries: list[tuple[str, str | None]] = [(s.strip(), None) for s in lines if s.strip()]
+        entries: list[tuple[str, str | None]] = [(s, None) for s in read_lines(p) if s]
     else:
         frame = read_frame(p)
         column = "text" if "text" in frame.columns else "id" if "id" in frame.columns else None

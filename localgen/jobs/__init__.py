@@ -1,1 +1,4 @@
-"""jobs"""
+"""Whole jobs over every stage: `run` (generate, curate, train three ways, compare on
+real test data) and `boost` (rounds of variants of the classifier's mistakes, kept only
+when they help).
+"""

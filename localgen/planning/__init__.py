@@ -1,1 +1,6 @@
-"""planning"""
+"""Planning: from a task file to every request a run will send, without an LLM.
+
+`task` reads the task file, `prompts` renders the templates of `prompts/`, `schema` is the
+row contract (JSON schema and grammar), `requests` the plan's parts, `strategies` how one
+request is asked (one function per strategy) and `plan` how many of each, per label.
+"""

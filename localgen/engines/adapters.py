@@ -1,0 +1,37 @@
+"""Start one engine adapter in this process, by name; each adapter's library is imported
+only here, when it is started. Settings are checked by `localgen.engines.loader` first;
+the Ray engine (`ray_actors`) starts one of these inside each actor."""
+
+from __future__ import annotations
+
+import os
+
+from localgen.config import EngineSettings
+from localgen.engines.base import Engine
+from localgen.errors import EngineError
+from localgen.models.resolve import ModelRef
+
+
+def start_adapter(settings: EngineSettings, backend: str, model: ModelRef) -> Engine:
+    """The adapter `settings.name` on `model`, with the decoding `backend`."""
+    if settings.name == "vllm":
+        from localgen.engines.vllm import VllmEngine
+
+        return VllmEngine(
+            model, backend, settings.max_model_len, settings.seed, settings.tensor_parallel_size
+        )
+    if settings.name == "transformers":
+        from localgen.engines.transformers import TransformersEngine
+
+        return TransformersEngine(model, backend, settings.seed)
+    if settings.name == "openai":
+        from localgen.engines.openai import OpenAIEngine
+
+        return OpenAIEngine(model, backend, settings.concurrency)
+    from localgen.engines.fake import FakeEngine
+
+    rate = os.environ.get("LOCALGEN_FAKE_TOKENS_PER_S")
+    try:
+        return FakeEngine(float(rate) if rate else None)
+    except ValueError:
+        raise EngineError(f"LOCALGEN_FAKE_TOKENS_PER_S must be a number, got {rate!r}") from None

@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 VLLM_EXTRA := $(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1 && echo gpu || echo cpu)
 STAMP  := $(VENV)/.installed-$(VLLM_EXTRA)
 
-.PHONY: install demo test lint bench bench-dtype bench-real-data clean
+.PHONY: install demo test test-fast lint bench bench-dtype bench-real-data docs clean
 
 install: $(STAMP)
 
@@ -35,8 +35,17 @@ demo: install
 	    --strategy attributes --strategy hierarchical
 	$(BIN)/localgen show runs/demo --limit 5
 
+# Every layer: unit, cli, integration (the real vLLM engine) and gpu (skipped without CUDA).
 test: install
 	$(BIN)/pytest
+
+# The unit and command-line layers only: no LLM is loaded (a few minutes).
+test-fast: install
+	$(BIN)/pytest tests/unit tests/cli
+
+# docs/settings.md is generated from localgen/config.py (a test checks it is current).
+docs: install
+	$(BIN)/python -m localgen.config > docs/settings.md
 
 lint: install
 	$(BIN)/ruff check localgen tests bench

@@ -168,3 +168,50 @@ class ServeConfig:
     name: str | None = None  # the served model name; None: the model's own name
     tensor_parallel_size: int = EngineSettings.tensor_parallel_size
     data_parallel_size: int = 1  # copies of the model, each on its own GPUs
+
+
+def settings_markdown() -> str:
+    """docs/settings.md: every setting above with its default and the comment beside it,
+    read from this file, so the docs cannot drift from the code (a test compares them)."""
+    import dataclasses
+    import inspect
+    import re
+    import sys
+
+    lines = [
+        "# Settings and their defaults",
+        "",
+        "Generated from `localgen/config.py` by `python -m localgen.config > docs/settings.md`;",
+        "the command-line options show the same defaults in `--help`.",
+    ]
+    module = sys.modules[__name__]
+    for name in ("SEED", "RESAMPLES", "LEVEL"):
+        lines += ["", f"- `{name}` = {getattr(module, name)!r}"]
+    for cls in (
+        EngineSettings,
+        GenerateConfig,
+        CurateConfig,
+        ReportConfig,
+        TrainSettings,
+        TrainConfig,
+        RunConfig,
+        BoostConfig,
+        ServeConfig,
+    ):
+        comment = re.compile(r"^    (\w+): [^\n=]+= [^\n#]+#\s*(.+)$", re.M)
+        comments = dict(comment.findall(inspect.getsource(cls)))
+        lines += ["", f"## {cls.__name__}", "", str(cls.__doc__), "", "| setting | default | |"]
+        lines.append("|---|---|---|")
+        for f in dataclasses.fields(cls):
+            if f.default is not dataclasses.MISSING:
+                default = f"`{f.default!r}`"
+            elif f.default_factory is not dataclasses.MISSING:
+                default = f"`{type(f.default_factory()).__name__}()`"
+            else:
+                default = "required"
+            lines.append(f"| `{f.name}` | {default} | {comments.get(f.name, '')} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    print(settings_markdown(), end="")

@@ -15,9 +15,7 @@ from localgen.engines.base import Completion
 from localgen.engines.vllm_setup import (
     ENV_DEFAULTS,
     INSTALL_HINT,
-    cpu_dtype,
-    cpu_options,
-    structured_outputs,
+    llm_options,
 )
 from localgen.errors import EngineError
 from localgen.models.resolve import ModelRef
@@ -55,21 +53,16 @@ class VllmEngine:
             raise EngineError(f"vLLM is not installed ({e.name}): {INSTALL_HINT}") from None
         self.backend = backend
         self.model = model
-        on_gpu = torch.cuda.is_available()
-        cpu_only = {} if on_gpu else cpu_options(max_model_len)
+        options = llm_options(
+            model.path,
+            backend,
+            max_model_len,
+            seed,
+            tensor_parallel_size,
+            torch.cuda.is_available(),
+        )
         try:
-            self.llm = LLM(
-                model=str(model.path),
-                seed=seed,
-                max_model_len=max_model_len,
-                dtype="auto" if on_gpu else cpu_dtype(),
-                enforce_eager=not on_gpu,
-                tensor_parallel_size=tensor_parallel_size,
-                # One GPU or a CPU: everything in this process. Several: vLLM's workers.
-                distributed_executor_backend="uni" if tensor_parallel_size == 1 else "mp",
-                structured_outputs_config=structured_outputs(backend),
-                **cpu_only,
-            )
+            self.llm = LLM(**options)
         except Exception as e:  # vLLM raises many types for a model it cannot load
             raise EngineError(f"vLLM could not load {model.path}: {_first_line(e)}") from None
 

@@ -48,3 +48,25 @@ def cpu_options(max_model_len: int) -> dict[str, Any]:
         "enable_chunked_prefill": False,
         "max_num_batched_tokens": max(max_model_len, CPU_BATCH_TOKENS),
     }
+
+
+def llm_options(
+    model_path: Path | None,
+    backend: str,
+    max_model_len: int,
+    seed: int,
+    tensor_parallel_size: int,
+    on_gpu: bool,
+) -> dict[str, Any]:
+    """The keyword arguments of `vllm.LLM` for localgen's in-process engine."""
+    return {
+        "model": str(model_path),
+        "seed": seed,
+        "max_model_len": max_model_len,
+        "dtype": "auto" if on_gpu else cpu_dtype(),  # the model's own dtype on a GPU
+        "enforce_eager": not on_gpu,  # CUDA graphs on a GPU; no torch.compile on a CPU
+        "tensor_parallel_size": tensor_parallel_size,
+        # One GPU or a CPU: everything in this process. Several: vLLM's workers.
+        "distributed_executor_backend": "uni" if tensor_parallel_size == 1 else "mp",
+        "structured_outputs_config": structured_outputs(backend),
+    } | ({} if on_gpu else cpu_options(max_model_len))

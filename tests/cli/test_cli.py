@@ -13,8 +13,7 @@ from localgen.classify.classifier import TextClassifier
 from localgen.cli import cli
 from localgen.vectors.encoder import default_encoder_path
 from localgen.vectors.linear import LinearHead
-from tests.conftest import EXAMPLE_SEED, EXAMPLE_TASK
-from tests.test_curate import make_run
+from tests.conftest import EXAMPLE_SEED, EXAMPLE_TASK, make_run
 
 
 def _invoke(*args: str):  # type: ignore[no-untyped-def]

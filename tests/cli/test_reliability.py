@@ -3,7 +3,7 @@
 The kill tests run the real command line in a child process (`--engine fake` slowed to a
 fixed token rate, so there is time to kill it mid-run) and compare the finished table
 with an uninterrupted run of the same command. The real-engine case is in
-test_integration_vllm.py.
+tests/integration/test_vllm.py.
 """
 
 import contextlib

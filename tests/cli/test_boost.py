@@ -19,8 +19,7 @@ from localgen.errors import TaskError
 from localgen.jobs.boost import pick_targets
 from localgen.planning.plan import build_plan
 from localgen.planning.task import load_task
-from tests.conftest import EXAMPLE_SEED, EXAMPLE_TASK, EXAMPLE_TEST
-from tests.test_curate import BagOfWords
+from tests.conftest import EXAMPLE_SEED, EXAMPLE_TASK, EXAMPLE_TEST, BagOfWords
 
 COLUMNS = ["--text-column", "message", "--label-column", "team"]
 

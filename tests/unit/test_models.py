@@ -196,21 +196,3 @@ def test_import_refuses_what_is_not_gguf(tmp_path: Path, monkeypatch: pytest.Mon
     missing = _cli("models", "import", str(tmp_path / "none.gguf"))
     assert missing.exit_code == 1 and "GGUF file not found" in missing.stderr
     assert not (tmp_path / "home" / "models").exists()
-
-
-@pytest.mark.slow
-def test_import_converts_a_real_gguf_into_a_loadable_verified_folder(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("LOCALGEN_HOME", str(tmp_path / "home"))
-    gguf = models.builtin_gguf()  # the GGUF file the built-in model ships as
-    result = _cli("models", "import", str(gguf), "--name", "smol")
-    assert result.exit_code == 0, result.output
-    folder = tmp_path / "home" / "models" / "smol"
-    assert verify_checksums(folder) == []
-    ref = models.resolve_model("smol")
-    assert ref.path == folder.resolve()
-    config = json.loads((folder / "config.json").read_text())
-    assert config["architectures"] == ["LlamaForCausalLM"] and config["num_hidden_layers"] == 30
-    listed = json.loads(_cli("models", "list", "--json").stdout)
-    assert {"smol", models.BUILTIN_NAME} <= {m["name"] for m in listed}

@@ -2,7 +2,7 @@
 
 Plans are built with a planted sentence encoder (vectors chosen by hand) so nearest
 neighbours are known; runs use the fake engine. The real encoder and the real vLLM
-engine are exercised in test_integration_vllm.py.
+engine are exercised in tests/integration/test_vllm.py.
 """
 
 import json

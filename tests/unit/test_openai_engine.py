@@ -3,7 +3,7 @@
 The stand-in answers each request with a row for the label its constraint allows, so
 these tests check localgen's side: the request it sends, the allow-list, errors, retries
 and the rows it stores. The real server (vLLM, started by `localgen serve`) is in
-tests/test_integration_vllm.py.
+tests/integration/test_vllm.py.
 """
 
 from __future__ import annotations

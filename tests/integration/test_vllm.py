@@ -232,7 +232,8 @@ def test_sigkill_mid_run_then_resume_on_the_real_engine(
     builtin_model,
     tmp_path: Path,
 ) -> None:
-    """Kill a real `localgen generate` once rows are on disk; the rerun ends exactly right."""
+    """Kill a real `localgen generate` once rows are on disk; the rerun stores every planned
+    row once, with its planned seed, and keeps what was stored before the kill."""
     import signal
     import time
 
@@ -249,7 +250,8 @@ def test_sigkill_mid_run_then_resume_on_the_real_engine(
         time.sleep(0.02)
     child.send_signal(signal.SIGKILL)
     child.wait(timeout=60)
-    kept = pl.read_parquet(tmp_path / "cut" / "shards").height
+    stored_before = pl.read_parquet(tmp_path / "cut" / "shards")
+    kept = stored_before.height
     assert 1 <= kept < 24
     resumed = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
@@ -262,9 +264,19 @@ def test_sigkill_mid_run_then_resume_on_the_real_engine(
         task_path=EXAMPLE_TASK, out=tmp_path / "whole", count=6, strategy=("zero-shot",), quiet=True
     )
     generate(config, engine=vllm_engine, model=builtin_model)
-    whole = pl.read_parquet(tmp_path / "whole" / "synthetic.parquet")
+    whole = pl.read_parquet(tmp_path / "whole" / "synthetic.parquet").sort("request_key")
+    # The same requests with the same seeds, and nothing stored before the kill changed.
+    assert cut.sort("request_key")["seed"].to_list() == whole["seed"].to_list()
     columns = ["request_key", "id", "text", "seed"]
-    assert cut.select(columns).sort("request_key").equals(whole.select(columns).sort("request_key"))
+    before = stored_before.select(columns).sort("request_key")
+    assert before.equals(
+        whole.filter(pl.col("request_key").is_in(before["request_key"])).select(columns)
+    )
+    # The rows decoded after the resume are not compared by text: vLLM's CPU build does not
+    # give batch-invariant logits, so a request sampled in a batch of 23 can differ from the
+    # same request, same seed, in a batch of 24 (measured: 2 of 23 rows differed, while two
+    # uninterrupted runs, in a child process and in this one, agreed on all 24). The exact
+    # resume, text for text, is proved with the fake engine (tests/cli/test_reliability.py).
 
 
 def test_transformers_engine_gives_valid_rows(builtin_model, tmp_path: Path, write_task) -> None:  # type: ignore[no-untyped-def]

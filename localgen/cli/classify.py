@@ -46,7 +46,7 @@ def train(
     label_column: str,
     rows: str,
     settings: TrainSettings,
-    seed: int,
+    seed: int,  # already in settings: train_options reads --seed
     as_json: bool,
     quiet: bool,
 ) -> None:

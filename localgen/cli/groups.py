@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -270,15 +271,9 @@ def _train(
     batch_size: int,
     seed: int,
 ) -> TrainSettings:
-    return TrainSettings(
-        encoder=encoder,
-        c=c,
-        balanced=not no_class_weights,
-        fine_tune=fine_tune,
-        epochs=epochs,
-        learning_rate=learning_rate,
-        batch_size=batch_size,
-        seed=seed,
+    head = _head(encoder, c, no_class_weights, seed)
+    return replace(
+        head, fine_tune=fine_tune, epochs=epochs, learning_rate=learning_rate, batch_size=batch_size
     )
 
 

@@ -164,9 +164,15 @@ def build_plan(
     if rejects and "contrastive" not in weights:
         notes.append("rejected rows are shown only by the contrastive strategy: unused here")
     shared = strategies.Shared.build(
-        task, seed_data, prompts or PromptLibrary(), instructions, rejects or [], anchors,
-        encoder if "contrastive" in weights else None, "contrastive" in weights,
-    )  # fmt: skip
+        task,
+        seed_data,
+        prompts or PromptLibrary(),
+        instructions,
+        rejects or [],
+        anchors,
+        encoder,
+        contrastive="contrastive" in weights,
+    )
     rng = random.Random(seed)
     plan = Plan(requests=[], seed=seed, notes=notes)
     for label in task.labels:

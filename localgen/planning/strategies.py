@@ -99,7 +99,7 @@ class Shared:
         encoder: TextEncoder | None,
         contrastive: bool,
     ) -> Shared:
-        neighbours = None
+        neighbours = None  # only the contrastive strategy needs the encoder
         if contrastive and seed_data is not None:
             if encoder is None:
                 from localgen.vectors.encoder import default_encoder

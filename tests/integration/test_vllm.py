@@ -70,14 +70,25 @@ def test_same_seed_same_rows_on_the_same_engine(
     builtin_model,  # type: ignore[no-untyped-def]
     tmp_path: Path,
 ) -> None:
-    texts = []
+    """The same seed sends the same requests: same plan, prompts and per-request seeds.
+
+    The texts are not compared: vLLM's CPU build is not deterministic run to run even for
+    identical requests in an identical batch (measured: 8 repeats of this 4-row run on one
+    engine gave 2 distinct results, with prefix caching on or off, on the code before and
+    after the stage-folder refactor). Same seed, same text is proved with the fake engine
+    (tests/unit/test_generate.py::test_same_seed_gives_same_rows)."""
+    runs, fingerprints = [], []
     for name in ("a", "b"):
         config = GenerateConfig(
             task_path=EXAMPLE_TASK, out=tmp_path / name, count=1, seed=11, quiet=True
         )
         generate(config, engine=vllm_engine, model=builtin_model)
-        texts.append(pl.read_parquet(tmp_path / name / "synthetic.parquet")["text"].to_list())
-    assert texts[0] == texts[1]
+        rows = pl.read_parquet(tmp_path / name / "synthetic.parquet").sort("request_key")
+        runs.append(rows.select("request_key", "template_hash", "seed", "label"))
+        manifest = json.loads((tmp_path / name / "manifest.json").read_text())
+        fingerprints.append(manifest["plan"]["fingerprint"])
+    assert fingerprints[0] == fingerprints[1]
+    assert runs[0].equals(runs[1]) and runs[0].height == 4
 
 
 def test_few_shot_rows_name_their_examples(vllm_engine, builtin_model, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

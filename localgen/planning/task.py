@@ -21,6 +21,7 @@ This module only reads and checks the file; planning requests is `localgen.plann
 
 from __future__ import annotations
 
+import json
 import tomllib
 from pathlib import Path
 from typing import Annotated, Literal
@@ -170,7 +171,9 @@ def strategy_weights(value: object) -> dict[str, float]:
 
 def _format_validation_error(err: ValidationError) -> str:
     first = err.errors()[0]
-    where = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    # A key with a line break or other control character is quoted: the error stays one line.
+    parts = [str(p) if str(p).isprintable() else json.dumps(str(p)) for p in first["loc"]]
+    where = ".".join(parts) or "(top level)"
     msg = first["msg"]
     if first["type"] == "extra_forbidden":
         msg = "unknown key (check the spelling)"

@@ -9,7 +9,7 @@ import string
 from pathlib import Path
 
 import polars as pl
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from localgen.data import read_labeled
@@ -130,6 +130,7 @@ generation_keys = st.sampled_from(
     generation=st.dictionaries(generation_keys, values, max_size=5),
     label_names=st.lists(st.text(min_size=1, max_size=8), min_size=0, max_size=4),
 )
+@example(generation={}, label_names=["\n"])  # found by hypothesis: a label that is a line break
 def test_structured_tasks_validate_or_name_the_key(
     generation: dict[str, object], label_names: list[str]
 ) -> None:

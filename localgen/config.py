@@ -24,7 +24,7 @@ class EngineSettings:
 
     name: str = "vllm"  # vllm, transformers, openai or fake
     backend: str | None = None  # None: the engine's default (first in engines.base.BACKENDS)
-    max_model_len: int = 2048  # prompt + row; few-shot prompts with long examples need room
+    max_model_len: int | None = None  # prompt + row, in tokens; None: the model's own, <= 8192
     seed: int = SEED
     base_url: str | None = None  # openai: the server, e.g. http://127.0.0.1:8000/v1
     allow_hosts: tuple[str, ...] = ()  # hosts besides loopback: a server, a Ray head
@@ -46,6 +46,7 @@ class GenerateConfig:
     seed_data: Path | None = None
     balance: str | int | None = None  # "majority" or a target; None = the task file's
     instructions: str = ""  # added to the task file's run-wide instructions
+    language: str | None = None  # the language rows are written in; None = the task file's
     reject: Path | None = None  # rejected rows, shown as negatives by the contrastive strategy
     anchors: Path | None = None  # examples to write close variants of: count rows per anchor
     text_column: str = "text"
@@ -159,11 +160,10 @@ class ServeConfig:
     model: str | None = None  # a folder or a name; None = the built-in model
     host: str = "127.0.0.1"
     port: int = 8000
-    # guidance: compiles the row JSON schemas (response_format). xgrammar 0.2.8 crashes on
-    # their text pattern (grammar_functor.cc "Check failed"), so it serves only the EBNF
-    # grammars of `--engine openai --backend grammar`.
+    # guidance follows both the row JSON schema (response_format) and the row regex
+    # (`--engine openai --backend grammar`) exactly, and compiles them in milliseconds.
     backend: str = "guidance"
-    max_model_len: int = EngineSettings.max_model_len
+    max_model_len: int | None = EngineSettings.max_model_len
     seed: int = SEED
     name: str | None = None  # the served model name; None: the model's own name
     tensor_parallel_size: int = EngineSettings.tensor_parallel_size

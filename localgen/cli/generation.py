@@ -13,6 +13,7 @@ from localgen.cli.options import (
     echo_err,
     handle_errors,
     json_option,
+    max_model_len_option,
     model_option,
     out_option,
     overwrite_option,
@@ -25,10 +26,15 @@ from localgen.config import EngineSettings, GenerateConfig
 
 
 def _print_plan(config: GenerateConfig, n_prompts: int, as_json: bool) -> None:
-    from localgen.generation.generate import prepare_plan
+    from localgen.generation.generate import LOCAL_ENGINES, prepare_plan, with_context
     from localgen.generation.show import plan_summary
+    from localgen.models.resolve import resolve_model
 
-    _, _, plan = prepare_plan(config)
+    model = None
+    if config.engine.name in LOCAL_ENGINES:  # its tokenizer measures the prompts
+        model = resolve_model(config.model, say(config.quiet))
+        config = with_context(config, model)
+    _, _, plan = prepare_plan(config, model)
     click.echo(plan_summary(plan, n_prompts, as_json))
 
 
@@ -42,19 +48,29 @@ def _print_plan(config: GenerateConfig, n_prompts: int, as_json: bool) -> None:
     default=None,
     help="Prompts to print. [default: one per strategy]",
 )
+@model_option
+@max_model_len_option
 @json_option("the plan as one JSON object")
-def plan_command(planned: GenerateConfig, n_prompts: int | None, as_json: bool) -> None:
+def plan_command(
+    planned: GenerateConfig,
+    n_prompts: int | None,
+    model: str | None,
+    max_model_len: int | None,
+    as_json: bool,
+) -> None:
     """Print what a run would ask for: rows per label and strategy, and example prompts.
 
-    Loads no LLM and writes nothing (the contrastive strategy loads the small sentence
-    encoder to find neighbours).
+    Loads no LLM and writes nothing. The model's tokenizer measures every prompt against
+    its context (the contrastive strategy also loads the small sentence encoder).
 
     \b
     Example:
       localgen plan examples/legal-clauses/task.toml --seed-data examples/legal-clauses/seed.csv
       localgen plan task.toml --strategy attributes --strategy hierarchical --prompts 4
     """
-    _print_plan(planned, n_prompts if n_prompts is not None else -1, as_json)
+    engine = replace(planned.engine, max_model_len=max_model_len)
+    config = replace(planned, model=model, engine=engine)
+    _print_plan(config, n_prompts if n_prompts is not None else -1, as_json)
 
 
 @click.command()

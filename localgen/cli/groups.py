@@ -25,6 +25,7 @@ from localgen.cli.options import (
     columns,
     data_file,
     instructions_option,
+    language_option,
     max_model_len_option,
     rows_options,
     run_seed_option,
@@ -66,6 +67,7 @@ def _planned(
     reject: Path | None,
     anchors: Path | None,
     instructions: str,
+    language: str | None,
     seed: int,
 ) -> GenerateConfig:
     # `plan` writes nothing: the run folder is filled in by the command that has one.
@@ -81,6 +83,7 @@ def _planned(
         reject=reject,
         anchors=anchors,
         instructions=instructions,
+        language=language,
         seed=seed,
     )
 
@@ -106,6 +109,7 @@ planned = _group(
             "--seed-data): every request is contrastive, -n rows per anchor.",
         ),
         instructions_option,
+        language_option,
         run_seed_option,
     ],
     "planned",
@@ -117,7 +121,7 @@ planned = _group(
 def _engine(
     engine_name: str,
     backend: str | None,
-    max_model_len: int,
+    max_model_len: int | None,
     base_url: str | None,
     allow_hosts: tuple[str, ...],
     concurrency: int,

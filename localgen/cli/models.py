@@ -187,7 +187,7 @@ def serve(
     port: int,
     name: str | None,
     backend: str | None,
-    max_model_len: int,
+    max_model_len: int | None,
     tensor_parallel_size: int,
     data_parallel_size: int,
 ) -> None:

@@ -145,8 +145,8 @@ max_model_len_option = click.option(
     "--max-model-len",
     type=click.IntRange(min=256),
     default=EngineSettings.max_model_len,
-    show_default=True,
-    help="Longest prompt + row the engine accepts, in tokens.",
+    help="Longest prompt + row the engine accepts, in tokens. "
+    "[default: the model's own context, at most 8192]",
 )
 tensor_parallel_option = click.option(
     "--tensor-parallel-size",
@@ -214,6 +214,11 @@ rows_options = apply(
         help="Instead of a flat count, fill each label of the real data up to TARGET rows, "
         "real plus synthetic (alone: up to the largest label).",
     ),
+)
+language_option = click.option(
+    "--language",
+    default=None,
+    help="Language of the rows: a code (de, fra) or a name; replaces the task file's `language`.",
 )
 instructions_option = click.option(
     "--instructions", default="", help="Extra instructions added to every prompt of this run."

@@ -9,6 +9,7 @@ import os
 from localgen.config import EngineSettings
 from localgen.engines.base import Engine
 from localgen.errors import EngineError
+from localgen.models.context import context_length
 from localgen.models.resolve import ModelRef
 
 
@@ -17,9 +18,8 @@ def start_adapter(settings: EngineSettings, backend: str, model: ModelRef) -> En
     if settings.name == "vllm":
         from localgen.engines.vllm import VllmEngine
 
-        return VllmEngine(
-            model, backend, settings.max_model_len, settings.seed, settings.tensor_parallel_size
-        )
+        context = context_length(settings.max_model_len, model.path)
+        return VllmEngine(model, backend, context, settings.seed, settings.tensor_parallel_size)
     if settings.name == "transformers":
         from localgen.engines.transformers import TransformersEngine
 

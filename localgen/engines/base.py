@@ -12,8 +12,10 @@ from localgen.planning.requests import Request
 ENGINES = ("vllm", "transformers", "openai", "fake")
 # Constrained-decoding backends each engine accepts; the first is the default.
 BACKENDS = {
-    "vllm": ("xgrammar", "guidance", "outlines"),
-    "transformers": ("outlines_core", "xgrammar", "llguidance"),
+    # guidance and outlines follow the row regex exactly; xgrammar a subset without
+    # escapes (planning/schema.py says why). outlines compiles slowly on long rows.
+    "vllm": ("guidance", "xgrammar", "outlines"),
+    "transformers": ("llguidance", "outlines_core", "xgrammar"),
     # json_schema: response_format, any OpenAI-compatible server; grammar: vLLM servers only.
     "openai": ("json_schema", "grammar"),
     "fake": ("none",),
@@ -27,6 +29,7 @@ class Completion:
     finish_reason: str  # "stop", "length", "error", ...
     prompt_tokens: int
     completion_tokens: int
+    error: str = ""  # why the engine refused the request (finish_reason "error"), one line
 
 
 class Engine(Protocol):

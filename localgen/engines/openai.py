@@ -3,8 +3,8 @@
 Every request goes to `POST {base_url}/chat/completions`, a bounded number at a time, and
 each completion is yielded as soon as its answer arrives. The row constraint travels
 with the request: the JSON schema as `response_format` (any server with JSON-schema
-support: vLLM, llama.cpp, SGLang, TGI), or the row's EBNF grammar through vLLM's own
-`structured_outputs` extension (the same grammar the in-process vLLM engine uses).
+support: vLLM, llama.cpp, SGLang, TGI), or the row's regex through vLLM's own
+`structured_outputs` extension (what the in-process engine gives guidance and outlines).
 
 Prompts are data: the server must be on this machine (loopback) or on a host the user
 named in the allow-list, which the egress guard then lets through. Nothing else is.
@@ -112,7 +112,7 @@ class OpenAIEngine:
             "seed": request.seed,
         }
         if self.backend == "grammar":
-            body["structured_outputs"] = {"grammar": request.schema.ebnf}
+            body["structured_outputs"] = {"regex": request.schema.regex}
         else:
             body["response_format"] = {
                 "type": "json_schema",

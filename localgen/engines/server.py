@@ -27,6 +27,7 @@ from localgen.engines.vllm_setup import (
     structured_outputs,
 )
 from localgen.errors import EngineError, UsageError
+from localgen.models.context import context_length
 from localgen.models.resolve import ModelRef, resolve_model
 from localgen.offline import OFFLINE_ENV, is_loopback_host
 from localgen.progress import Say, silent
@@ -44,6 +45,7 @@ def _has_cuda() -> bool:
 
 def server_command(model: ModelRef, config: ServeConfig, gpu: bool) -> list[str]:
     """The vLLM server command line for a local model folder."""
+    context = context_length(config.max_model_len, model.path)
     command = [
         sys.executable,
         "-m",
@@ -57,7 +59,7 @@ def server_command(model: ModelRef, config: ServeConfig, gpu: bool) -> list[str]
         "--port",
         str(config.port),
         "--max-model-len",
-        str(config.max_model_len),
+        str(context),
         "--seed",
         str(config.seed),
         "--structured-outputs-config",
@@ -70,7 +72,7 @@ def server_command(model: ModelRef, config: ServeConfig, gpu: bool) -> list[str]
     if config.data_parallel_size > 1:
         command += ["--data-parallel-size", str(config.data_parallel_size)]
     if not gpu:  # the settings of localgen's in-process CPU engine
-        cpu = cpu_options(config.max_model_len)
+        cpu = cpu_options(context)
         command += ["--enforce-eager", "--dtype", cpu_dtype(), "--no-enable-chunked-prefill"]
         command += ["--max-num-batched-tokens", str(cpu["max_num_batched_tokens"])]
     return command

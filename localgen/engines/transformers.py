@@ -4,8 +4,8 @@ only torch and transformers.
 
 Requests are grouped by schema and sampling settings (a batch is sampled with one
 temperature and top-p, through one compiled generator) and sent in batches; a batch's
-completions are yielded when the batch finishes. The JSON schema goes to Outlines
-unchanged.
+completions are yielded when the batch finishes. The row's regex goes to Outlines (its
+EBNF grammar where the backend is xgrammar, as in the vLLM engine).
 """
 
 from __future__ import annotations
@@ -51,17 +51,15 @@ class TransformersEngine:
         self._generators: dict[str, Any] = {}
 
     def _generator(self, request: Request) -> Any:
-        import json
-
         import outlines
-        from outlines.types import JsonSchema
+        from outlines.types import CFG, Regex
 
-        key = json.dumps(request.schema.json_schema, sort_keys=True)
+        schema = request.schema
+        key = schema.ebnf if self.backend == "xgrammar" else schema.regex
         if key not in self._generators:
             backend = None if self.backend == "outlines_core" else self.backend
-            self._generators[key] = outlines.Generator(
-                self.model, JsonSchema(request.schema.json_schema), backend
-            )
+            term = CFG(key) if self.backend == "xgrammar" else Regex(key)
+            self._generators[key] = outlines.Generator(self.model, term, backend)
         return self._generators[key]
 
     def generate(self, requests: Sequence[Request]) -> Iterator[Completion]:

@@ -1,8 +1,8 @@
 """The vLLM engine: one in-process `vllm.LLM`, every request submitted at once.
 
 The engine core runs in this process (no worker processes, no ZMQ), with the settings of
-`engines/vllm_setup.py`. The constraint goes to vLLM's own structured outputs: an EBNF
-grammar for xgrammar, the JSON schema for guidance and outlines.
+`engines/vllm_setup.py`. The constraint goes to vLLM's own structured outputs: the row's
+regex for guidance and outlines, its EBNF grammar for xgrammar (`planning/schema.py`).
 """
 
 from __future__ import annotations
@@ -71,7 +71,7 @@ class VllmEngine:
 
         if self.backend == "xgrammar":
             return StructuredOutputsParams(grammar=request.schema.ebnf)
-        return StructuredOutputsParams(json=request.schema.json_schema)
+        return StructuredOutputsParams(regex=request.schema.regex)
 
     def sampling_params(self, request: Request) -> Any:
         """vLLM's SamplingParams for a request: its sampling settings, seed and grammar."""
@@ -88,12 +88,23 @@ class VllmEngine:
     def generate(self, requests: Sequence[Request]) -> Iterator[Completion]:
         if not requests:
             return
-        params = [self.sampling_params(r) for r in requests]
-        conversations = [[{"role": "user", "content": r.prompt}] for r in requests]
-        ids = self.llm.enqueue_chat(conversations, params, use_tqdm=False)  # type: ignore[arg-type]
-        # enqueue returns internal ids ("7-a1b2c3"); outputs carry the external one ("7").
+        # One at a time, so a request vLLM refuses (a prompt longer than the context) is one
+        # failed row, not a failed batch.
+        ids: list[str] = []
         keys: dict[str, str] = {}
-        for internal, r in zip(ids, requests, strict=True):
+        for r in requests:
+            conversation = [{"role": "user", "content": r.prompt}]
+            try:
+                [internal] = self.llm.enqueue_chat(
+                    conversation,  # type: ignore[arg-type]
+                    self.sampling_params(r),
+                    use_tqdm=False,
+                )
+            except Exception as e:  # vLLM raises ValueError and its own validation errors
+                yield Completion(r.key, "", "error", 0, 0, error=_first_line(e))
+                continue
+            ids.append(internal)
+            # enqueue returns internal ids ("7-a1b2c3"); outputs carry the external one ("7").
             keys[internal] = keys[internal.rsplit("-", 1)[0]] = r.key
         done: set[str] = set()
         engine = self.llm.llm_engine

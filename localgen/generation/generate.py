@@ -28,12 +28,16 @@ from localgen.generation import manifest as manifests
 from localgen.generation.rejects import read_rejects
 from localgen.generation.rows import DRAFT_SCHEMA, ROW_SCHEMA, failure, make_draft, make_row
 from localgen.generation.store import MANIFEST, RunFolder
+from localgen.models.context import context_length, token_counter
 from localgen.models.resolve import ModelRef
 from localgen.offline import apply_offline_env, egress_guard
+from localgen.planning.fit import PromptFit
 from localgen.planning.plan import build_plan
 from localgen.planning.requests import Plan, Request
 from localgen.planning.task import Task, load_task
 from localgen.progress import Progress, Say, silent
+
+LOCAL_ENGINES = ("vllm", "transformers")  # engines that run a model folder in this process
 
 SHARD_SECONDS = 30.0  # ... and a shard at least this often: a kill loses little work
 RETRY_SEED_STEP = 1_000_003  # a retry with the same seed would give the same output
@@ -79,8 +83,32 @@ class GenerateResult:
         return json.dumps(summary, indent=2)
 
 
-def prepare_plan(config: GenerateConfig) -> tuple[Task, LabeledData | None, Plan]:
-    """Read the inputs and plan the requests, without touching a model."""
+def prompt_fit(config: GenerateConfig, model: ModelRef | None) -> PromptFit | None:
+    """What the plan measures prompts with: the model's tokenizer and context, where the
+    model is a local folder this process runs."""
+    if model is None or config.engine.name not in LOCAL_ENGINES:
+        return None
+    count = token_counter(model.path)
+    if count is None:
+        return None
+    return PromptFit(count, context_length(config.engine.max_model_len, model.path))
+
+
+def with_context(config: GenerateConfig, model: ModelRef) -> GenerateConfig:
+    """The config with --max-model-len resolved (the model's own context by default)."""
+    if config.engine.name not in LOCAL_ENGINES:
+        return config
+    context = context_length(config.engine.max_model_len, model.path)
+    return dataclasses.replace(
+        config, engine=dataclasses.replace(config.engine, max_model_len=context)
+    )
+
+
+def prepare_plan(
+    config: GenerateConfig, model: ModelRef | None = None
+) -> tuple[Task, LabeledData | None, Plan]:
+    """Read the inputs and plan the requests, without loading a model (its tokenizer
+    measures the prompts when `model` is given)."""
     task = load_task(config.task_path)
     columns = (config.text_column, config.label_column, task.label_names)
     seed_data = None if config.seed_data is None else read_task_data(config.seed_data, *columns)
@@ -95,6 +123,8 @@ def prepare_plan(config: GenerateConfig) -> tuple[Task, LabeledData | None, Plan
         instructions=config.instructions,
         rejects=read_rejects(config.reject) if config.reject is not None else None,
         anchors=anchors,
+        language=config.language,
+        fit=prompt_fit(config, model),
     )
     return task, seed_data, plan
 
@@ -194,7 +224,11 @@ def _run_pass(
             writer.tokens["prompt"] += completion.prompt_tokens
             writer.tokens["completion"] += completion.completion_tokens
             parsed, reason = request.schema.parse(completion.text)
-            if parsed is None:
+            if completion.finish_reason == "length" and parsed is None:
+                reason = f"cut off at max_tokens ({request.max_tokens})"
+            if completion.error:
+                reason = f"engine: {completion.error}"
+            if parsed is None or completion.error:
                 writer.failures[request.key] = failure(
                     request.key,
                     request.label,
@@ -203,7 +237,8 @@ def _run_pass(
                     reason,
                     completion.text,
                 )
-                retry.add(request.key)
+                if not completion.error:  # a refused request would be refused again
+                    retry.add(request.key)
                 continue
             writer.failures.pop(request.key, None)
             if request.key in drafts:
@@ -227,12 +262,13 @@ def generate(
     apply_offline_env()
     started = time.monotonic()
     with egress_guard(config.engine.allow_hosts) as audit:
-        task, seed_data, plan = prepare_plan(config)
-        for note in plan.notes:
-            say(note)
         check_settings(config.engine)
         if model is None:  # resolved before the run folder exists: a bad model writes nothing
             model = resolve_engine_model(config.engine, config.model, say)
+        config = with_context(config, model)
+        task, seed_data, plan = prepare_plan(config, model)
+        for note in plan.notes:
+            say(note)
         run = RunFolder(config.out)
         created = not config.out.exists()
         previous = run.prepare(plan.fingerprint, config.overwrite)

@@ -35,6 +35,7 @@ def started(
             "second_pass_rows": len(plan.followups),
             "per_label": plan.counts(),
             "notes": plan.notes,
+            "limits": plan.limits,
         },
         "instructions": config.instructions,
         "reject": None if config.reject is None else str(config.reject),

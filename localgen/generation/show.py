@@ -57,6 +57,7 @@ def plan_summary(plan: Plan, n_prompts: int = -1, as_json: bool = False) -> str:
                 "per_label": plan.counts(),
                 "fingerprint": plan.fingerprint,
                 "notes": plan.notes,
+                "limits": plan.limits,
                 "prompts": [{"key": k, "strategy": s, "prompt": p} for k, s, p in prompts],
             },
             indent=2,
@@ -75,6 +76,7 @@ def plan_summary(plan: Plan, n_prompts: int = -1, as_json: bool = False) -> str:
     for label, by_strategy in counts.items():
         cells = [f"{by_strategy.get(s, 0):>12}" for s in strategies]
         lines.append("  ".join([f"{label:<{width}}", *cells, f"{sum(by_strategy.values()):>7}"]))
+    lines += [f"limits: {plan.limits}"] if plan.limits else []
     lines += [f"note: {n}" for n in plan.notes]
     for key, strategy, prompt in prompts:
         lines += ["", f"--- {key} ({strategy}) ---", prompt]

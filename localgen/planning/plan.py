@@ -31,9 +31,17 @@ import polars as pl
 from localgen.data import LabeledData
 from localgen.errors import TaskError
 from localgen.planning import strategies
+from localgen.planning.fit import PromptFit
 from localgen.planning.prompts import PromptLibrary
 from localgen.planning.requests import Plan, Rejected
-from localgen.planning.task import NEEDS_EXAMPLES, STRATEGIES, Task, strategy_weights
+from localgen.planning.schema import RowSchema
+from localgen.planning.task import (
+    NEEDS_EXAMPLES,
+    STRATEGIES,
+    Task,
+    language_name,
+    strategy_weights,
+)
 
 if TYPE_CHECKING:
     from localgen.vectors.encoder import TextEncoder
@@ -147,8 +155,11 @@ def build_plan(
     rejects: list[Rejected] | None = None,
     encoder: TextEncoder | None = None,
     anchors: LabeledData | None = None,
+    language: str | None = None,
+    fit: PromptFit | None = None,
 ) -> Plan:
-    """Plan the requests of a run; arguments left at None take the task file's setting."""
+    """Plan the requests of a run; arguments left at None take the task file's setting.
+    With `fit`, every prompt is measured and fitted to the context (`planning/fit.py`)."""
     gen = task.generation
     weights: dict[str, float] = strategy_weights(strategy) if strategy else gen.strategy
     if anchors is not None:
@@ -172,9 +183,11 @@ def build_plan(
         anchors,
         encoder,
         contrastive="contrastive" in weights,
+        language=_language(language or task.language),
+        fit=fit,
     )
     rng = random.Random(seed)
-    plan = Plan(requests=[], seed=seed, notes=notes)
+    plan = Plan(requests=[], seed=seed, notes=notes, limits=_limits(task, fit))
     for label in task.labels:
         ctx = shared.for_label(label)
         chosen = _strategy_per_row(
@@ -187,4 +200,22 @@ def build_plan(
             plan.requests.extend(step.requests)
             plan.drafts.extend(step.drafts)
             plan.followups.extend(step.followups)
+    if fit is not None:
+        plan.notes.extend(fit.notes())
     return plan
+
+
+def _language(value: str | None) -> str | None:
+    return None if value is None else language_name(value)
+
+
+def _limits(task: Task, fit: PromptFit | None) -> str:
+    """What bound each row gets: characters, and the tokens that hold the longest one."""
+    gen = task.generation
+    chars = gen.text_max_chars
+    asked = f"{gen.max_words} words asked" + (
+        "" if gen.max_chars is None else f", max_chars {chars}"
+    )
+    bound = RowSchema(task.label_names[0], chars).token_bound
+    context = "" if fit is None else f"; the context holds {fit.context} tokens with the prompt"
+    return f"rows: up to {chars} characters ({asked}), at most {bound} tokens each{context}"

@@ -16,10 +16,13 @@ from collections import Counter
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from localgen.planning.fit import PromptFit
 from localgen.planning.prompts import Template
 from localgen.planning.schema import RowSchema
 
 SUMMARY_SUFFIX = "/summary"  # key of a hierarchical first-pass request: "<row key>/summary"
+# The lists of examples a prompt shows as "not like these", in the order of negative_ids.
+NEGATIVES = ("boundary", "rejected", "earlier")
 
 
 @dataclass(frozen=True)
@@ -65,6 +68,7 @@ class Followup:
     variables: dict[str, Any]  # the template's variables, but for the first-pass outputs
     summary_key: str | None = None  # hierarchical: the draft whose summary it expands
     earlier: int = 0  # contrastive: rows of the label already generated, to show
+    fit: PromptFit | None = field(default=None, compare=False)  # the plan's, if it had one
 
     @property
     def key(self) -> str:
@@ -75,15 +79,34 @@ class Followup:
         shown = earlier
         if len(earlier) > self.earlier:
             shown = random.Random(self.request.seed).sample(earlier, self.earlier)
-        prompt = self.template.render(
-            **self.variables, summary=summary or "", earlier=[text for _, text in shown]
+        variables = self.variables | {
+            "summary": summary or "",
+            "earlier": [{"id": i, "text": text} for i, text in shown],
+        }
+        request = replace(self.request, intermediate=summary)
+        return render(self.template, request, variables, self.fit)
+
+
+def render(
+    template: Template, request: Request, variables: dict[str, Any], fit: PromptFit | None
+) -> Request:
+    """The request with its prompt, and the ids of the examples the prompt shows (a prompt
+    fitted to the context may show fewer than were picked)."""
+    if fit is None:
+        prompt = template.render(**variables)
+    else:
+        prompt, variables, schema = fit.render(
+            template, variables, request.schema, request.strategy
         )
-        return replace(
-            self.request,
-            prompt=prompt,
-            intermediate=summary,
-            negative_ids=self.request.negative_ids + tuple(i for i, _ in shown),
+        request = replace(request, schema=schema)
+    if "examples" in variables:
+        negatives = [item for name in NEGATIVES for item in variables.get(name) or ()]
+        request = replace(
+            request,
+            positive_ids=tuple(str(e["id"]) for e in variables["examples"]),
+            negative_ids=tuple(str(e["id"]) for e in negatives),
         )
+    return replace(request, prompt=prompt)
 
 
 @dataclass(frozen=True)
@@ -91,6 +114,7 @@ class Plan:
     requests: list[Request]  # first pass: rows
     seed: int
     notes: list[str]  # things the user should know (e.g. a label fell back to zero-shot)
+    limits: str = ""  # the bound every row gets: characters and tokens
     drafts: list[Request] = field(default_factory=list)  # first pass: summaries, not rows
     followups: list[Followup] = field(default_factory=list)  # second pass: rows
 

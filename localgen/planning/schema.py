@@ -1,15 +1,33 @@
-"""The shape every generated row must have, and the token budget that keeps it whole.
+"""The shape every generated row must have, the grammar that makes the model write it,
+and the token budget that keeps it whole.
 
 A row is the JSON object {"text": <string>, "label": <the requested label>}. The label is
-fixed per request, so a row cannot carry a label other than the one asked for. `text` is
-limited to printable ASCII without `"` and `\\` (no JSON escapes are ever needed) and to
-`max_chars` characters. With byte-level BPE every ASCII character is at most one token,
-so a row can never need more than its longest possible JSON in bytes: that is the
-`max_tokens` we ask for, and generation cannot be cut off mid-row.
+fixed per request, so a row cannot carry a label other than the one asked for. `text` may
+hold any Unicode text: every script, any punctuation (`" \\ € § – „`), line breaks and
+tabs; other control characters stay out. It starts with a character that is not a space or
+a punctuation mark that small models like to open with (", " or "..."), and has between
+`MIN_TEXT_CHARS` and `max_chars` characters of decoded text.
 
-This module builds the JSON schema (the contract, used by Outlines and for validation)
-and the equivalent EBNF grammar (used with xgrammar, whose JSON-schema compiler rejects
-bounded patterns longer than about 200 characters). It does not talk to an engine.
+Three forms of that one contract:
+
+- `json_schema`: the contract itself, used to validate every row, and sent as is where a
+  server takes a JSON schema (`--engine openai --backend json_schema`).
+- `regex`: compact JSON with the keys in order, the text written with the standard JSON
+  escapes (`\\"`, `\\\\`, `\\n`, `\\t`; every other character as itself). One grammar that
+  guidance (llguidance), outlines and xgrammar all accept, exact in every respect,
+  length included. llguidance and outlines follow it exactly.
+- `ebnf`: for xgrammar, a strict subset: any Unicode text but no `"`, `\\`, line break
+  or tab, so that no escape is ever written. xgrammar's matcher is fast on a bounded
+  repetition of one character class, but takes 20-700 ms per token and sequence on any
+  bounded repetition of an escape-or-character choice (`char{9,3999}`), and with no bound
+  a small model often never closes the string (20 of 64 rows ran into max_tokens).
+  `bench/grammar.py` measures all of this.
+
+The budget: with byte-level BPE every token is at least one byte, so a row never needs
+more tokens than its longest possible JSON has bytes (4 per character of UTF-8).
+`max_tokens` is that bound; where the context cannot hold it the planner lowers it, and a
+completion that stops on length is a failed attempt, never a row. This module does not
+talk to an engine.
 """
 
 from __future__ import annotations
@@ -21,21 +39,52 @@ from typing import Any
 
 import jsonschema
 
-# Characters allowed in `text`. The two characters that JSON would have to escape are out;
-# so are control characters and non-ASCII (see the module docstring for why).
-TEXT_PUNCTUATION = " ,.:;!?'()&%$#@+/*=_~<>-"
-TEXT_CLASS_REGEX = "[A-Za-z0-9" + TEXT_PUNCTUATION + "]"  # '-' last: a literal in a class
-TEXT_CLASS_EBNF = "[A-Za-z0-9" + TEXT_PUNCTUATION[:-1] + "\\-]"
-TEXT_FIRST_CLASS = "[A-Za-z0-9]"  # small models otherwise often open with ", " or "..."
 MIN_TEXT_CHARS = 10  # shorter "texts" are almost always the model giving up
+MAX_TEXT_CHARS = 20_000  # the most a task may ask for (600 words need about 4,000)
+# Decoded characters `text` never holds: control characters but tab and line feed.
+EXCLUDED = r"\x00-\x08\x0b-\x1f\x7f-\x9f"  # as class ranges
+# Characters a text does not start with: whitespace, the two JSON escapes' backslash, and
+# punctuation small models open with ('-' too: `_none_of` puts it last, where it is a literal).
+NOT_FIRST = " \u00a0\u3000\\\\,.;:!?)…"
+# The JSON escapes the model may write, and what each decodes to. `/` and non-ASCII are
+# written as themselves, which is what json.dumps(..., ensure_ascii=False) does.
+ESCAPES = {'\\"': '"', "\\\\": "\\", "\\n": "\n", "\\t": "\t"}
+BYTES_PER_CHAR = 4  # the longest character in UTF-8; an escape is 2 bytes
 # Bytes of {"text":"","label":""} plus slack for the end-of-sequence token.
 _JSON_OVERHEAD = len('{"text":"","label":""}') + 2
+
+
+def _label_json(label: str) -> str:
+    """The label as it appears between the quotes of compact JSON."""
+    return json.dumps(label, ensure_ascii=False)[1:-1]
+
+
+def _none_of(chars: str, dash: bool = False) -> str:
+    """A negated character class, in the syntax Python, Rust (llguidance, outlines) and
+    xgrammar share."""
+    return f"[^{chars}{'-' if dash else ''}]"
+
+
+def _regex_literal(text: str) -> str:
+    """`text` as a regex that matches it exactly (the dialects differ in what they allow
+    escaped, so only metacharacters are escaped)."""
+    return "".join("\\" + c if c in r"\.^$|?*+()[]{}" else c for c in text)
+
+
+_FIRST = _none_of("\\t\\n" + NOT_FIRST + EXCLUDED, dash=True)  # decoded
+_FIRST_WRITTEN = _none_of('"\\t\\n' + NOT_FIRST + EXCLUDED, dash=True)  # in JSON; `\\"` apart
+_UNESCAPED = r"\"\\\x00-\x1f\x7f-\x9f"  # what JSON must escape, and the excluded
 
 
 @dataclass(frozen=True)
 class RowSchema:
     label: str
     max_chars: int
+    budget: int | None = None  # max_tokens when the context cannot hold the full bound
+
+    def __post_init__(self) -> None:
+        if not MIN_TEXT_CHARS <= self.max_chars <= MAX_TEXT_CHARS:
+            raise ValueError(f"max_chars must be {MIN_TEXT_CHARS}..{MAX_TEXT_CHARS}")
 
     @cached_property
     def json_schema(self) -> dict[str, Any]:
@@ -44,7 +93,9 @@ class RowSchema:
             "properties": {
                 "text": {
                     "type": "string",
-                    "pattern": f"^{TEXT_FIRST_CLASS}{self._rest(TEXT_CLASS_REGEX)}$",
+                    "minLength": MIN_TEXT_CHARS,
+                    "maxLength": self.max_chars,
+                    "pattern": f"^{_FIRST}{_none_of(EXCLUDED)}*$",
                 },
                 "label": {"type": "string", "enum": [self.label]},
             },
@@ -52,22 +103,44 @@ class RowSchema:
             "additionalProperties": False,
         }
 
-    @property
-    def ebnf(self) -> str:
-        """The same language as an EBNF grammar, compact JSON with the keys in order."""
-        label = json.dumps(self.label, ensure_ascii=False)[1:-1].replace('"', '\\"')
+    @cached_property
+    def regex(self) -> str:
+        """The whole row as one regex, exact (length included)."""
+        char = f'(?:{_none_of(_UNESCAPED)}|\\\\["\\\\nt])'
+        first = f'(?:{_FIRST_WRITTEN}|\\\\")'
+        label = _regex_literal(_label_json(self.label))
         return (
-            f'root ::= "{{\\"text\\":\\"" text "\\",\\"label\\":\\"{label}\\"}}"\n'
-            f"text ::= {TEXT_FIRST_CLASS} {self._rest(TEXT_CLASS_EBNF)}"
+            f'\\{{"text":"{first}{char}{{{MIN_TEXT_CHARS - 1},{self.max_chars - 1}}}'
+            f'","label":"{label}"\\}}'
         )
 
-    def _rest(self, char_class: str) -> str:
-        return f"{char_class}{{{MIN_TEXT_CHARS - 1},{self.max_chars - 1}}}"
+    @property
+    def ebnf(self) -> str:
+        """The row for xgrammar: the texts that need no escape (see the module docstring)."""
+        label = _label_json(self.label).replace("\\", "\\\\").replace('"', '\\"')
+        return (
+            f'root ::= "{{\\"text\\":\\"" {_FIRST_WRITTEN} '
+            f"{_none_of(_UNESCAPED)}{{{MIN_TEXT_CHARS - 1},{self.max_chars - 1}}} "
+            f'"\\",\\"label\\":\\"{label}\\"}}"'
+        )
+
+    @property
+    def token_bound(self) -> int:
+        """Tokens that always suffice: one per byte of the longest valid row."""
+        return (
+            _JSON_OVERHEAD
+            + len(_label_json(self.label).encode())
+            + (BYTES_PER_CHAR * self.max_chars)
+        )
 
     @property
     def max_tokens(self) -> int:
-        """Tokens that always suffice: one per byte of the longest valid row."""
-        return _JSON_OVERHEAD + len(self.label.encode()) + self.max_chars
+        return self.token_bound if self.budget is None else min(self.budget, self.token_bound)
+
+    @property
+    def whole(self) -> bool:
+        """Whether max_tokens is the full bound, so no row can be cut off."""
+        return self.max_tokens == self.token_bound
 
     def parse(self, raw: str) -> tuple[dict[str, Any] | None, str]:
         """The row, or None and why it is not valid."""

@@ -20,8 +20,9 @@ import numpy as np
 import polars as pl
 
 from localgen.data import LabeledData
+from localgen.planning.fit import PromptFit
 from localgen.planning.prompts import PromptLibrary
-from localgen.planning.requests import SUMMARY_SUFFIX, Followup, Rejected, Request
+from localgen.planning.requests import SUMMARY_SUFFIX, Followup, Rejected, Request, render
 from localgen.planning.schema import RowSchema
 from localgen.planning.task import Task
 from localgen.vectors.encoder import TextEncoder
@@ -86,6 +87,8 @@ class Shared:
     rejects: list[Rejected]
     anchors: dict[str, pl.DataFrame] | None  # examples to write variants of, by label
     neighbours: Neighbours | None  # for the contrastive strategy
+    language: str | None  # the language's English name, asked for in every prompt
+    fit: PromptFit | None  # measures prompts against the context; None: not measured
 
     @classmethod
     def build(
@@ -98,6 +101,8 @@ class Shared:
         anchors: LabeledData | None,
         encoder: TextEncoder | None,
         contrastive: bool,
+        language: str | None = None,
+        fit: PromptFit | None = None,
     ) -> Shared:
         neighbours = None  # only the contrastive strategy needs the encoder
         if contrastive and seed_data is not None:
@@ -115,6 +120,8 @@ class Shared:
             rejects=rejects,
             anchors=anchors.by_label() if anchors is not None else None,
             neighbours=neighbours,
+            language=language,
+            fit=fit,
         )
 
     def for_label(self, label: str) -> LabelContext:
@@ -134,6 +141,7 @@ class Shared:
                 "style": gen.style,
                 "max_words": gen.max_words,
                 "instructions": lines,
+                "language": self.language,
             },
         )
 
@@ -168,14 +176,15 @@ class LabelContext:
         )
 
     def rendered(self, request: Request, variables: dict[str, Any]) -> Step:
-        """A first-pass request with its template rendered."""
+        """A first-pass request with its template rendered (and fitted to the context)."""
         template = self.shared.prompts.get(request.template)
-        prompt = template.render(**variables)
-        return Step(requests=[replace(request, template_hash=template.hash, prompt=prompt)])
+        request = replace(request, template_hash=template.hash)
+        return Step(requests=[render(template, request, variables, self.shared.fit)])
 
     def followup(self, request: Request, variables: dict[str, Any], **links: Any) -> Followup:
         template = self.shared.prompts.get(request.template)
-        return Followup(replace(request, template_hash=template.hash), template, variables, **links)
+        request = replace(request, template_hash=template.hash)
+        return Followup(request, template, variables, fit=self.shared.fit, **links)
 
 
 def zero_shot(ctx: LabelContext, request: Request) -> Step:
@@ -189,7 +198,6 @@ def few_shot(ctx: LabelContext, request: Request) -> Step:
     pick = random.Random(request.seed)
     k = min(ctx.shared.task.generation.few_shot_k, ctx.examples.height)
     shown = ctx.examples[pick.sample(range(ctx.examples.height), k)]
-    request = replace(request, positive_ids=tuple(shown["id"]))
     return ctx.rendered(request, ctx.variables | {"examples": shown.to_dicts()})
 
 
@@ -247,9 +255,10 @@ def contrastive(ctx: LabelContext, request: Request) -> Step:
     variables = ctx.variables | {
         "examples": frame[pos].to_dicts(),
         "boundary": frame[near].to_dicts(),
-        "rejected": [r.text for r in rejected],
+        "rejected": [{"id": r.id, "text": r.text} for r in rejected],
         "earlier": [],
     }
+    # What is picked; rendering records what the prompt, fitted to the context, shows.
     request = replace(
         request,
         positive_ids=tuple(frame["id"][pos]),

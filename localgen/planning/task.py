@@ -36,6 +36,9 @@ from pydantic import (
 )
 
 from localgen.errors import TaskError
+from localgen.planning.schema import MAX_TEXT_CHARS
+
+CHARS_PER_WORD = 7
 
 STRATEGIES: tuple[str, ...] = ("zero-shot", "few-shot", "contrastive", "attributes", "hierarchical")
 # Strategies that show the user's real examples, and so need --seed-data.
@@ -100,9 +103,9 @@ class Generation(_Strict):
     temperature: float = Field(default=0.9, ge=0.0, le=2.0)  # high enough for variety
     top_p: float = Field(default=0.95, gt=0.0, le=1.0)
     # The prompt asks for at most this many words; the schema caps characters (below).
-    max_words: int = Field(default=40, gt=0, le=400)
-    # Hard cap on characters of `text`, enforced by the schema; None = 7 per word, at most 400.
-    max_chars: int | None = Field(default=None, ge=20, le=2000)
+    max_words: int = Field(default=40, gt=0, le=2000)
+    # Hard cap on characters of `text`, enforced by the grammar; None = 7 per word.
+    max_chars: int | None = Field(default=None, ge=20, le=MAX_TEXT_CHARS)
     style: str = "a realistic message written by a real person"
     few_shot_k: int = Field(default=3, gt=0, le=20, description="Real examples per prompt.")
     # One strategy, a list (equal shares) or a table of weights: {few-shot = 2, attributes = 1}.
@@ -128,8 +131,9 @@ class Generation(_Strict):
 
     @property
     def text_max_chars(self) -> int:
-        # ~6 characters per English word plus a space; a cap keeps max_tokens small.
-        return self.max_chars if self.max_chars is not None else min(7 * self.max_words, 400)
+        # ~6 characters per English word plus a space (German words run longer: set max_chars).
+        chars = self.max_chars if self.max_chars is not None else CHARS_PER_WORD * self.max_words
+        return min(chars, MAX_TEXT_CHARS)
 
 
 class Task(_Strict):
@@ -137,6 +141,8 @@ class Task(_Strict):
 
     name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
     context: str = Field(min_length=1, description="One or two sentences about the domain.")
+    # The language rows are written in: a code ("de", "fra") or a name ("German").
+    language: Annotated[str, StringConstraints(strip_whitespace=True, min_length=2)] | None = None
     generation: Generation = Generation()
     # Pools of the attributes strategy: each request draws one value from each pool.
     attributes: dict[PoolName, Pool] = {}
@@ -151,6 +157,24 @@ class Task(_Strict):
     def pools_for(self, label: str) -> dict[str, list[str]]:
         """The attribute pools that apply to `label`, task-wide ones first."""
         return {**self.attributes, **self.labels[label].attributes}
+
+
+def language_name(value: str) -> str:
+    """The English name of a language given by ISO 639 code or name ("de" -> "German");
+    a name pycountry does not know is kept as written."""
+    import pycountry
+
+    value = value.strip()
+    if len(value) in (2, 3) and value.isascii() and value.isalpha():
+        key = "alpha_2" if len(value) == 2 else "alpha_3"
+        found = pycountry.languages.get(**{key: value.lower()})
+        if found is None:
+            raise TaskError(f"unknown language code '{value}'; write the language's name instead")
+        return str(found.name)
+    try:
+        return str(pycountry.languages.lookup(value).name)
+    except LookupError:
+        return value
 
 
 def strategy_weights(value: object) -> dict[str, float]:
@@ -193,6 +217,11 @@ def parse_task(text: str, source: str = "task") -> Task:
         task = Task.model_validate(raw)
     except ValidationError as e:
         raise TaskError(f"{source}: {_format_validation_error(e)}") from None
+    if task.language is not None:
+        try:
+            language_name(task.language)  # an unknown code fails here, with the file's name
+        except TaskError as e:
+            raise TaskError(f"{source}: language: {e}") from None
     folded = [name.casefold() for name in task.labels]
     if len(set(folded)) != len(folded):
         raise TaskError(f"{source}: two labels differ only in letter case: {task.label_names}")

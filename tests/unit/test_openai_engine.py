@@ -44,9 +44,9 @@ class StandIn:
         if "response_format" in body:
             schema = body["response_format"]["json_schema"]["schema"]
             label = schema["properties"]["label"]["enum"][0]
-        else:  # the grammar ends with the label literal: ..."label":"billing"}
-            label = body["structured_outputs"]["grammar"].split('\\"label\\":\\"')[1]
-            label = label.split('\\"')[0]
+        else:  # the regex ends with the label literal: ..."label":"billing"\}
+            label = body["structured_outputs"]["regex"].split('"label":"')[1]
+            label = label.split('"')[0]
         if self.fail_first.get(label, 0) > 0:
             self.fail_first[label] -= 1
             return 500, {"error": {"message": "overloaded"}}

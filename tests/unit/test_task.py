@@ -13,12 +13,14 @@ def test_example_task_is_valid() -> None:
     assert task.generation.count == 20
 
 
-def test_defaults_and_char_cap() -> None:
+def test_defaults_and_long_texts() -> None:
     task = parse_task(TASK_TOML)
     assert task.generation.max_words == 12
     assert task.generation.text_max_chars == 7 * 12
-    capped = parse_task(TASK_TOML.replace("max_words = 12", "max_words = 300"))
-    assert capped.generation.text_max_chars == 400  # the cap, not 7 * 300
+    long = parse_task(TASK_TOML.replace("max_words = 12", "max_words = 600"))
+    assert long.generation.text_max_chars == 7 * 600  # no silent cap
+    chars = parse_task(TASK_TOML.replace("max_words = 12", "max_words = 600\nmax_chars = 4000"))
+    assert chars.generation.text_max_chars == 4000
 
 
 @pytest.mark.parametrize(

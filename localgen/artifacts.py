@@ -85,7 +85,7 @@ def write_text(path: Path, text: str) -> None:
 
 
 def write_json(path: Path, payload: Any) -> None:
-    write_text(path, json.dumps(payload, indent=2, default=str) + "\n")
+    write_text(path, json.dumps(payload, indent=2, default=str, ensure_ascii=False) + "\n")
 
 
 def write_table(frame: pl.DataFrame, path: Path) -> None:

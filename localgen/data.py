@@ -27,6 +27,40 @@ READ_FORMATS = {
 }
 
 
+# The longest real text read (about 50 pages): a longer one is almost always a whole file
+# pasted into one cell, and would only be cut when it is shown in a prompt.
+MAX_REAL_CHARS = 200_000
+UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
+
+
+def _utf8_source(path: Path) -> Path | bytes:
+    """The file, or its text re-encoded as UTF-8 where it is UTF-16 with a byte-order mark
+    (what spreadsheet programs write as "Unicode text"); UTF-16 without one is refused."""
+    with path.open("rb") as f:
+        head = f.read(4096)
+    if head.startswith(UTF16_BOMS):
+        try:
+            return path.read_bytes().decode("utf-16").encode("utf-8")
+        except UnicodeDecodeError:
+            raise DataError(f"{path}: starts like UTF-16 but is not valid UTF-16") from None
+    if b"\x00" in head:
+        raise DataError(
+            f"{path}: holds NUL bytes (UTF-16 without a byte-order mark?); save it as UTF-8"
+        )
+    return path
+
+
+def _check_lengths(path: Path, texts: pl.Series) -> None:
+    lengths = texts.str.len_chars()
+    longest = lengths.max()
+    if isinstance(longest, int) and longest > MAX_REAL_CHARS:
+        row = int(lengths.arg_max() or 0) + 1
+        raise DataError(
+            f"{path}: row {row} has a text of {longest:,} characters; localgen reads texts "
+            f"of at most {MAX_REAL_CHARS:,} (split long documents into parts)"
+        )
+
+
 def content_id(text: str, label: str, prefix: str = "") -> str:
     """Stable id of a (text, label) pair: the first 16 hex digits of its SHA-256."""
     digest = hashlib.sha256(f"{label}\x1f{text}".encode()).hexdigest()[:16]
@@ -56,9 +90,10 @@ def read_frame(path: Path) -> pl.DataFrame:
         if kind == "csv":
             sep = "\t" if path.suffix.lower() == ".tsv" else ","
             # All columns as strings: labels such as "01" must not become integers.
-            return pl.read_csv(path, separator=sep, infer_schema=False, encoding="utf8")
+            source = _utf8_source(path)
+            return pl.read_csv(source, separator=sep, infer_schema=False, encoding="utf8")
         if kind == "jsonl":
-            return pl.read_ndjson(path)
+            return pl.read_ndjson(_utf8_source(path))
         return pl.read_parquet(path)
     except (pl.exceptions.PolarsError, OSError, ValueError) as e:
         first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
@@ -94,6 +129,7 @@ def read_labeled(
     )
     if df.height == 0:
         raise DataError(f"{p}: no rows with both a text and a label")
+    _check_lengths(p, df["text"])
     ids = [content_id(t, lab, "real-") for t, lab in zip(df["text"], df["label"], strict=True)]
     df = df.with_columns(pl.Series("id", ids)).select("id", "text", "label")
     return LabeledData(frame=df, source=str(p), dropped_empty=before - df.height)
@@ -103,7 +139,9 @@ def read_lines(path: Path) -> list[str]:
     """The lines of a UTF-8 text file, stripped (blank ones too)."""
     try:
         # Split on newlines only: splitlines() would also break at U+0085 or U+2028.
-        return [line.strip() for line in path.read_text(encoding="utf-8").split("\n")]
+        source = _utf8_source(path)
+        data = source if isinstance(source, bytes) else source.read_bytes()
+        return [line.strip() for line in data.decode("utf-8-sig").split("\n")]
     except UnicodeDecodeError:
         raise DataError(f"{path}: not a UTF-8 text file") from None
 
@@ -131,6 +169,7 @@ def read_texts(path: str | Path, text_column: str = "text") -> pl.DataFrame:
     frame = frame.filter(pl.col("text").is_not_null() & (pl.col("text") != ""))
     if frame.height == 0:
         raise DataError(f"{p}: no texts in it")
+    _check_lengths(p, frame["text"])
     return frame
 
 

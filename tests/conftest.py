@@ -83,7 +83,7 @@ def vllm_engine(builtin_model) -> Iterator[object]:  # type: ignore[no-untyped-d
     from localgen.config import EngineSettings
     from localgen.engines.loader import load_engine
 
-    engine = load_engine(EngineSettings(name="vllm", max_model_len=1024), builtin_model)
+    engine = load_engine(EngineSettings(name="vllm", max_model_len=2048), builtin_model)
     yield engine
     engine.close()
 

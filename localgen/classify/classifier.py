@@ -125,7 +125,9 @@ class TextClassifier:
             (staging / HEAD_FILE).write_bytes(
                 save({"weight": self.head.weight, "bias": self.head.bias})
             )
-            (staging / LABELS_FILE).write_text(json.dumps(list(self.labels), indent=2) + "\n")
+            (staging / LABELS_FILE).write_text(
+                json.dumps(list(self.labels), indent=2, ensure_ascii=False) + "\n"
+            )
             payload = {
                 "format_version": MODEL_FORMAT,
                 "kind": "localgen-classifier",
@@ -134,7 +136,9 @@ class TextClassifier:
                 "head": HEAD_FILE,
                 **self.info,
             }
-            (staging / MODEL_FILE).write_text(json.dumps(payload, indent=2) + "\n")
+            (staging / MODEL_FILE).write_text(
+                json.dumps(payload, indent=2, ensure_ascii=False) + "\n"
+            )
             old = None
             if folder.exists():
                 old = folder.with_name(f".{folder.name}.old")

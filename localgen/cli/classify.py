@@ -67,7 +67,11 @@ def train(
     config = TrainConfig(out, real, synthetic, rows, text_column, label_column, settings)
     model = run_training(config, say=say(quiet))
     echo_err(trained_message(model))
-    click.echo(json.dumps({"model": str(out)} | model.info, indent=2) if as_json else str(out))
+    click.echo(
+        json.dumps({"model": str(out)} | model.info, indent=2, ensure_ascii=False)
+        if as_json
+        else str(out)
+    )
 
 
 @click.command()
@@ -97,7 +101,7 @@ def evaluate(
     from localgen.classify.train import evaluate as run_evaluation
 
     result = run_evaluation(model_dir, test_file, text_column, label_column, resamples)
-    click.echo(json.dumps(result, indent=2) if as_json else render(result))
+    click.echo(json.dumps(result, indent=2, ensure_ascii=False) if as_json else render(result))
 
 
 @click.command()

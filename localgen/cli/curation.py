@@ -130,7 +130,9 @@ def curate(
         mislabeled=mislabeled,
     )
     summary = run_curation(config, say=say(quiet))
-    click.echo(json.dumps(summary, indent=2) if as_json else summary_table(summary))
+    click.echo(
+        json.dumps(summary, indent=2, ensure_ascii=False) if as_json else summary_table(summary)
+    )
 
 
 @click.command()
@@ -166,7 +168,9 @@ def report(
 
     config = ReportConfig(run_dir, real, rows, text_column, label_column)
     metrics = write_report(config, say=say(quiet))
-    click.echo(json.dumps(metrics, indent=2) if as_json else summary_lines(metrics))
+    click.echo(
+        json.dumps(metrics, indent=2, ensure_ascii=False) if as_json else summary_lines(metrics)
+    )
 
 
 COMMANDS = [curate, report]

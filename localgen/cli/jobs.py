@@ -114,7 +114,11 @@ def run_command(
     )
     config = RunConfig(generation, test, settings, resamples)
     comparison = run_pipeline(config, say=say(quiet))
-    click.echo(json.dumps(comparison, indent=2) if as_json else comparison_table(comparison))
+    click.echo(
+        json.dumps(comparison, indent=2, ensure_ascii=False)
+        if as_json
+        else comparison_table(comparison)
+    )
 
 
 @click.command()
@@ -224,7 +228,7 @@ def boost(
         settings=settings,
     )
     result = run_boost(config, say=say(quiet))
-    click.echo(json.dumps(result, indent=2) if as_json else curve_table(result))
+    click.echo(json.dumps(result, indent=2, ensure_ascii=False) if as_json else curve_table(result))
 
 
 COMMANDS = [run_command, boost]

@@ -51,7 +51,7 @@ def models_list(as_json: bool) -> None:
     from localgen.models.bundles import list_models, models_table
 
     found = list_models()
-    click.echo(json.dumps(found, indent=2) if as_json else models_table(found))
+    click.echo(json.dumps(found, indent=2, ensure_ascii=False) if as_json else models_table(found))
 
 
 _REPLACE = "Replace a model of that name."

@@ -35,6 +35,7 @@ class Completion:
 class Engine(Protocol):
     name: str
     backend: str
+    context: int | None  # tokens a prompt and its row may take together; None: unknown
 
     def generate(self, requests: Sequence[Request]) -> Iterator[Completion]:
         """Submit all requests, yield completions as they finish."""

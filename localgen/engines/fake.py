@@ -40,6 +40,7 @@ _WORDS = (
 
 class FakeEngine:
     name = "fake"
+    context: int | None = None
     backend = "none"
 
     def __init__(self, tokens_per_s: float | None = None) -> None:
@@ -59,7 +60,9 @@ class FakeEngine:
                 rng = random.Random(r.seed)
                 words = [rng.choice(_WORDS) for _ in range(rng.randint(4, 12))]
                 text = " ".join(words).capitalize()[: r.schema.max_chars]
-                raw = json.dumps({"text": text, "label": r.label}, separators=(",", ":"))
+                raw = json.dumps(
+                    {"text": text, "label": r.label}, ensure_ascii=False, separators=(",", ":")
+                )
             completion = Completion(
                 key=r.key,
                 text=raw,

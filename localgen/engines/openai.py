@@ -93,6 +93,7 @@ def served_model(base_url: str, wanted: str | None) -> ModelRef:
 
 class OpenAIEngine:
     name = "openai"
+    context: int | None = None  # the server clamps max_tokens to what its context leaves
 
     def __init__(self, model: ModelRef, backend: str, concurrency: int) -> None:
         assert model.url, "the openai engine needs a served model (served_model)"

@@ -82,6 +82,7 @@ class RayEngine:
             raise EngineError("Ray is not installed: pip install 'localgen[ray]'") from None
         os.environ.update(RAY_ENV)
         self.started_ray = False
+        self.context: int | None = settings.max_model_len
         if not ray.is_initialized():
             # The address was checked against the allow-list by check_settings.
             where: dict[str, Any] = (

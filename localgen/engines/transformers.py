@@ -25,6 +25,7 @@ BATCH_SIZE = 16  # padding waste grows with batch size on a CPU; 16 keeps both c
 
 class TransformersEngine:
     name = "transformers"
+    context: int | None = None  # the model's own
 
     def __init__(self, model: ModelRef, backend: str, seed: int) -> None:
         try:

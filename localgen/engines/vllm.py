@@ -53,6 +53,7 @@ class VllmEngine:
             raise EngineError(f"vLLM is not installed ({e.name}): {INSTALL_HINT}") from None
         self.backend = backend
         self.model = model
+        self.context: int | None = max_model_len
         options = llm_options(
             model.path,
             backend,

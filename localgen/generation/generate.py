@@ -80,7 +80,7 @@ class GenerateResult:
             "manifest": str(self.out / MANIFEST),
             "timings": self.manifest.get("timings"),
         }
-        return json.dumps(summary, indent=2)
+        return json.dumps(summary, indent=2, ensure_ascii=False)
 
 
 def prompt_fit(config: GenerateConfig, model: ModelRef | None) -> PromptFit | None:
@@ -94,11 +94,16 @@ def prompt_fit(config: GenerateConfig, model: ModelRef | None) -> PromptFit | No
     return PromptFit(count, context_length(config.engine.max_model_len, model.path))
 
 
-def with_context(config: GenerateConfig, model: ModelRef) -> GenerateConfig:
-    """The config with --max-model-len resolved (the model's own context by default)."""
+def with_context(
+    config: GenerateConfig, model: ModelRef, engine: Engine | None = None
+) -> GenerateConfig:
+    """The config with --max-model-len resolved: the running engine's, else the setting,
+    else the model's own context."""
     if config.engine.name not in LOCAL_ENGINES:
         return config
-    context = context_length(config.engine.max_model_len, model.path)
+    context = (engine.context if engine is not None else None) or context_length(
+        config.engine.max_model_len, model.path
+    )
     return dataclasses.replace(
         config, engine=dataclasses.replace(config.engine, max_model_len=context)
     )
@@ -265,7 +270,7 @@ def generate(
         check_settings(config.engine)
         if model is None:  # resolved before the run folder exists: a bad model writes nothing
             model = resolve_engine_model(config.engine, config.model, say)
-        config = with_context(config, model)
+        config = with_context(config, model, engine)
         task, seed_data, plan = prepare_plan(config, model)
         for note in plan.notes:
             say(note)

@@ -67,7 +67,7 @@ def make_row(
         "strategy": request.strategy,
         "template": request.template,
         "template_hash": request.template_hash,
-        "attributes": json.dumps(request.attributes, sort_keys=True),
+        "attributes": json.dumps(request.attributes, sort_keys=True, ensure_ascii=False),
         "positive_ids": list(request.positive_ids),
         "negative_ids": list(request.negative_ids),
         "intermediate": request.intermediate,

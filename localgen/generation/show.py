@@ -13,7 +13,9 @@ from localgen.planning.task import STRATEGIES
 def head(run_dir: Path, limit: int, as_json: bool = False) -> str:
     frame = RunFolder(run_dir).read_rows()
     if as_json:
-        return "\n".join(json.dumps(r) for r in frame.head(limit).iter_rows(named=True))
+        return "\n".join(
+            json.dumps(r, ensure_ascii=False) for r in frame.head(limit).iter_rows(named=True)
+        )
     counts = frame.group_by("label").len().sort("label")
     lines = [f"{frame.height} rows: " + ", ".join(f"{k} {v}" for k, v in counts.iter_rows())]
     # A sample spread over the run (rows are sorted by label), not only the first label.

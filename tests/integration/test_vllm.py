@@ -31,13 +31,17 @@ pytestmark = pytest.mark.slow
 
 
 def _check_rows(
-    run: Path, per_label: int, labels: list[str], engine: tuple[str, str] = ("vllm", "xgrammar")
+    run: Path,
+    per_label: int,
+    labels: list[str],
+    engine: tuple[str, str] = ("vllm", "guidance"),
+    task_path: Path = EXAMPLE_TASK,
 ) -> pl.DataFrame:
     rows = pl.read_parquet(run / "synthetic.parquet")
     manifest = json.loads((run / "manifest.json").read_text())
     assert manifest["counts"]["failed"] == 0, manifest["failures"]
     assert rows.height == per_label * len(labels)
-    task = load_task(EXAMPLE_TASK)
+    task = load_task(task_path)
     for row in rows.iter_rows(named=True):
         schema = RowSchema(row["label"], task.generation.text_max_chars).json_schema
         jsonschema.validate({"text": row["text"], "label": row["label"]}, schema)
@@ -63,6 +67,42 @@ def test_zero_shot_rows_are_valid_with_requested_labels(
     generate(config, engine=vllm_engine, model=builtin_model)
     rows = _check_rows(tmp_path / "run", 4, load_task(EXAMPLE_TASK).label_names)
     assert rows["text"].n_unique() > 1  # per-request seeds: not one answer repeated
+
+
+UNICODE_INSTRUCTIONS = (
+    "Write two lines separated by a line break. Quote what a customer said in double "
+    "quotes, and give a price in euros with the sign, like 4,50 €."
+)
+UNICODE_TASK = f"""
+name = "cafe-notes"
+context = "Notes that the staff of a small cafe in Paris leave for each other."
+[generation]
+count = 6
+max_words = 30
+instructions = '{UNICODE_INSTRUCTIONS}'
+[labels.order]
+description = "What a customer ordered and what it cost."
+[labels."réclamation"]
+description = "A customer complained about something."
+"""
+
+
+def test_rows_hold_line_breaks_quotes_and_non_ascii(
+    vllm_engine,
+    builtin_model,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+    write_task,
+) -> None:
+    """Asked for them, the built-in model writes escapes and non-ASCII characters; every
+    row is valid and its stored text is the decoded string."""
+    task_path = write_task(UNICODE_TASK)
+    config = GenerateConfig(task_path=task_path, out=tmp_path / "run", quiet=True)
+    generate(config, engine=vllm_engine, model=builtin_model)
+    rows = _check_rows(tmp_path / "run", 6, ["order", "réclamation"], task_path=task_path)
+    texts = rows["text"].to_list()
+    wide = [t for t in texts if "\n" in t or '"' in t or not t.isascii()]
+    assert len(wide) >= len(texts) // 2, texts
+    assert set(rows["label"]) == {"order", "réclamation"}  # the label kept its accent
 
 
 def test_same_seed_same_rows_on_the_same_engine(
@@ -158,22 +198,26 @@ def test_every_strategy_in_one_run(vllm_engine, builtin_model, tmp_path: Path) -
 
 
 def test_token_budget_holds_for_the_real_tokenizer(builtin_model) -> None:  # type: ignore[no-untyped-def]
-    """max_tokens assumes at most one token per byte; check that on the real vocabulary."""
-    import string
-
+    """max_tokens assumes at most one token per byte: every token of the real vocabulary
+    is at least one byte, and the rows that take the most tokens still fit."""
     from transformers import AutoTokenizer
 
-    from localgen.planning.schema import TEXT_PUNCTUATION
-
     tokenizer = AutoTokenizer.from_pretrained(builtin_model.path)
-    allowed = string.ascii_letters + string.digits + TEXT_PUNCTUATION + '{}":'
-    for char in allowed:
-        assert len(tokenizer.encode(char, add_special_tokens=False)) == 1, char
+    special = set(tokenizer.all_special_ids)
+    assert all(
+        tok
+        for i, tok in enumerate(tokenizer.convert_ids_to_tokens(range(len(tokenizer))))
+        if i not in special
+    )
+    worst = ["\U0001f600", "\U00020000", "\u0915\u094d", '"', "\n", "\u20ac", "\u00a7 "]
     for request in build_plan(load_task(EXAMPLE_TASK), count=1).requests:
-        row = json.dumps(
-            {"text": "A" * request.schema.max_chars, "label": request.label}, separators=(",", ":")
-        )
-        assert len(row.encode()) + 1 <= request.max_tokens  # + the end-of-sequence token
+        for piece in worst:
+            text = "A" + (piece * request.schema.max_chars)[: request.schema.max_chars - 1]
+            row = json.dumps(
+                {"text": text, "label": request.label}, ensure_ascii=False, separators=(",", ":")
+            )
+            assert request.schema.parse(row)[0] is not None
+            assert len(tokenizer.encode(row, add_special_tokens=False)) + 1 <= request.max_tokens
 
 
 def test_cli_runs_with_no_network_at_all(builtin_model, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -378,28 +422,30 @@ def test_serve_on_loopback_then_generate_through_it(builtin_model, tmp_path: Pat
         url = f"http://127.0.0.1:{port}/v1"
         labels = load_task(EXAMPLE_TASK).label_names
 
-        def through_server(backend: str) -> subprocess.CompletedProcess[str]:
+        def through_server(backend: str, out: str, *more: str) -> subprocess.CompletedProcess[str]:
             return subprocess.run(
-                [str(localgen), "generate", str(EXAMPLE_TASK), "--out", str(tmp_path / backend),
+                [str(localgen), "generate", str(EXAMPLE_TASK), "--out", str(tmp_path / out),
                  "-n", "2", "--engine", "openai", "--base-url", url, "--backend", backend,
-                 "--quiet", "--json"],
+                 "--quiet", "--json", *more],
                 capture_output=True, text=True, timeout=300, env=env, cwd=ROOT,
             )  # fmt: skip
 
-        result = through_server("json_schema")
-        assert result.returncode == 0, result.stderr[-2000:]
-        assert json.loads(result.stdout)["written"] == 2 * len(labels)
-        rows = _check_rows(tmp_path / "json_schema", 2, labels, engine=("openai", "json_schema"))
-        assert set(rows["model_path"]) == {url}
-        assert (rows["prompt_tokens"] > 0).all() and (rows["completion_tokens"] > 0).all()
-        # The server's guidance backend cannot take the row grammar: one line, no rows.
-        refused = through_server("grammar")
+        # Both routes: the JSON schema as response_format, the row regex as vLLM's extension.
+        for backend in ("json_schema", "grammar"):
+            result = through_server(backend, backend)
+            assert result.returncode == 0, result.stderr[-2000:]
+            assert json.loads(result.stdout)["written"] == 2 * len(labels)
+            rows = _check_rows(tmp_path / backend, 2, labels, engine=("openai", backend))
+            assert set(rows["model_path"]) == {url}
+            assert (rows["prompt_tokens"] > 0).all() and (rows["completion_tokens"] > 0).all()
+        # A prompt longer than the server's context: one line, no rows.
+        refused = through_server("grammar", "refused", "--instructions", "Be brief. " * 600)
         assert refused.returncode == 1
         assert (
             refused.stderr.strip().splitlines() == [refused.stderr.strip().splitlines()[0]]
             and "the server refused the request: HTTP 400" in refused.stderr
         )
-        assert not (tmp_path / "grammar").exists()
+        assert not (tmp_path / "refused").exists()
     finally:
         server.send_signal(signal.SIGTERM)
         code = server.wait(timeout=120)

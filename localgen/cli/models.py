@@ -195,9 +195,9 @@ def serve(
 
     The team's other tools (and `localgen generate --engine openai`) can then use it. It
     runs offline with the settings of localgen's own vLLM engine, and stops on Ctrl-C.
-    One structured-output backend serves everyone: guidance (the default) compiles the
-    row JSON schemas (clients' --backend json_schema); xgrammar takes localgen's row
-    grammars (clients' --backend grammar).
+    One structured-output backend serves everyone: guidance (the default) follows both
+    the row JSON schemas (clients' --backend json_schema) and the row regexes (clients'
+    --backend grammar) exactly.
 
     \b
     Example:

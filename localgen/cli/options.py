@@ -137,9 +137,10 @@ model_option = click.option(
 backend_option = click.option(
     "--backend",
     default=None,
-    help="Constrained-decoding backend. vllm: xgrammar (default; for `serve`: guidance), "
-    "guidance, outlines. transformers: outlines_core (default), xgrammar, llguidance. "
-    "openai: json_schema (default, response_format), grammar (vLLM servers).",
+    help="Constrained-decoding backend. vllm: guidance (default), xgrammar (no quotes, "
+    "backslashes, line breaks or tabs in rows), outlines. transformers: llguidance "
+    "(default), outlines_core, xgrammar. openai: json_schema (default, response_format), "
+    "grammar (the row regex; vLLM servers).",
 )
 max_model_len_option = click.option(
     "--max-model-len",

@@ -38,6 +38,7 @@ class PromptFit:
     context: int  # tokens the engine holds: prompt + row
     shortened: dict[str, int] = field(default_factory=dict)  # prompts shortened, by strategy
     cut_rows: dict[str, int] = field(default_factory=dict)  # rows without the full bound
+    least: int | None = None  # the smallest budget given, of those rows
 
     def render(
         self, template: Template, variables: dict[str, Any], schema: RowSchema, strategy: str
@@ -64,6 +65,7 @@ class PromptFit:
         budget = self.context - tokens - CHAT_MARGIN
         if budget < schema.token_bound:
             self.cut_rows[schema.label] = self.cut_rows.get(schema.label, 0) + 1
+            self.least = budget if self.least is None else min(self.least, budget)
             return prompt, variables, replace(schema, budget=budget)
         return prompt, variables, schema
 
@@ -73,11 +75,13 @@ class PromptFit:
             "(examples dropped or cut)"
             for strategy, n in self.shortened.items()
         ]
-        notes += [
-            f"label '{label}': {n} rows have fewer tokens than the longest row could take; "
-            "one cut off there is a failed attempt, retried"
-            for label, n in self.cut_rows.items()
-        ]
+        if self.cut_rows:
+            labels = ", ".join(f"{label} {n}" for label, n in self.cut_rows.items())
+            notes.append(
+                f"{sum(self.cut_rows.values())} rows ({labels}) get {self.least} tokens or "
+                "more, fewer than the longest row could take; one cut off there is a failed "
+                "attempt, retried"
+            )
         return notes
 
 

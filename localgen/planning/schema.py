@@ -43,9 +43,10 @@ MIN_TEXT_CHARS = 10  # shorter "texts" are almost always the model giving up
 MAX_TEXT_CHARS = 20_000  # the most a task may ask for (600 words need about 4,000)
 # Decoded characters `text` never holds: control characters but tab and line feed.
 EXCLUDED = r"\x00-\x08\x0b-\x1f\x7f-\x9f"  # as class ranges
-# Characters a text does not start with: whitespace, the two JSON escapes' backslash, and
-# punctuation small models open with ('-' too: `_none_of` puts it last, where it is a literal).
-NOT_FIRST = " \u00a0\u3000\\\\,.;:!?)…"
+# Characters a text does not start with: whitespace, a backslash, punctuation small models
+# open with ('-' too: `_none_of` puts it last, where it is a literal), and a double quote:
+# Qwen2.5-0.5B, let open a text with one, wrote `", "label": "..."` into it.
+NOT_FIRST = ' \u00a0\u3000\\\\,.;:!?)…"'
 # The JSON escapes the model may write, and what each decodes to. `/` and non-ASCII are
 # written as themselves, which is what json.dumps(..., ensure_ascii=False) does.
 ESCAPES = {'\\"': '"', "\\\\": "\\", "\\n": "\n", "\\t": "\t"}
@@ -71,8 +72,8 @@ def _regex_literal(text: str) -> str:
     return "".join("\\" + c if c in r"\.^$|?*+()[]{}" else c for c in text)
 
 
-_FIRST = _none_of("\\t\\n" + NOT_FIRST + EXCLUDED, dash=True)  # decoded
-_FIRST_WRITTEN = _none_of('"\\t\\n' + NOT_FIRST + EXCLUDED, dash=True)  # in JSON; `\\"` apart
+# The first character, decoded and as written: the same, since none of it needs an escape.
+_FIRST = _none_of("\\t\\n" + NOT_FIRST + EXCLUDED, dash=True)
 _UNESCAPED = r"\"\\\x00-\x1f\x7f-\x9f"  # what JSON must escape, and the excluded
 
 
@@ -107,10 +108,9 @@ class RowSchema:
     def regex(self) -> str:
         """The whole row as one regex, exact (length included)."""
         char = f'(?:{_none_of(_UNESCAPED)}|\\\\["\\\\nt])'
-        first = f'(?:{_FIRST_WRITTEN}|\\\\")'
         label = _regex_literal(_label_json(self.label))
         return (
-            f'\\{{"text":"{first}{char}{{{MIN_TEXT_CHARS - 1},{self.max_chars - 1}}}'
+            f'\\{{"text":"{_FIRST}{char}{{{MIN_TEXT_CHARS - 1},{self.max_chars - 1}}}'
             f'","label":"{label}"\\}}'
         )
 
@@ -119,7 +119,7 @@ class RowSchema:
         """The row for xgrammar: the texts that need no escape (see the module docstring)."""
         label = _label_json(self.label).replace("\\", "\\\\").replace('"', '\\"')
         return (
-            f'root ::= "{{\\"text\\":\\"" {_FIRST_WRITTEN} '
+            f'root ::= "{{\\"text\\":\\"" {_FIRST} '
             f"{_none_of(_UNESCAPED)}{{{MIN_TEXT_CHARS - 1},{self.max_chars - 1}}} "
             f'"\\",\\"label\\":\\"{label}\\"}}"'
         )

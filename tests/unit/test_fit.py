@@ -77,7 +77,7 @@ def test_a_row_longer_than_half_the_context_gets_what_is_left(write_task) -> Non
     for r in plan.requests:
         assert r.schema.token_bound > 16000 and not r.schema.whole
         assert r.max_tokens == 4096 - words(r.prompt) - 32
-    assert any("fewer tokens than the longest row" in note for note in plan.notes)
+    assert any("fewer than the longest row could take" in note for note in plan.notes)
 
 
 def test_a_prompt_that_cannot_fit_is_a_clear_error(write_task) -> None:
@@ -102,9 +102,11 @@ description = "Broken things."
 
 def test_the_language_is_asked_for_in_every_prompt(write_task) -> None:
     task = load_task(write_task('language = "de"\n' + _task_with("max_words = 12")))
-    assert all("Write it in German." in r.prompt for r in build_plan(task).requests)
+    assert all(
+        "Write the text in German, not in English." in r.prompt for r in build_plan(task).requests
+    )
     french = build_plan(task, language="French").requests
-    assert all("Write it in French." in r.prompt for r in french)
+    assert all("<the text in French>" in r.prompt for r in french)
 
 
 def test_an_unknown_language_code_is_a_task_error(write_task) -> None:

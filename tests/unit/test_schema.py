@@ -24,7 +24,8 @@ def _row(text: str, label: str = "billing") -> str:
         (_row(" starts with a space"), False),
         (_row("Caf\u00e9 bill is wrong"), True),  # non-ASCII
         (_row('He said "hi" to me'), True),  # a quote, escaped by JSON
-        (_row('"Agreement" means it'), True),  # a text may open with a quote
+        (_row('"Agreement" means it'), False),  # models that open with one write JSON in it
+        (_row('1.1 "Agreement" means it'), True),
         (_row("Line one\nline two\there"), True),  # line break and tab
         (_row("49,90 \u20ac \u00a7 3 \u2013 \u201egut\u201c"), True),
         (_row("\u65e5\u672c\u8a9e\u306e\u30c6\u30ad\u30b9\u30c8\u3067\u3059"), True),

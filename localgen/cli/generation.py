@@ -28,13 +28,18 @@ from localgen.config import EngineSettings, GenerateConfig
 def _print_plan(config: GenerateConfig, n_prompts: int, as_json: bool) -> None:
     from localgen.generation.generate import LOCAL_ENGINES, prepare_plan, with_context
     from localgen.generation.show import plan_summary
-    from localgen.models.resolve import resolve_model
+    from localgen.models.resolve import prepared_model
 
-    model = None
-    if config.engine.name in LOCAL_ENGINES:  # its tokenizer measures the prompts
-        model = resolve_model(config.model, say(config.quiet))
+    # The model's tokenizer measures the prompts; the built-in model is not converted here.
+    model = prepared_model(config.model) if config.engine.name in LOCAL_ENGINES else None
+    if model is not None:
         config = with_context(config, model)
     _, _, plan = prepare_plan(config, model)
+    if model is None and config.engine.name in LOCAL_ENGINES:
+        plan.notes.append(
+            "prompts not measured against the context: the built-in model is prepared "
+            "on the first generate"
+        )
     click.echo(plan_summary(plan, n_prompts, as_json))
 
 

@@ -267,11 +267,13 @@ def generate(
     apply_offline_env()
     started = time.monotonic()
     with egress_guard(config.engine.allow_hosts) as audit:
+        task, seed_data, plan = prepare_plan(config)  # bad input fails before any model work
         check_settings(config.engine)
         if model is None:  # resolved before the run folder exists: a bad model writes nothing
             model = resolve_engine_model(config.engine, config.model, say)
         config = with_context(config, model, engine)
-        task, seed_data, plan = prepare_plan(config, model)
+        if prompt_fit(config, model) is not None:  # the same plan, its prompts measured
+            task, seed_data, plan = prepare_plan(config, model)
         for note in plan.notes:
             say(note)
         run = RunFolder(config.out)

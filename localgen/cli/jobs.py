@@ -10,6 +10,7 @@ import click
 
 from localgen.cli.groups import engine_options, head_options, train_options
 from localgen.cli.options import (
+    check_labels_option,
     columns,
     data_file,
     handle_errors,
@@ -52,6 +53,7 @@ from localgen.config import BoostConfig, EngineSettings, GenerateConfig, RunConf
 @model_option
 @engine_options
 @retries_option
+@check_labels_option
 @train_options
 @resamples_option
 @overwrite_option()
@@ -72,6 +74,7 @@ def run_command(
     model: str | None,
     engine: EngineSettings,
     retries: int,
+    check_labels: bool,
     settings: TrainSettings,
     resamples: int,
     overwrite: bool,
@@ -109,6 +112,7 @@ def run_command(
         model=model,
         engine=engine,
         max_retries=retries,
+        check_labels=check_labels,
         overwrite=overwrite,
         quiet=quiet,
     )
@@ -167,6 +171,7 @@ def run_command(
 @model_option
 @engine_options
 @retries_option
+@check_labels_option
 @head_options
 @overwrite_option("Regenerate rounds left by an earlier boost.")
 @json_option("boost.json instead of a table")
@@ -187,6 +192,7 @@ def boost(
     model: str | None,
     engine: EngineSettings,
     retries: int,
+    check_labels: bool,
     settings: TrainSettings,
     overwrite: bool,
     as_json: bool,
@@ -224,6 +230,7 @@ def boost(
         model=model,
         engine=engine,
         max_retries=retries,
+        check_labels=check_labels,
         overwrite=overwrite,
         settings=settings,
     )

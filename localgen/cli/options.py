@@ -163,6 +163,14 @@ retries_option = click.option(
     show_default=True,
     help="Extra attempts, with a new seed, for an output that fails validation.",
 )
+check_labels_option = click.option(
+    "--check-labels/--no-check-labels",
+    default=GenerateConfig.check_labels,
+    show_default=True,
+    help="After generating, ask the model which label each row belongs to, with a grammar "
+    "that admits only the task's labels (the check_label column; curation's "
+    "label-consistency rule reads it).",
+)
 resamples_option = click.option(
     "--resamples",
     type=click.IntRange(min=0),

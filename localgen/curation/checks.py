@@ -168,14 +168,21 @@ def label_fidelity(
     proba = head.proba(vectors)
     judged = [names[k] for k in proba.argmax(axis=1)]
     confidence = [round(float(p), 4) for p in proba.max(axis=1)]
+    accuracy = round(cross_val_accuracy(real_vectors, real_labels), 4)
     result = RuleResult(
         info={
             "judge": "linear classifier on sentence embeddings, trained on the real data",
-            "judge_cross_val_accuracy": round(cross_val_accuracy(real_vectors, real_labels), 4),
+            "judge_cross_val_accuracy": accuracy,
             "action": config.mislabeled,
             "unjudged": sum(label not in names for label in labels),
         }
     )
+    if config.mislabeled == "confident":
+        result.info |= {
+            "min_confidence": config.judge_confidence,
+            "min_cross_val_accuracy": config.judge_accuracy,
+            "trusted": accuracy >= config.judge_accuracy,
+        }
     out_label: list[str | None] = []
     out_conf: list[float | None] = []
     for i, label in enumerate(labels):
@@ -200,4 +207,65 @@ def label_fidelity(
         label: round(sum(v) / len(v), 4) for label, v in sorted(disagree.items())
     }
     result.judged = (out_label, out_conf)
+    result.info["confident"] = sum(
+        1 for f in result.findings.values() if (f.score or 0) >= config.judge_confidence
+    )
+    return result
+
+
+def judge_drops(result: RuleResult, config: CurateConfig) -> set[int]:
+    """The rows label-fidelity drops: all it disputes ("drop"), none ("flag"), or those it
+    is confident about when it cross-validates well enough to be trusted ("confident")."""
+    if config.mislabeled == "drop":
+        return set(result.findings)
+    if config.mislabeled == "flag" or not result.info.get("trusted"):
+        return set()
+    return {i for i, f in result.findings.items() if (f.score or 0) >= config.judge_confidence}
+
+
+def label_consistency(
+    labels: list[str], answers: list[str | None], config: CurateConfig
+) -> RuleResult:
+    """Rows the generating model itself, asked which label they belong to, gave another
+    label (the label check of `localgen.planning.check`)."""
+    result = RuleResult(info={"action": config.inconsistent, "unchecked": answers.count(None)})
+    agree: dict[str, list[int]] = {}
+    for i, (label, answer) in enumerate(zip(labels, answers, strict=True)):
+        if answer is None:
+            continue
+        agree.setdefault(label, []).append(int(answer == label))
+        if answer != label:
+            result.findings[i] = Finding(
+                "label-consistency", f"the generating model says {answer}", None, None
+            )
+    result.info["agreement_per_label"] = {
+        label: round(sum(v) / len(v), 4) for label, v in sorted(agree.items())
+    }
+    return result
+
+
+def on_topic(labels: list[str], likelihood: list[float | None], config: CurateConfig) -> RuleResult:
+    """The least likely rows of each label under the prompt they were written from (mean
+    token log-probability; SuperGen, Meng et al. 2022): all but the best
+    `on_topic_share` of each label's rows."""
+    result = RuleResult(info={"keep_share": config.on_topic_share})
+    by_label: dict[str, list[int]] = {}
+    for i, (label, value) in enumerate(zip(labels, likelihood, strict=True)):
+        if value is not None:
+            by_label.setdefault(label, []).append(i)
+    cutoffs = {}
+    for label, rows in sorted(by_label.items()):
+        ranked = sorted(rows, key=lambda i: -float(likelihood[i]))  # type: ignore[arg-type]
+        kept = max(1, round(len(ranked) * config.on_topic_share))
+        cutoffs[label] = round(float(likelihood[ranked[kept - 1]]), 4)  # type: ignore[arg-type]
+        for i in ranked[kept:]:
+            result.findings[i] = Finding(
+                "on-topic",
+                f"mean log-probability {likelihood[i]:.3f}, below the label's cut-off "
+                f"{cutoffs[label]:.3f}",
+                None,
+                likelihood[i],
+            )
+    result.info["cutoff_per_label"] = cutoffs
+    result.info["unscored"] = sum(v is None for v in likelihood)
     return result

@@ -13,8 +13,15 @@ charged to the first rule in `RULES` that fired on it. The rules:
   a run of `leak_words` words with one.
 - near-duplicate: cosine similarity of at least `near_duplicate` to an earlier kept row
   (greedy, in row order) or to a real example.
+- label-consistency: the generating model, asked which label the row belongs to (the
+  check_label column that generate's label check writes), answered another. Dropped or
+  flagged; the agreement rate per label is reported.
+- on-topic: the row is among the least likely of its label under its own prompt (the
+  mean token log-probability the engine returned, the mean_logprob column): only the
+  best `on_topic_share` of each label is kept.
 - label-fidelity: a linear classifier trained on the real data disagrees with the row's
-  label. Flagged (kept, with the judge's label in the table) or dropped.
+  label. Flagged (kept, with the judge's label in the table), dropped, or dropped only
+  where the judge is confident and cross-validates well on the real data ("confident").
 
 The raw rows are never touched: `curated.parquet` and `curation.json` are new files.
 """
@@ -81,6 +88,8 @@ class _Rows:
     texts: list[str]
     labels: list[str]
     keys: list[str | None]  # exact duplicates share an id; the request key names one row
+    answers: list[str | None] | None  # the label check's answers; None: no check ran
+    likelihood: list[float | None] | None  # mean log-probabilities; None: not recorded
     tokens: list[list[str]]
     shown: list[set[str]]  # ids of the examples the model was shown for each row
     vectors: np.ndarray = field(default_factory=lambda: _NO_VECTORS)
@@ -116,9 +125,19 @@ def _read(config: CurateConfig) -> _Rows:
         keys=rows["request_key"].to_list()
         if "request_key" in rows.columns
         else [None] * rows.height,
+        answers=_column(rows, "check_label"),
+        likelihood=_column(rows, "mean_logprob"),
         tokens=[words(t) for t in texts],
         shown=[set(p or []) | set(n or []) for p, n in zip(positives, negatives, strict=True)],
     )
+
+
+def _column(rows: pl.DataFrame, name: str) -> list[Any] | None:
+    """A column's values, or None when the run has no value in it (an older run, or an
+    engine that gives none)."""
+    if name not in rows.columns or rows[name].null_count() == rows.height:
+        return None
+    return rows[name].to_list()
 
 
 def _embed(
@@ -159,6 +178,16 @@ def _apply(rule: str, data: _Rows, config: CurateConfig) -> RuleResult | str:
         )
     if rule == "near-duplicate":
         return checks.near_duplicate(data.vectors, data.ids, data.real, data.real_vectors, config)
+    if rule == "label-consistency":
+        if data.answers is None:
+            return "no label check in this run (generate --check-labels)"
+        return checks.label_consistency(data.labels, data.answers, config)
+    if rule == "on-topic":
+        if config.on_topic_share >= 1.0:
+            return "keeps every row (--on-topic-share 1)"
+        if data.likelihood is None:
+            return "no log-probabilities in this run (the engine returned none)"
+        return checks.on_topic(data.labels, data.likelihood, config)
     assert rule == "label-fidelity", rule
     if data.real is None or data.real.frame["label"].n_unique() < 2:
         return "needs real data with at least two labels"
@@ -186,12 +215,18 @@ def _run_rules(
 
 def _charge(results: dict[str, RuleResult], config: CurateConfig, n: int) -> list[str | None]:
     """The rule each dropped row is charged to: the first in RULES that drops it."""
-    drops_on = {rule for rule in results if rule != "label-fidelity" or config.mislabeled == "drop"}
     dropped_by: list[str | None] = [None] * n
     for rule in RULES:
-        if rule in drops_on:
-            for i in results[rule].findings:
-                dropped_by[i] = dropped_by[i] or rule
+        if rule not in results:
+            continue
+        if rule == "label-fidelity":
+            drops = checks.judge_drops(results[rule], config)
+        elif rule == "label-consistency" and config.inconsistent == "flag":
+            drops = set()
+        else:
+            drops = set(results[rule].findings)
+        for i in drops:
+            dropped_by[i] = dropped_by[i] or rule
     return dropped_by
 
 
@@ -271,6 +306,17 @@ def _summary(
     return curated, summary
 
 
+def _judge_setting(entry: dict[str, Any]) -> str:
+    accuracy = entry.get("judge_cross_val_accuracy")
+    if entry.get("action") != "confident":
+        return f"{entry.get('action')}; judge cross-val accuracy {accuracy}"
+    trusted = "trusted" if entry.get("trusted") else "not trusted, drops nothing"
+    return (
+        f"drop at p >= {entry.get('min_confidence')} if cross-val accuracy >= "
+        f"{entry.get('min_cross_val_accuracy')} (it is {accuracy}: {trusted})"
+    )
+
+
 def summary_table(summary: dict[str, Any]) -> str:
     """The curation outcome as a few lines for a terminal."""
     counts = summary["counts"]
@@ -288,8 +334,10 @@ def summary_table(summary: dict[str, Any]) -> str:
             "contamination": f"cosine >= {entry.get('cosine')} or "
             f"{entry.get('min_span_words')} shared words",
             "near-duplicate": f"cosine >= {entry.get('cosine')}",
-            "label-fidelity": f"{entry.get('action')}; judge cross-val accuracy "
-            f"{entry.get('judge_cross_val_accuracy')}",
+            "label-consistency": f"{entry.get('action')}; the model agrees on "
+            + ", ".join(f"{k} {v:.0%}" for k, v in entry.get("agreement_per_label", {}).items()),
+            "on-topic": f"the most likely {entry.get('keep_share', 0):.0%} of each label kept",
+            "label-fidelity": _judge_setting(entry),
         }[rule]
         lines.append(f"{rule:<16} {entry['flagged']:>8} {entry['dropped']:>8}  {setting}")
     return "\n".join(lines)

@@ -10,8 +10,13 @@ RULES = (
     "leakage",
     "contamination",
     "near-duplicate",
+    "label-consistency",
+    "on-topic",
     "label-fidelity",
 )
+# What curation does with the rows the label judge disputes: keep them flagged, drop them
+# all, or drop only those it is confident about when it cross-validates well.
+MISLABELED_ACTIONS = ("flag", "drop", "confident")
 
 # Which rows of a run a command reads: curated.parquet when curate has run (auto), the
 # curated rows (an error before curate), or every generated row (raw).

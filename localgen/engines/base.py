@@ -30,6 +30,10 @@ class Completion:
     prompt_tokens: int
     completion_tokens: int
     error: str = ""  # why the engine refused the request (finish_reason "error"), one line
+    # Mean log-probability of the completion's tokens under the model's own distribution
+    # (before temperature and grammar): how likely the model finds what it wrote, given
+    # the prompt. None where the engine does not return log-probabilities.
+    mean_logprob: float | None = None
 
 
 class Engine(Protocol):

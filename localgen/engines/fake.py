@@ -1,6 +1,7 @@
 """A fake engine for unit tests and for measuring localgen's own overhead: no model.
 
-It answers each request with a schema-valid row built from the request's seed, so runs
+It answers each request with a schema-valid row built from the request's seed (and a
+mean log-probability drawn from it), and a label check with the row's own label, so runs
 are reproducible. `FakeEngine.enqueue(key, raw)` queues a raw answer for a request key
 (consumed once), which is how tests plant invalid outputs and failures. With
 `tokens_per_s` (env LOCALGEN_FAKE_TOKENS_PER_S for `--engine fake`) it takes as long as
@@ -17,6 +18,7 @@ from collections.abc import Iterator, Sequence
 
 from localgen.engines.base import Completion
 from localgen.planning.requests import Request
+from localgen.planning.schema import LabelChoice
 
 _WORDS = (
     "please",
@@ -54,10 +56,12 @@ class FakeEngine:
     def generate(self, requests: Sequence[Request]) -> Iterator[Completion]:
         self.calls.append([r.key for r in requests])
         for r in requests:
+            rng = random.Random(r.seed)
             if self.queued.get(r.key):
                 raw = self.queued[r.key].popleft()
+            elif isinstance(r.schema, LabelChoice):  # a label check: agrees with the row
+                raw = json.dumps({"label": r.label}, ensure_ascii=False, separators=(",", ":"))
             else:
-                rng = random.Random(r.seed)
                 words = [rng.choice(_WORDS) for _ in range(rng.randint(4, 12))]
                 text = " ".join(words).capitalize()[: r.schema.max_chars]
                 raw = json.dumps(
@@ -69,6 +73,7 @@ class FakeEngine:
                 finish_reason="stop",
                 prompt_tokens=len(r.prompt.split()),
                 completion_tokens=len(raw.split()),
+                mean_logprob=-round(rng.uniform(0.5, 3.0), 4),
             )
             if self.tokens_per_s:
                 time.sleep(completion.completion_tokens / self.tokens_per_s)

@@ -111,6 +111,7 @@ class OpenAIEngine:
             "top_p": request.top_p,
             "max_tokens": request.max_tokens,
             "seed": request.seed,
+            "logprobs": True,  # the sampled tokens' log-probabilities: Completion.mean_logprob
         }
         if self.backend == "grammar":
             body["structured_outputs"] = {"regex": request.schema.regex}
@@ -144,12 +145,15 @@ class OpenAIEngine:
             answer = response.json()
             choice = answer["choices"][0]
             usage = answer.get("usage") or {}
+            tokens = (choice.get("logprobs") or {}).get("content") or []
+            logprobs = [float(t["logprob"]) for t in tokens if t.get("logprob") is not None]
             return Completion(
                 key=request.key,
                 text=choice["message"]["content"] or "",
                 finish_reason=str(choice.get("finish_reason")),
                 prompt_tokens=int(usage.get("prompt_tokens") or 0),
                 completion_tokens=int(usage.get("completion_tokens") or 0),
+                mean_logprob=sum(logprobs) / len(logprobs) if logprobs else None,
             )
         except (ValueError, KeyError, IndexError, TypeError):
             snippet = json.dumps(response.text[:200])

@@ -84,6 +84,7 @@ class VllmEngine:
             max_tokens=request.max_tokens,
             seed=request.seed,
             structured_outputs=self._constraint(request),
+            logprobs=0,  # the sampled token's raw log-probability: Completion.mean_logprob
         )
 
     def generate(self, requests: Sequence[Request]) -> Iterator[Completion]:
@@ -118,12 +119,15 @@ class VllmEngine:
                         continue
                     choice = out.outputs[0]  # type: ignore[index]
                     done.add(out.request_id)
+                    n_out = len(choice.token_ids)
+                    total = choice.cumulative_logprob
                     yield Completion(
                         key=keys[out.request_id],
                         text=choice.text,
                         finish_reason=str(choice.finish_reason),
                         prompt_tokens=len(out.prompt_token_ids or ()),
-                        completion_tokens=len(choice.token_ids),
+                        completion_tokens=n_out,
+                        mean_logprob=None if total is None or not n_out else total / n_out,
                     )
         finally:
             # Interrupted mid-batch: drop what is still queued so the engine can be reused.

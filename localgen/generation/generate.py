@@ -4,7 +4,8 @@ Steps: read the task (and seed data) -> plan the requests -> skip the ones a pre
 interrupted run of the same plan already stored -> send the rest to the engine in one
 batch -> validate each completion against its schema -> write rows in shards -> retry the
 invalid ones with a new seed, a bounded number of times -> record what still failed ->
-join the shards into the output table. All of it under the egress guard.
+ask the model which label each row belongs to (the label check) -> join the shards into
+the output table. All of it under the egress guard.
 """
 
 from __future__ import annotations
@@ -26,11 +27,19 @@ from localgen.engines.base import Engine
 from localgen.engines.loader import check_settings, resolve_engine_model, running
 from localgen.generation import manifest as manifests
 from localgen.generation.rejects import read_rejects
-from localgen.generation.rows import DRAFT_SCHEMA, ROW_SCHEMA, failure, make_draft, make_row
+from localgen.generation.rows import (
+    CHECK_SCHEMA,
+    DRAFT_SCHEMA,
+    ROW_SCHEMA,
+    failure,
+    make_draft,
+    make_row,
+)
 from localgen.generation.store import MANIFEST, RunFolder
 from localgen.models.context import context_length, token_counter
 from localgen.models.resolve import ModelRef
 from localgen.offline import apply_offline_env, egress_guard
+from localgen.planning.check import CHECK_SUFFIX, LabelCheck
 from localgen.planning.fit import PromptFit
 from localgen.planning.plan import build_plan
 from localgen.planning.requests import Plan, Request
@@ -289,7 +298,7 @@ def generate(
         try:
             _generate_with_engine(config, engine, model, plan, run, done, writer, say)
             t0 = time.monotonic()
-            outputs = run.finalize(config.formats, ROW_SCHEMA)
+            outputs = run.finalize(config.formats, ROW_SCHEMA, CHECK_SCHEMA)
             timings["write_s"] = round(time.monotonic() - t0, 3)
         except BaseException:
             if created and not run.rows.files():
@@ -330,7 +339,7 @@ def _generate_with_engine(
     the manifest, and run both passes; the engine is closed when they end."""
     manifest, timings = writer.manifest, writer.manifest["timings"]
     t0 = time.monotonic()
-    work = len(done) < plan.rows
+    work = len(done) < plan.rows or (config.check_labels and len(run.checks.keys()) < len(done))
     starting = running(config.engine, model, engine, say) if work else nullcontext(None)
     with starting as active:
         timings["engine_start_s"] = round(time.monotonic() - t0, 3)
@@ -345,6 +354,10 @@ def _generate_with_engine(
         if active is not None:
             _generate_passes(active, plan, run, done, model, config, writer)
         timings["generate_s"] = round(time.monotonic() - t0, 3)
+        if active is not None and config.check_labels:
+            t0 = time.monotonic()
+            _check_labels(active, load_task(config.task_path), run, config)
+            timings["check_s"] = round(time.monotonic() - t0, 3)
 
 
 def _generate_passes(
@@ -366,4 +379,31 @@ def _generate_passes(
     _run_pass(engine, first, drafts, model, config.max_retries, writer, progress)
     second = _complete_followups(plan, run, done, writer.failures)
     _run_pass(engine, second, drafts, model, config.max_retries, writer, progress)
+    progress.close()
+
+
+def _check_labels(engine: Engine, task: Task, run: RunFolder, config: GenerateConfig) -> None:
+    """The label check (`localgen.planning.check`) for every stored row not checked yet.
+    An answer that is not one of the labels leaves the row unchecked (null), not failed."""
+    checked = run.checks.keys()
+    stored = run.rows.scan(ROW_SCHEMA).select("request_key", "text", "label", "seed")
+    rows = [r for r in stored.sort("request_key").collect().iter_rows() if r[0] not in checked]
+    if not rows:
+        return
+    check = LabelCheck(task)
+    requests = {
+        (r := check.request(key, text, label, seed)).key: r for key, text, label, seed in rows
+    }
+    progress = Progress(len(requests), enabled=not config.quiet, label="checks")
+    answers: list[dict[str, Any]] = []
+    for completion in engine.generate(list(requests.values())):
+        parsed, _ = requests[completion.key].schema.parse(completion.text)
+        key = completion.key.removesuffix(CHECK_SUFFIX)
+        answers.append({"request_key": key, "check_label": parsed and parsed["label"]})
+        progress.advance(1, completion.completion_tokens)
+        if len(answers) >= config.shard_rows:
+            run.checks.write(answers, CHECK_SCHEMA)
+            answers = []
+    if answers:
+        run.checks.write(answers, CHECK_SCHEMA)
     progress.close()

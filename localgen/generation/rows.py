@@ -3,8 +3,10 @@
 Columns (in this order): id, text, label, then how the row was made: request_key,
 strategy, template, template_hash, attributes (JSON), positive_ids, negative_ids,
 intermediate, model, model_path, model_config_hash, engine, backend, temperature, top_p,
-max_tokens, seed, attempt, finish_reason, prompt_tokens, completion_tokens, created_at
-(UTC, ISO 8601).
+max_tokens, seed, attempt, finish_reason, prompt_tokens, completion_tokens,
+mean_logprob, created_at (UTC, ISO 8601). The output table adds check_label: the label
+the generating model gave the row when asked (`localgen.planning.check`), null when the
+check did not run.
 """
 
 from __future__ import annotations
@@ -45,8 +47,15 @@ ROW_SCHEMA: dict[str, Any] = {
     "finish_reason": pl.Utf8,
     "prompt_tokens": pl.Int64,
     "completion_tokens": pl.Int64,
+    # mean log-probability of the completion's tokens under the model (null: the engine
+    # returns none): how likely the model finds the row given its label's prompt
+    "mean_logprob": pl.Float64,
     "created_at": pl.Utf8,
 }
+
+# What the label check stores per row (shards in checks/, joined into the output table).
+CHECK_SCHEMA: dict[str, Any] = {"request_key": pl.Utf8, "check_label": pl.Utf8}
+OUTPUT_SCHEMA: dict[str, Any] = ROW_SCHEMA | {"check_label": pl.Utf8}
 
 
 def make_row(
@@ -84,6 +93,9 @@ def make_row(
         "finish_reason": completion.finish_reason,
         "prompt_tokens": completion.prompt_tokens,
         "completion_tokens": completion.completion_tokens,
+        "mean_logprob": None
+        if completion.mean_logprob is None
+        else round(completion.mean_logprob, 5),
         "created_at": utc_now(),
     }
 

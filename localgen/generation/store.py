@@ -4,6 +4,7 @@ Layout of a run folder:
     manifest.json          what was asked, what happened, progress; rewritten atomically
     shards/part-NNNNN.parquet   validated rows, each shard complete or absent
     drafts/part-NNNNN.parquet   first-pass outputs that are not rows (hierarchical summaries)
+    checks/part-NNNNN.parquet   the label check's answer for each row
     synthetic.parquet      all rows, written once the run is complete (+ .jsonl on request)
     curated.parquet, curation.json      what `localgen curate` kept, and why it dropped rows
     comparison.json, models/            what `localgen run` measured, and its classifiers
@@ -30,6 +31,7 @@ FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 SHARDS = "shards"
 DRAFTS = "drafts"
+CHECKS = "checks"
 OUTPUT_STEM = "synthetic"
 WRITE_FORMATS = ("parquet", "jsonl")
 CURATED = "curated.parquet"
@@ -73,6 +75,7 @@ class RunFolder:
         self.shards = path / SHARDS
         self.rows = ShardSet(path / SHARDS, "request_key")
         self.drafts = ShardSet(path / DRAFTS, "key")
+        self.checks = ShardSet(path / CHECKS, "request_key")
 
     @property
     def output_table(self) -> Path:
@@ -116,7 +119,7 @@ class RunFolder:
         except OSError as e:
             raise OutputError(f"cannot create {self.shards}: {e.strerror}") from None
         # A run killed in the middle of a write leaves its temporary file: never data.
-        for folder in (self.path, self.shards, self.drafts.folder):
+        for folder in (self.path, self.shards, self.drafts.folder, self.checks.folder):
             for stale in folder.glob(".*.tmp"):
                 stale.unlink(missing_ok=True)
         return previous
@@ -165,9 +168,14 @@ class RunFolder:
         counts = pl.scan_parquet(files).group_by("label").len().sort("label").collect()
         return {str(k): int(v) for k, v in counts.iter_rows()}
 
-    def finalize(self, formats: tuple[str, ...], schema: dict[str, Any]) -> list[Path]:
-        """Join the shards into the output tables (streamed: memory stays flat)."""
-        lazy = self.rows.scan(schema).sort("request_key")
+    def finalize(
+        self, formats: tuple[str, ...], schema: dict[str, Any], checks: dict[str, Any]
+    ) -> list[Path]:
+        """Join the row shards, with the label check's answers, into the output tables
+        (streamed: memory stays flat)."""
+        answers = self.checks.scan(checks).unique("request_key", keep="last")
+        lazy = self.rows.scan(schema).join(answers, on="request_key", how="left")
+        lazy = lazy.sort("request_key")
         written = []
         for fmt in formats:
             path = self.path / f"{OUTPUT_STEM}.{fmt}"

@@ -155,6 +155,7 @@ def _variants(
             model=config.model,
             engine=config.engine,
             max_retries=config.max_retries,
+            check_labels=config.check_labels,
             overwrite=config.overwrite,
             quiet=True,
         ),

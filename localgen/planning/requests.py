@@ -18,7 +18,7 @@ from typing import Any
 
 from localgen.planning.fit import PromptFit
 from localgen.planning.prompts import Template
-from localgen.planning.schema import RowSchema
+from localgen.planning.schema import LabelChoice, RowSchema
 
 SUMMARY_SUFFIX = "/summary"  # key of a hierarchical first-pass request: "<row key>/summary"
 # The lists of examples a prompt shows as "not like these", in the order of negative_ids.
@@ -44,7 +44,7 @@ class Request:
     template: str
     template_hash: str
     prompt: str
-    schema: RowSchema
+    schema: RowSchema | LabelChoice  # a row, or the answer of a label check
     temperature: float
     top_p: float
     seed: int  # the RNG seed of this request: sampling and example choice

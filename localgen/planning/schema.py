@@ -155,3 +155,51 @@ class RowSchema:
     def _validator(self) -> jsonschema.protocols.Validator:
         cls = jsonschema.validators.validator_for(self.json_schema)
         return cls(self.json_schema)
+
+
+@dataclass(frozen=True)
+class LabelChoice:
+    """The answer of the label check: {"label": <one of `labels`>}, nothing else.
+
+    The same three forms as a row, so every engine and backend sends it unchanged. A
+    row's own label is the one the check is asked about (`label`); the answer may be any.
+    """
+
+    labels: tuple[str, ...]
+    label: str  # the label of the row being checked
+
+    @cached_property
+    def json_schema(self) -> dict[str, Any]:
+        return {
+            "type": "object",
+            "properties": {"label": {"type": "string", "enum": list(self.labels)}},
+            "required": ["label"],
+            "additionalProperties": False,
+        }
+
+    @cached_property
+    def regex(self) -> str:
+        choices = "|".join(_regex_literal(_label_json(name)) for name in self.labels)
+        return f'\\{{"label":"(?:{choices})"\\}}'
+
+    @property
+    def ebnf(self) -> str:
+        quoted = [
+            '"' + _label_json(n).replace("\\", "\\\\").replace('"', '\\"') + '"'
+            for n in self.labels
+        ]
+        return f'root ::= "{{\\"label\\":\\"" ({" | ".join(quoted)}) "\\"}}"'
+
+    @property
+    def max_tokens(self) -> int:
+        longest = max(len(_label_json(n).encode()) for n in self.labels)
+        return len('{"label":""}') + longest + 2
+
+    def parse(self, raw: str) -> tuple[dict[str, Any] | None, str]:
+        try:
+            answer = json.loads(raw)
+        except ValueError:
+            return None, "not valid JSON" if raw else "empty output"
+        if not isinstance(answer, dict) or answer.get("label") not in self.labels:
+            return None, f"not one of the labels: {raw[:80]}"
+        return answer, ""

@@ -10,7 +10,7 @@ from localgen.config import EngineSettings, GenerateConfig
 from localgen.engines.fake import FakeEngine
 from localgen.errors import DataError, OutputError, TaskError
 from localgen.generation.generate import generate
-from localgen.generation.rows import ROW_SCHEMA
+from localgen.generation.rows import OUTPUT_SCHEMA
 from localgen.models.resolve import ModelRef
 
 FAKE_MODEL = ModelRef("fake-model", Path("/models/fake"), "cafe0000cafe0000")
@@ -30,7 +30,7 @@ def test_rows_carry_label_and_full_provenance(task_file: Path, tmp_path: Path) -
     result = _run(_config(task_file, tmp_path / "run", seed=3))
     rows = pl.read_parquet(tmp_path / "run" / "synthetic.parquet")
     assert rows.height == result.written == 6
-    assert rows.columns == list(ROW_SCHEMA)
+    assert rows.columns == list(OUTPUT_SCHEMA)
     assert rows.group_by("label").len().sort("label").rows() == [("billing", 3), ("bug", 3)]
     for row in rows.iter_rows(named=True):
         assert row["request_key"].startswith(row["label"] + "-")

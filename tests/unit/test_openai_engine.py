@@ -194,8 +194,11 @@ def test_generate_through_a_server_stores_valid_rows(
     assert manifest["engine"]["name"] == "openai" and manifest["engine"]["backend"] == backend
     assert manifest["model"]["path"] == url
     assert manifest["tokens"]["completion"] == 20 * 12
-    # 13 requests: the failed billing one was sent again; each carried its constraint.
-    assert len(state.bodies) == 13
+    # 13 row requests (the failed billing one was sent again), then one label check per
+    # row; each carried its constraint.
+    checks = [b for b in state.bodies if "Which category" in b["messages"][0]["content"]]
+    assert len(state.bodies) == 13 + 12 and len(checks) == 12
+    assert all(b["temperature"] == 0.0 for b in checks)
     first = state.bodies[0]
     assert first["model"] == "team-model" and first["max_tokens"] > 0
     assert isinstance(first["seed"], int) and first["messages"][0]["role"] == "user"

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import json
 import os
 import random
 import re
@@ -39,10 +38,10 @@ import polars as pl
 
 from localgen.classify.evaluation import score
 from localgen.classify.train import fit, load_encoder, training_set
-from localgen.config import EngineSettings, GenerateConfig, RunConfig, TrainSettings
+from localgen.config import EngineSettings, GenerateConfig, TrainSettings
 from localgen.data import LabeledData
 from localgen.engines.loader import load_engine
-from localgen.jobs.run import run
+from localgen.generation.generate import generate
 from localgen.models.resolve import resolve_model
 from localgen.offline import apply_offline_env
 
@@ -145,100 +144,76 @@ def ci(entry: dict[str, Any]) -> str:
     return f"{entry['value']:.3f} [{low:.3f}, {high:.3f}]"
 
 
+def prepare(name: str, out: Path, sizes: list[int], seed: int) -> Path:
+    """The dataset's split and low-resource samples as CSV files in out/name."""
+    frame = clean(DATASETS[name]())
+    train, test = split(frame, 0.2, seed)
+    folder = out / name
+    folder.mkdir(parents=True, exist_ok=True)
+    train.write_csv(folder / "train.csv")  # every training row: the reference
+    test.write_csv(folder / "test.csv")
+    for size in sizes:
+        sample(train, size, seed).write_csv(folder / f"train-{size}.csv")
+    counts = dict(sorted(frame.group_by("label").len().iter_rows()))
+    print(f"{name}: {frame.height} unique rows {counts}; test {test.height}")
+    return folder
+
+
+def generate_all(args: argparse.Namespace, model_name: str) -> None:
+    """Stage 1: every dataset and size with one model, one engine (resumes)."""
+    model = resolve_model(None if model_name == "builtin" else model_name, print)
+    engine = load_engine(EngineSettings(name="vllm", seed=args.seed), model, print)
+    try:
+        for name in args.datasets:
+            folder = args.out / name
+            for size in args.sizes:
+                t0 = time.monotonic()
+                result = generate(
+                    GenerateConfig(
+                        task_path=TASKS / f"{name}.toml",
+                        out=folder / f"{model_name}-{size}",
+                        count=args.synthetic,
+                        seed=args.seed,
+                        seed_data=folder / f"train-{size}.csv",
+                        quiet=True,
+                    ),
+                    engine=engine,
+                    model=model,
+                )
+                print(
+                    f"  {name} {model_name} {size}/label: {result.message()} "
+                    f"({time.monotonic() - t0:.0f} s)",
+                    flush=True,
+                )
+    finally:
+        engine.close()
+
+
+def evaluate_all(args: argparse.Namespace) -> None:
+    raise SystemExit("evaluation stage: not yet")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "bench-real-data")
     parser.add_argument("--sizes", type=int, nargs="+", default=[8, 32])
-    parser.add_argument("--synthetic", type=int, default=16, help="rows per label")
+    parser.add_argument("--synthetic", type=int, default=24, help="rows per label")
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS))
+    parser.add_argument("--models", nargs="+", default=["builtin", "qwen-0.5b"])
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument(
-        "--fine-tune",
-        action="store_true",
-        help="fine-tune the encoder with the head (results-fine-tune.*; the reference stays "
-        "frozen); the generated rows of an earlier run are reused",
-    )
+    parser.add_argument("--stage", choices=["all", "generate", "evaluate"], default="all")
     args = parser.parse_args()
-    suffix = "-fine-tune" if args.fine_tune else ""
     apply_offline_env()
     os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")
-    args.out.mkdir(parents=True, exist_ok=True)
-
-    model = resolve_model(None, print)
-    engine = load_engine(EngineSettings(name="vllm", seed=args.seed), model, print)
-    results: dict[str, dict[str, Any]] = {}
     started = time.monotonic()
-    try:
-        for name in args.datasets:
-            frame = clean(DATASETS[name]())
-            train, test = split(frame, 0.2, args.seed)
-            folder = args.out / name
-            folder.mkdir(exist_ok=True)
-            train.write_csv(folder / "train.csv")  # every training row: the reference
-            test.write_csv(folder / "test.csv")
-            counts = dict(sorted(frame.group_by("label").len().iter_rows()))
-            print(f"{name}: {frame.height} unique rows {counts}; test {test.height}")
-            entry: dict[str, Any] = {
-                "rows": frame.height,
-                "per_label": counts,
-                "test_rows": test.height,
-                "reference": reference(train, test, folder / "reference-model"),
-            }
-            for size in args.sizes:
-                real_file = folder / f"train-{size}.csv"
-                sample(train, size, args.seed).write_csv(real_file)
-                config = RunConfig(
-                    generation=GenerateConfig(
-                        task_path=TASKS / f"{name}.toml",
-                        out=folder / f"run-{size}",
-                        count=args.synthetic,
-                        seed=args.seed,
-                        seed_data=real_file,
-                        quiet=True,
-                    ),
-                    test=folder / "test.csv",
-                    settings=TrainSettings(fine_tune=args.fine_tune, seed=args.seed),
-                )
-                t0 = time.monotonic()
-                comparison = run(config, say=lambda _m: None, engine=engine, model=model)
-                comparison["seconds"] = round(time.monotonic() - t0, 1)
-                entry[f"k{size}"] = comparison
-                res = comparison["results"]
-                print(
-                    f"  {size}/label: real {ci(res['real']['macro_f1'])}  "
-                    f"+syn {ci(res['combined']['macro_f1'])}  "
-                    f"syn {ci(res['synthetic']['macro_f1'])}  ({comparison['seconds']} s)"
-                )
-            results[name] = entry
-    finally:
-        engine.close()
-
-    lines = [
-        "| dataset | real per label | real only | real + synthetic | synthetic only "
-        "| (real + synthetic) − real, paired 95% CI | synthetic kept / generated "
-        "| all real rows (reference) |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for name, entry in results.items():
-        ref = entry["reference"]
-        for size in args.sizes:
-            comparison = entry[f"k{size}"]
-            res = comparison["results"]
-            diff = comparison["differences"]["combined_minus_real"]
-            low, high = diff["ci"]
-            lines.append(
-                f"| {name} | {size} | {ci(res['real']['macro_f1'])} "
-                f"| {ci(res['combined']['macro_f1'])} | {ci(res['synthetic']['macro_f1'])} "
-                f"| {diff['macro_f1_difference']:+.3f} [{low:+.3f}, {high:+.3f}] "
-                f"| {comparison['synthetic']['kept']} / {comparison['synthetic']['generated']} "
-                f"| {ci(ref['macro_f1'])} ({ref['train_rows']} rows) |"
-            )
-    table = "\n".join(lines)
-    print()
-    print(f"macro-F1 on the real test rows; {time.monotonic() - started:.0f} s in all")
-    print(table)
-    (args.out / f"results{suffix}.md").write_text(table + "\n")
-    (args.out / f"results{suffix}.json").write_text(json.dumps(results, indent=2) + "\n")
+    for name in args.datasets:
+        prepare(name, args.out, args.sizes, args.seed)
+    if args.stage in ("all", "generate"):
+        for model_name in args.models:
+            generate_all(args, model_name)
+    print(f"generated in {time.monotonic() - started:.0f} s", flush=True)
+    if args.stage in ("all", "evaluate"):
+        evaluate_all(args)
 
 
 if __name__ == "__main__":

@@ -105,6 +105,9 @@ class TrainSettings:
     encoder: str | None = None  # None: the built-in all-MiniLM-L6-v2
     c: float = 1.0  # inverse regularisation strength of the head, as in scikit-learn
     balanced: bool = True  # class weights n / (k * rows of the label)
+    # factor on each synthetic row's loss next to a real row's; "auto": chosen by
+    # cross-validation on the real rows, 0 included (classify/mixing.py)
+    synthetic_weight: str | float = "auto"
     fine_tune: bool = False
     epochs: int = 3  # passes over the data when fine-tuning
     learning_rate: float = 2e-5  # of the encoder when fine-tuning (the head's is 100x)
@@ -174,6 +177,16 @@ class ServeConfig:
     name: str | None = None  # the served model name; None: the model's own name
     tensor_parallel_size: int = EngineSettings.tensor_parallel_size
     data_parallel_size: int = 1  # copies of the model, each on its own GPUs
+
+
+def parse_weight(value: str | float) -> str | float:
+    """'auto' or a factor >= 0; ValueError otherwise."""
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return "auto"
+    weight = float(value)
+    if not weight >= 0 or weight == float("inf"):
+        raise ValueError(f"the synthetic weight must be auto or a number >= 0, not {value}")
+    return weight
 
 
 def settings_markdown() -> str:

@@ -147,7 +147,8 @@ REAL = [
 
 
 def make_run(tmp_path: Path, rows: list[dict]) -> Path:
-    """A finished run folder holding `rows` (text, label, optional positive_ids)."""
+    """A finished run folder holding `rows` (text, label, optional positive_ids,
+    check_label and mean_logprob)."""
     run = tmp_path / "run"
     run.mkdir()
     frame = pl.DataFrame(
@@ -158,8 +159,15 @@ def make_run(tmp_path: Path, rows: list[dict]) -> Path:
             "strategy": [r.get("strategy", "zero-shot") for r in rows],
             "positive_ids": [r.get("positive_ids", []) for r in rows],
             "negative_ids": [[] for _ in rows],
+            "check_label": [r.get("check_label") for r in rows],
+            "mean_logprob": [r.get("mean_logprob") for r in rows],
         },
-        schema_overrides={"positive_ids": pl.List(pl.Utf8), "negative_ids": pl.List(pl.Utf8)},
+        schema_overrides={
+            "positive_ids": pl.List(pl.Utf8),
+            "negative_ids": pl.List(pl.Utf8),
+            "check_label": pl.Utf8,
+            "mean_logprob": pl.Float64,
+        },
     )
     frame.write_parquet(run / "synthetic.parquet")
     (run / "manifest.json").write_text(

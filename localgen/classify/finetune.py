@@ -29,8 +29,10 @@ def fine_tune(
     head: LinearHead,
     settings: TrainSettings,
     say: Say = silent,
+    factors: np.ndarray | None = None,
 ) -> tuple[Any, Any, LinearHead]:
-    """(encoder model, tokenizer, head) after `settings.epochs` passes over the rows."""
+    """(encoder model, tokenizer, head) after `settings.epochs` passes over the rows;
+    `factors` weigh the rows (synthetic rows by the chosen synthetic weight)."""
     epochs, batch_size, seed = settings.epochs, settings.batch_size, settings.seed
     import torch
     from transformers import AutoModel, AutoTokenizer
@@ -45,7 +47,8 @@ def fine_tune(
         linear.bias.copy_(torch.from_numpy(head.bias))
     index = {name: i for i, name in enumerate(head.labels)}
     y = np.array([index[label] for label in labels])
-    sample = balanced_weights(y, len(head.labels)) if settings.balanced else np.ones(len(y))
+    plain = np.ones(len(y)) if factors is None else np.asarray(factors, dtype=np.float64)
+    sample = balanced_weights(y, len(head.labels), factors) if settings.balanced else plain
     optimizer = torch.optim.AdamW(
         [
             {"params": model.parameters(), "lr": settings.learning_rate},
@@ -54,7 +57,7 @@ def fine_tune(
     )
     rng = np.random.default_rng(seed)
     for epoch in range(epochs):
-        order = rng.permutation(len(texts))
+        order = rng.permutation(np.flatnonzero(sample > 0))  # rows of weight 0: none
         total = 0.0
         for start in range(0, len(order), batch_size):
             rows = order[start : start + batch_size]
@@ -64,7 +67,7 @@ def fine_tune(
             target = torch.from_numpy(y[rows]).to(device)
             weight = torch.from_numpy(sample[rows]).to(device, torch.float32)
             losses = torch.nn.functional.cross_entropy(logits, target, reduction="none")
-            loss = (losses * weight).sum() / weight.sum()
+            loss = (losses * weight).sum() / weight.sum().clamp_min(1e-12)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()

@@ -22,7 +22,8 @@ import polars as pl
 from localgen.artifacts import software_versions, utc_now
 from localgen.classify.classifier import TextClassifier, check_model_out, resolve_encoder
 from localgen.classify.evaluation import score
-from localgen.config import RESAMPLES, TrainConfig, TrainSettings
+from localgen.classify.mixing import choose_weight, factors
+from localgen.config import RESAMPLES, TrainConfig, TrainSettings, parse_weight
 from localgen.data import LabeledData, check_labels, read_labeled, read_texts
 from localgen.errors import DataError
 from localgen.generation.store import MANIFEST, RunFolder
@@ -113,6 +114,22 @@ def training_set(
     return TrainingSet(texts, labels, np.concatenate(parts), sources)
 
 
+def mixing(
+    data: TrainingSet, settings: TrainSettings, names: Sequence[str], say: Say = silent
+) -> dict[str, Any] | None:
+    """The synthetic weight of a training set with real and synthetic rows (None when it
+    has only one kind): the setting's factor, or the one `auto` chose, with its scores."""
+    if {"real", "synthetic"} - set(data.sources):
+        return None
+    setting = parse_weight(settings.synthetic_weight)
+    if setting != "auto":
+        return {"setting": setting, "chosen": setting}
+    say("choosing the synthetic weight by cross-validation on the real rows")
+    return choose_weight(
+        data.vectors, data.labels, data.sources, names, settings.c, settings.balanced, settings.seed
+    )
+
+
 def fit(
     data: TrainingSet,
     settings: TrainSettings,
@@ -126,12 +143,16 @@ def fit(
         raise DataError("no rows to train on")
     names = tuple(label_names) if label_names is not None else tuple(sorted(set(data.labels)))
     encoder_name, encoder_path = resolve_encoder(settings.encoder)
+    mix = mixing(data, settings, names, say)
+    row_factors = None if mix is None else factors(data.sources, mix["chosen"])
     say(f"fitting the head on {len(data.texts)} rows, {len(names)} labels")
-    head = fit_linear(data.vectors, data.labels, names, c=settings.c, balanced=settings.balanced)
+    head = fit_linear(
+        data.vectors, data.labels, names, settings.c, settings.balanced, factors=row_factors
+    )
     info = {
         "created_at": utc_now(),
         "config": asdict(settings) | {"encoder": encoder_name},
-        "training": {"inputs": inputs or {}, "rows": data.counts()},
+        "training": {"inputs": inputs or {}, "rows": data.counts(), "synthetic_weight": mix},
         "versions": software_versions("torch", "transformers"),
     }
     model = TextClassifier(encoder_path, head, encoder_name, info)
@@ -141,7 +162,7 @@ def fit(
     from localgen.classify.finetune import fine_tune
 
     tuned_encoder, tokenizer, tuned_head = fine_tune(
-        encoder_path, data.texts, data.labels, head, settings, say
+        encoder_path, data.texts, data.labels, head, settings, say, row_factors
     )
     TextClassifier(encoder_path, tuned_head, encoder_name, info).save(out, tuned_encoder, tokenizer)
     return TextClassifier.load(out)
@@ -172,7 +193,12 @@ def trained_message(model: TextClassifier) -> str:
     """The line `localgen train` ends with: what the model learned from."""
     counts = model.info["training"]["rows"]
     parts = [f"{sum(c.values())} {source}" for source, c in counts.items()]
-    return f"trained on {' + '.join(parts)} rows, {len(model.labels)} labels"
+    line = f"trained on {' + '.join(parts)} rows, {len(model.labels)} labels"
+    mix = model.info["training"].get("synthetic_weight")
+    if mix:
+        how = " (chosen by cross-validation)" if mix["setting"] == "auto" else ""
+        line += f"; synthetic rows weigh {mix['chosen']:g}{how}"
+    return line
 
 
 def check_known(data: LabeledData, model: TextClassifier) -> None:

@@ -32,7 +32,7 @@ from localgen.cli.options import (
     task_argument,
     tensor_parallel_option,
 )
-from localgen.config import SEED, EngineSettings, GenerateConfig, TrainSettings
+from localgen.config import SEED, EngineSettings, GenerateConfig, TrainSettings, parse_weight
 
 
 def _group(
@@ -209,6 +209,19 @@ engine_options = _group(
     _engine,
 )
 
+
+class SyntheticWeight(click.ParamType):
+    """auto, or a factor >= 0."""
+
+    name = "auto|FACTOR"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> str | float:
+        try:
+            return parse_weight(value)
+        except ValueError:
+            self.fail(f"{value!r}: give auto or a number >= 0", param, ctx)
+
+
 _HEAD = [
     click.option(
         "--encoder",
@@ -228,6 +241,15 @@ _HEAD = [
         "--no-class-weights",
         is_flag=True,
         help="Weigh every row the same (default: each label weighs the same in total).",
+    ),
+    click.option(
+        "--synthetic-weight",
+        type=SyntheticWeight(),
+        default=TrainSettings.synthetic_weight,
+        show_default=True,
+        help="What a synthetic row's loss counts next to a real row's, when training on "
+        "both: a factor (0 ignores them), or auto: the factor of "
+        "0, 0.1, 0.25, 0.5, 1 that cross-validation on the real rows prefers.",
     ),
 ]
 _FINE_TUNE = [
@@ -261,21 +283,34 @@ _FINE_TUNE = [
 ]
 
 
-def _head(encoder: str | None, c: float, no_class_weights: bool, seed: int) -> TrainSettings:
-    return TrainSettings(encoder=encoder, c=c, balanced=not no_class_weights, seed=seed)
+def _head(
+    encoder: str | None,
+    c: float,
+    no_class_weights: bool,
+    synthetic_weight: str | float,
+    seed: int,
+) -> TrainSettings:
+    return TrainSettings(
+        encoder=encoder,
+        c=c,
+        balanced=not no_class_weights,
+        synthetic_weight=synthetic_weight,
+        seed=seed,
+    )
 
 
 def _train(
     encoder: str | None,
     c: float,
     no_class_weights: bool,
+    synthetic_weight: str | float,
     fine_tune: bool,
     epochs: int,
     learning_rate: float,
     batch_size: int,
     seed: int,
 ) -> TrainSettings:
-    head = _head(encoder, c, no_class_weights, seed)
+    head = _head(encoder, c, no_class_weights, synthetic_weight, seed)
     return replace(
         head, fine_tune=fine_tune, epochs=epochs, learning_rate=learning_rate, batch_size=batch_size
     )

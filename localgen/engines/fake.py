@@ -49,12 +49,14 @@ class FakeEngine:
         self.tokens_per_s = tokens_per_s
         self.queued: dict[str, deque[str]] = defaultdict(deque)
         self.calls: list[list[str]] = []  # keys of each generate() call, for tests
+        self.last_requests: list[Request] = []  # the requests of the last call
 
     def enqueue(self, key: str, raw: str) -> None:
         self.queued[key].append(raw)
 
     def generate(self, requests: Sequence[Request]) -> Iterator[Completion]:
         self.calls.append([r.key for r in requests])
+        self.last_requests = list(requests)
         for r in requests:
             rng = random.Random(r.seed)
             if self.queued.get(r.key):

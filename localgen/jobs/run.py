@@ -71,6 +71,7 @@ def compare(
             "training_rows": part.counts(),
             "train_rows": len(part.labels),
             "model": str(models_dir / name),
+            "synthetic_weight": model.info["training"].get("synthetic_weight"),
         } | score(truth, predicted, resamples=resamples)
     differences = {}
     for name in ("combined", "synthetic"):
@@ -136,6 +137,7 @@ def _comparison(
             "fine_tune": config.settings.fine_tune,
             "c": config.settings.c,
             "balanced": config.settings.balanced,
+            "synthetic_weight": config.settings.synthetic_weight,
         },
         **outcome,
         "report": str(gen.out / REPORT),
@@ -213,6 +215,10 @@ def comparison_table(comparison: dict[str, Any]) -> str:
             f"{entry['title']:<18} {entry['train_rows']:>6}  {_ci(entry['macro_f1']):<24}  "
             f"{_ci(entry['accuracy']):<24}"
         )
+    mix = comparison["results"]["combined"].get("synthetic_weight")
+    if mix:
+        how = " (auto: cross-validation on the real rows)" if mix["setting"] == "auto" else ""
+        lines.append(f"synthetic rows weigh {mix['chosen']:g} in real + synthetic{how}")
     for key, diff in comparison["differences"].items():
         what = "real + synthetic" if key.startswith("combined") else "synthetic only"
         low, high = diff.get("ci", [None, None])

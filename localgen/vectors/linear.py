@@ -37,11 +37,14 @@ class LinearHead:
         return [self.labels[i] for i in self.proba(vectors).argmax(axis=1)]
 
 
-def balanced_weights(y: np.ndarray, k: int) -> np.ndarray:
-    """Per-row weights n / (k * count of the row's label)."""
-    counts = np.bincount(y, minlength=k).astype(np.float64)
-    per_label = len(y) / (k * np.maximum(counts, 1.0))
-    return per_label[y]
+def balanced_weights(y: np.ndarray, k: int, factors: np.ndarray | None = None) -> np.ndarray:
+    """Per-row weights n / (k * count of the row's label). With per-row `factors` the
+    counts are weighted too, and each row's weight is multiplied by its factor: rows of
+    factor 0 change nothing, as if they were not there."""
+    f = np.ones(len(y)) if factors is None else np.asarray(factors, dtype=np.float64)
+    counts = np.bincount(y, weights=f, minlength=k)
+    per_label = f.sum() / (k * np.maximum(counts, 1e-12))
+    return per_label[y] * f
 
 
 def fit_linear(
@@ -51,8 +54,10 @@ def fit_linear(
     c: float = 1.0,
     balanced: bool = True,
     max_iter: int = 200,
+    factors: np.ndarray | None = None,
 ) -> LinearHead:
-    """Fit the head on `vectors` (n, d) with one label per row."""
+    """Fit the head on `vectors` (n, d) with one label per row; `factors` weigh rows
+    (`balanced_weights`)."""
     import torch
 
     names = tuple(label_names) if label_names is not None else tuple(sorted(set(labels)))
@@ -66,7 +71,8 @@ def fit_linear(
         raise DataError("a classifier needs rows of at least two labels")
     y = np.array([index[label] for label in labels])
     k = len(names)
-    sample = balanced_weights(y, k) if balanced else np.ones(len(y))
+    plain = np.ones(len(y)) if factors is None else np.asarray(factors, dtype=np.float64)
+    sample = balanced_weights(y, k, factors) if balanced else plain
 
     x_t = torch.from_numpy(np.asarray(vectors, dtype=np.float64))
     y_t = torch.from_numpy(y)

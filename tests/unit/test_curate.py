@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -204,3 +205,65 @@ def test_row_vectors_are_cached_per_id_and_a_damaged_cache_is_ignored(tmp_path: 
     encode_cached(encoder, ["a"], ["refund me"], cache)
     assert encoder.seen[-1] == "refund me"
     assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_label_consistency_drops_what_the_model_itself_labels_otherwise(tmp_path: Path) -> None:
+    rows = [
+        {"text": "Please refund the extra charge on my card", "label": "billing"},
+        {"text": "The reset link never arrives in my inbox", "label": "billing"},
+        {"text": "I was billed twice for the same invoice", "label": "billing"},
+        {"text": "Locked out after three failed login attempts", "label": "access"},
+    ]
+    answers = ["billing", "access", None, "access"]  # None: the check gave no answer
+    run = make_run(tmp_path, [r | {"check_label": a} for r, a in zip(rows, answers, strict=True)])
+    summary = curate(CurateConfig(run), BagOfWords())
+    rule = summary["rules"]["label-consistency"]
+    assert rule["enabled"] and rule["flagged"] == rule["dropped"] == 1
+    assert rule["agreement_per_label"] == {"access": 1.0, "billing": 0.5}
+    assert rule["unchecked"] == 1
+    kept = pl.read_parquet(run / CURATED)["text"].to_list()
+    assert kept == [rows[0]["text"], rows[2]["text"], rows[3]["text"]]
+    flagged = curate(CurateConfig(run, inconsistent="flag"), BagOfWords())
+    assert flagged["rules"]["label-consistency"]["dropped"] == 0
+    assert flagged["counts"]["kept"] == 4
+    # A run without the check says why the rule did not run.
+    (tmp_path / "plain").mkdir()
+    other = make_run(tmp_path / "plain", rows)
+    reason = curate(CurateConfig(other), BagOfWords())["rules"]["label-consistency"]["reason"]
+    assert "no label check" in reason
+
+
+def test_on_topic_keeps_the_most_likely_share_of_each_label(tmp_path: Path) -> None:
+    texts = [f"message number {n} about the invoice and a refund" for n in range(6)]
+    likelihood = [-0.5, -2.5, -1.0, -3.0, -0.2, -1.5]
+    labels = ["billing", "billing", "billing", "access", "access", "access"]
+    rows = [
+        {"text": t, "label": lab, "mean_logprob": lp}
+        for t, lab, lp in zip(texts, labels, likelihood, strict=True)
+    ]
+    run = make_run(tmp_path, rows)
+    summary = curate(CurateConfig(run, on_topic_share=0.67, skip=frozenset({"near-duplicate"})))
+    rule = summary["rules"]["on-topic"]
+    assert rule["dropped"] == 2 and rule["cutoff_per_label"] == {"access": -1.5, "billing": -1.0}
+    kept = pl.read_parquet(run / CURATED)["text"].to_list()
+    assert kept == [texts[0], texts[2], texts[4], texts[5]]  # the least likely of each: gone
+    assert curate(CurateConfig(run), BagOfWords())["rules"]["on-topic"]["enabled"] is False
+
+
+def test_the_judge_drops_only_when_confident_and_trusted(tmp_path: Path) -> None:
+    rows = [
+        {"text": "I cannot sign in, the password reset link and login fail", "label": "billing"},
+        {"text": "Please refund the charge on my invoice this month", "label": "billing"},
+    ]
+    run = make_run(tmp_path, rows)
+    real = write_csv(tmp_path / "real.csv", REAL)
+    base = CurateConfig(run, real=real, mislabeled="confident", judge_confidence=0.0)
+    trusting = curate(replace(base, judge_accuracy=0.0), BagOfWords())
+    assert trusting["rules"]["label-fidelity"]["trusted"] is True
+    assert trusting["rules"]["label-fidelity"]["dropped"] == 1
+    sceptical = curate(replace(base, judge_accuracy=1.01), BagOfWords())  # never trusted
+    assert sceptical["rules"]["label-fidelity"]["trusted"] is False
+    assert sceptical["rules"]["label-fidelity"]["flagged"] == 1
+    assert sceptical["rules"]["label-fidelity"]["dropped"] == 0
+    unsure = curate(replace(base, judge_accuracy=0.0, judge_confidence=1.0), BagOfWords())
+    assert unsure["rules"]["label-fidelity"]["dropped"] == 0

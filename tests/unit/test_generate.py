@@ -162,3 +162,34 @@ def test_jsonl_output_matches_parquet(task_file: Path, tmp_path: Path) -> None:
     jsonl = pl.read_ndjson(tmp_path / "run" / "synthetic.jsonl")
     assert jsonl["text"].to_list() == parquet["text"].to_list()
     assert jsonl["positive_ids"].to_list() == parquet["positive_ids"].to_list()
+
+
+def test_the_label_check_asks_the_model_about_every_row_once(
+    task_file: Path, tmp_path: Path
+) -> None:
+    engine = FakeEngine()
+    engine.enqueue("billing-000001/check", '{"label":"bug"}')  # the model disagrees
+    engine.enqueue("bug-000002/check", "not an answer")
+    _run(_config(task_file, tmp_path / "run", seed=3), engine)
+    rows = pl.read_parquet(tmp_path / "run" / "synthetic.parquet")
+    answers = dict(rows.select("request_key", "check_label").iter_rows())
+    assert answers["billing-000001"] == "bug" and answers["bug-000002"] is None
+    assert sum(a == key.split("-")[0] for key, a in answers.items()) == 4
+    assert rows["mean_logprob"].null_count() == 0 and (rows["mean_logprob"] < 0).all()
+    [checks] = [c for c in engine.calls if c[0].endswith("/check")]
+    assert sorted(checks) == sorted(f"{key}/check" for key in answers)
+    prompt_of = {r.key: r.prompt for r in engine.last_requests}
+    assert "Which category does the text belong to?" in prompt_of["billing-000001/check"]
+    assert (
+        rows.filter(pl.col("request_key") == "billing-000001")["text"].item()
+        in (prompt_of["billing-000001/check"])
+    )
+    # Rerun: every row is stored and checked, so the engine is not even asked.
+    again = FakeEngine()
+    _run(_config(task_file, tmp_path / "run", seed=3), again)
+    assert again.calls == []
+    # Switched off: no check requests, an empty column.
+    off = FakeEngine()
+    _run(_config(task_file, tmp_path / "off", seed=3, check_labels=False), off)
+    assert len(off.calls) == 1
+    assert pl.read_parquet(tmp_path / "off" / "synthetic.parquet")["check_label"].null_count() == 6

@@ -1,0 +1,89 @@
+"""The synthetic weight: a factor of 0 is the real-only classifier, and `auto` keeps
+helpful synthetic rows and turns off harmful ones, choosing on the real rows only."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from localgen.classify.mixing import choose_weight, factors
+from localgen.classify.train import TrainingSet, fit
+from localgen.cli import cli
+from localgen.config import TrainSettings, parse_weight
+from localgen.vectors.linear import fit_linear
+
+
+def _blobs(rng: np.random.Generator, n: int, flip: bool = False) -> tuple[np.ndarray, list[str]]:
+    """Two labels, centred at +-1 on the first of 16 axes, noise 1 on every axis."""
+    labels = ["a"] * n + ["b"] * n
+    centre = np.zeros(16)
+    centre[0] = 1.0
+    x = np.concatenate([centre + rng.normal(size=(n, 16)), -centre + rng.normal(size=(n, 16))])
+    if flip:
+        labels = labels[::-1]
+    return x, labels
+
+
+def test_a_factor_of_zero_is_the_real_only_classifier() -> None:
+    rng = np.random.default_rng(0)
+    real, real_labels = _blobs(rng, 6)
+    synthetic, synthetic_labels = _blobs(rng, 20, flip=True)
+    real_only = fit_linear(real, real_labels)
+    both = np.concatenate([real, synthetic])
+    sources = ["real"] * len(real) + ["synthetic"] * len(synthetic)
+    zero = fit_linear(both, real_labels + synthetic_labels, factors=factors(sources, 0.0))
+    assert np.allclose(zero.weight, real_only.weight, atol=1e-5)
+    full = fit_linear(both, real_labels + synthetic_labels, factors=factors(sources, 1.0))
+    assert not np.allclose(full.weight, real_only.weight, atol=1e-2)
+
+
+@pytest.mark.parametrize("flip", [False, True])
+def test_auto_weighs_helpful_rows_and_turns_off_harmful_ones(flip: bool) -> None:
+    rng = np.random.default_rng(1)
+    real, real_labels = _blobs(rng, 8)
+    synthetic, synthetic_labels = _blobs(rng, 40, flip=flip)  # flipped: every label wrong
+    vectors = np.concatenate([real, synthetic])
+    sources = ["real"] * len(real) + ["synthetic"] * len(synthetic)
+    choice = choose_weight(vectors, real_labels + synthetic_labels, sources, ["a", "b"])
+    assert [e["weight"] for e in choice["scores"]] == [0.0, 0.1, 0.25, 0.5, 1.0]
+    assert all(len(e["fold_macro_f1"]) == 5 for e in choice["scores"])
+    if flip:
+        assert choice["chosen"] == 0.0
+    else:
+        assert choice["chosen"] > 0.0
+
+
+def test_the_model_folder_records_the_choice(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)  # the data of the flipped case above
+    real, real_labels = _blobs(rng, 8)
+    synthetic, synthetic_labels = _blobs(rng, 40, flip=True)
+    data = TrainingSet(
+        ["r"] * len(real) + ["s"] * len(synthetic),
+        real_labels + synthetic_labels,
+        np.concatenate([real, synthetic]),
+        ["real"] * len(real) + ["synthetic"] * len(synthetic),
+    )
+    fit(data, TrainSettings(), tmp_path / "auto")
+    info = json.loads((tmp_path / "auto" / "model.json").read_text())
+    mix = info["training"]["synthetic_weight"]
+    assert mix["setting"] == "auto" and mix["chosen"] == 0.0 and len(mix["scores"]) == 5
+    fit(data, TrainSettings(synthetic_weight=0.5), tmp_path / "half")
+    info = json.loads((tmp_path / "half" / "model.json").read_text())
+    assert info["training"]["synthetic_weight"] == {"setting": 0.5, "chosen": 0.5}
+    fit(data.subset("real"), TrainSettings(), tmp_path / "real")
+    info = json.loads((tmp_path / "real" / "model.json").read_text())
+    assert info["training"]["synthetic_weight"] is None  # nothing to mix
+
+
+def test_the_weight_option_takes_auto_or_a_factor() -> None:
+    assert parse_weight("AUTO") == "auto" and parse_weight("0.25") == 0.25
+    with pytest.raises(ValueError):
+        parse_weight("-1")
+    result = CliRunner().invoke(
+        cli, ["train", "--real", "x.csv", "--out", "m", "--synthetic-weight", "lots"]
+    )
+    assert result.exit_code == 2 and "give auto or a number >= 0" in result.output

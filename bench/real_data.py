@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import json
 import os
 import random
 import re
@@ -34,14 +35,17 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import polars as pl
 
-from localgen.classify.evaluation import score
+from localgen.classify.evaluation import paired_difference, score
 from localgen.classify.train import fit, load_encoder, training_set
-from localgen.config import EngineSettings, GenerateConfig, TrainSettings
-from localgen.data import LabeledData
+from localgen.config import CurateConfig, EngineSettings, GenerateConfig, TrainSettings
+from localgen.curation.curate import curate
+from localgen.data import LabeledData, read_labeled
 from localgen.engines.loader import load_engine
 from localgen.generation.generate import generate
+from localgen.generation.store import RunFolder
 from localgen.models.resolve import resolve_model
 from localgen.offline import apply_offline_env
 
@@ -189,8 +193,141 @@ def generate_all(args: argparse.Namespace, model_name: str) -> None:
         engine.close()
 
 
+# The selections compared: curation settings on top of the rules every run has (length,
+# duplicates, leakage, contamination, near-duplicates). "basic" is the old default.
+SELECTIONS: dict[str, dict[str, Any]] = {
+    "basic": {"inconsistent": "flag", "on_topic_share": 1.0, "mislabeled": "flag"},
+    "+consistency": {"inconsistent": "drop", "on_topic_share": 1.0, "mislabeled": "flag"},
+    "+on-topic": {"inconsistent": "flag", "on_topic_share": 0.75, "mislabeled": "flag"},
+    "+judge": {"inconsistent": "flag", "on_topic_share": 1.0, "mislabeled": "confident"},
+    "all": {"inconsistent": "drop", "on_topic_share": 0.75, "mislabeled": "confident"},
+}
+WEIGHTS: tuple[str | float, ...] = (1.0, "auto")
+
+
+def _diff(truth: list[str], real: list[str], other: list[str]) -> dict[str, Any]:
+    return paired_difference(truth, real, other)
+
+
+def evaluate_setting(
+    folder: Path, run_dir: Path, size: int, encoder: Any, test_vectors: Any, labels: list[str]
+) -> dict[str, Any]:
+    """Every selection and weight on one generated run: scores on the test rows."""
+    test = read_labeled(folder / "test.csv")
+    truth = test.frame["label"].to_list()
+    real_file = folder / f"train-{size}.csv"
+    real = read_labeled(real_file)
+    out: dict[str, Any] = {"generated": RunFolder(run_dir).read_rows().height, "variants": {}}
+    real_set = training_set(encoder, real, None)
+    real_model = fit(real_set, TrainSettings(), run_dir / "models" / "real", labels)
+    real_pred = real_model.head.predict(test_vectors)
+    out["real"] = score(truth, real_pred)
+    for name, selection in SELECTIONS.items():
+        curation = curate(
+            CurateConfig(run_dir, real=real_file, eval=folder / "test.csv", **selection),
+            encoder=encoder,
+        )
+        data = training_set(encoder, real, run_dir, "curated")
+        removed = {r: e["dropped"] for r, e in curation["rules"].items() if e.get("dropped")}
+        entry: dict[str, Any] = {"kept": curation["counts"]["kept"], "removed": removed}
+        if name == "basic":
+            synthetic = fit(data.subset("synthetic"), TrainSettings(), run_dir / "models" / "syn")
+            predicted = synthetic.head.predict(test_vectors)
+            out["synthetic"] = score(truth, predicted) | {
+                "diff": _diff(truth, real_pred, predicted)
+            }
+        for weight in WEIGHTS:
+            settings = TrainSettings(synthetic_weight=weight)
+            model = fit(data, settings, run_dir / "models" / f"{name}-{weight}", labels)
+            predicted = model.head.predict(test_vectors)
+            entry[str(weight)] = score(truth, predicted) | {
+                "diff": _diff(truth, real_pred, predicted),
+                "weight": model.info["training"]["synthetic_weight"],
+            }
+        out["variants"][name] = entry
+    return out
+
+
+def _short(entry: dict[str, Any]) -> str:
+    d = entry["diff"]
+    low, high = d["ci"]
+    mark = " ▲" if low > 0 else (" ▼" if high < 0 else "")
+    value, change = entry["macro_f1"]["value"], d["macro_f1_difference"]
+    return f"{value:.3f}, {change:+.3f} [{low:+.3f}, {high:+.3f}]{mark}"
+
+
+def table(results: dict[str, Any]) -> str:
+    """One line per dataset, size, model and selection: real only, then each weight."""
+    lines = [
+        "| dataset | real/label | model | selection | kept / generated | removed by "
+        "| real only | weight 1: F1, diff to real [95% CI] | auto: F1, diff [95% CI] (weight) "
+        "| all real rows |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, entry in results.items():
+        ref = entry["reference"]["macro_f1"]["value"]
+        for key, setting in sorted(entry["settings"].items()):
+            model, size = key.rsplit("-", 1)
+            real = setting["real"]["macro_f1"]
+            syn = setting["synthetic"]
+            lines.append(
+                f"| {name} | {size} | {model} | synthetic only | | | {ci(real)} "
+                f"| {_short(syn)} | | {ref:.3f} |"
+            )
+            for sel, v in setting["variants"].items():
+                removed = ", ".join(f"{r} {n}" for r, n in v["removed"].items())
+                auto = v["auto"]
+                lines.append(
+                    f"| {name} | {size} | {model} | {sel} | {v['kept']} / {setting['generated']} "
+                    f"| {removed} | {real['value']:.3f} | {_short(v['1.0'])} "
+                    f"| {_short(auto)} ({auto['weight']['chosen']:g}) | {ref:.3f} |"
+                )
+    return "\n".join(lines)
+
+
+class Memo:
+    """The encoder, remembering every text it embedded: curation embeds the same real
+    and test rows for every selection."""
+
+    def __init__(self, encoder: Any) -> None:
+        self.encoder, self.path = encoder, getattr(encoder, "path", "builtin")
+        self.vectors: dict[str, np.ndarray] = {}
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        todo = list(dict.fromkeys(t for t in texts if t not in self.vectors))
+        if todo:
+            self.vectors.update(zip(todo, self.encoder.encode(todo), strict=True))
+        return np.stack([self.vectors[t] for t in texts]) if texts else self.encoder.encode([])
+
+
 def evaluate_all(args: argparse.Namespace) -> None:
-    raise SystemExit("evaluation stage: not yet")
+    """Stage 2: every selection and weight on every generated run; the table."""
+    encoder = Memo(load_encoder(None))
+    results: dict[str, Any] = {}
+    for name in args.datasets:
+        folder = args.out / name
+        train, test = pl.read_csv(folder / "train.csv"), pl.read_csv(folder / "test.csv")
+        labels = sorted(train["label"].unique().to_list())
+        test_vectors = encoder.encode(test["text"].to_list())
+        entry: dict[str, Any] = {
+            "test_rows": test.height,
+            "reference": reference(train, test, folder / "reference-model"),
+            "settings": {},
+        }
+        for model_name in args.models:
+            for size in args.sizes:
+                run_dir = folder / f"{model_name}-{size}"
+                if not RunFolder(run_dir).output_table.is_file():
+                    continue
+                t0 = time.monotonic()
+                setting = evaluate_setting(folder, run_dir, size, encoder, test_vectors, labels)
+                entry["settings"][f"{model_name}-{size}"] = setting
+                print(f"  evaluated {name} {model_name} {size} ({time.monotonic() - t0:.0f} s)")
+        results[name] = entry
+    text = table(results)
+    print(text)
+    (args.out / "results.md").write_text(text + "\n")
+    (args.out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
 
 
 def main() -> None:

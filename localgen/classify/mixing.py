@@ -5,12 +5,16 @@ the weighted counts, so w = 0 trains exactly the real-only classifier). `auto` c
 from `WEIGHTS` by cross-validation on the real training rows only: each real row is held
 out once (stratified folds), the head is fitted on the other real rows plus every
 synthetic row at factor w, and w is scored by the macro-F1 of the pooled held-out
-predictions (ties: the lower log-loss, then the smaller w). Since the choice includes 0,
-mixing in synthetic rows is only kept where the real rows say it helps.
+predictions over `REPEATS` shuffles of the folds (ties: the lower log-loss, then the
+smaller w). Since the choice includes 0, mixing in synthetic rows is only kept where the
+real rows say it helps.
 
-The synthetic rows were written from these same real rows (few-shot examples), so the
-held-out rows are not unseen by the generator: the estimate leans towards synthetic rows.
-The model folder records the choice and every fold's score.
+The synthetic rows were written from these same real rows (few-shot examples): a row
+written from a held-out real row is a near-copy of it, and would make synthetic rows look
+better than they are. So a fold leaves out, with its real rows, every synthetic row whose
+prompt showed one of them (the row's positive_ids), and weighs the others up so that the
+synthetic rows weigh as much in total as in the final fit. The model folder records the
+choice and every fold's score.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from localgen.vectors.linear import fit_linear, stratified_folds
 
 WEIGHTS = (0.0, 0.1, 0.25, 0.5, 1.0)  # the factors `auto` chooses from
 FOLDS = 5
+REPEATS = 3  # shuffles of the folds: the held-out predictions of all are pooled
 
 
 def factors(sources: Sequence[str], weight: float) -> np.ndarray:
@@ -37,16 +42,25 @@ def choose_weight(
     labels: Sequence[str],
     sources: Sequence[str],
     label_names: Sequence[str],
+    ids: Sequence[Sequence[str]] = (),
     c: float = 1.0,
     balanced: bool = True,
     seed: int = 0,
     weights: Sequence[float] = WEIGHTS,
 ) -> dict[str, Any]:
-    """The factor cross-validation on the real rows prefers, with every score."""
+    """The factor cross-validation on the real rows prefers, with every score. `ids`: a
+    real row's own id, and the real ids a synthetic row was written from (`TrainingSet.ids`)."""
+    ids = list(ids) or [()] * len(labels)
     real = np.array([i for i, s in enumerate(sources) if s == "real"])
     synthetic = np.array([i for i, s in enumerate(sources) if s == "synthetic"], dtype=np.int64)
     real_labels = [labels[i] for i in real]
-    folds = [real[f] for f in stratified_folds(real_labels, FOLDS, seed)]
+    folds = []
+    for repeat in range(REPEATS):
+        for fold in stratified_folds(real_labels, FOLDS, seed + repeat):
+            held = real[fold]
+            held_ids = {i for row in held for i in ids[row]}
+            own = [j for j in synthetic if not held_ids.intersection(ids[j])]
+            folds.append((held, np.array(own, dtype=np.int64)))
     index = {name: j for j, name in enumerate(label_names)}
     table = []
     for weight in weights:
@@ -54,10 +68,11 @@ def choose_weight(
         truth: list[str] = []
         losses: list[float] = []
         per_fold = []
-        for held in folds:
-            train = np.concatenate([np.setdiff1d(real, held), synthetic])
+        for held, own in folds:
+            train = np.concatenate([np.setdiff1d(real, held), own])
             train_labels = [labels[i] for i in train]
-            f = factors([sources[i] for i in train], weight)
+            scale = len(synthetic) / len(own) if len(own) else 0.0  # the same total weight
+            f = factors([sources[i] for i in train], weight * scale)
             if len({lab for lab, w in zip(train_labels, f, strict=True) if w > 0}) < 2:
                 continue
             head = fit_linear(vectors[train], train_labels, label_names, c, balanced, factors=f)
@@ -85,7 +100,8 @@ def choose_weight(
     return {
         "setting": "auto",
         "chosen": best["weight"],
-        "method": f"{FOLDS}-fold cross-validation on {len(real)} real rows, "
-        f"{len(synthetic)} synthetic rows in every fold",
+        "method": f"{FOLDS}-fold cross-validation, {REPEATS} times, on {len(real)} real rows; "
+        "each fold without the synthetic rows written from its held-out rows",
+        "synthetic_rows_per_fold": round(float(np.mean([len(o) for _, o in folds])), 1),
         "scores": table,
     }

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -43,14 +43,22 @@ class TrainingSet:
     labels: list[str]
     vectors: np.ndarray
     sources: list[str]  # "real" or "synthetic" per row
+    # A real row's own id; the ids of the real examples a synthetic row's prompt showed.
+    # Empty: unknown. Cross-validation keeps a held-out real row's offspring out.
+    ids: list[tuple[str, ...]] = field(default_factory=list)
+
+    def _ids(self) -> list[tuple[str, ...]]:
+        return self.ids or [()] * len(self.texts)
 
     def subset(self, source: str) -> TrainingSet:
         rows = [i for i, s in enumerate(self.sources) if s == source]
+        ids = self._ids()
         return TrainingSet(
             [self.texts[i] for i in rows],
             [self.labels[i] for i in rows],
             self.vectors[rows],
             [source] * len(rows),
+            [ids[i] for i in rows],
         )
 
     def join(self, other: TrainingSet) -> TrainingSet:
@@ -60,6 +68,7 @@ class TrainingSet:
             self.labels + other.labels,
             np.concatenate([self.vectors, other.vectors]),
             self.sources + other.sources,
+            self._ids() + other._ids(),
         )
 
     def counts(self) -> dict[str, dict[str, int]]:
@@ -100,18 +109,22 @@ def training_set(
     texts: list[str] = []
     parts = []
     sources: list[str] = []
+    ids: list[tuple[str, ...]] = []
     if real is not None:
         say(f"embedding {real.frame.height} real rows")
         texts += real.frame["text"].to_list()
         parts.append(encoder.encode(real.frame["text"].to_list()))
         sources += ["real"] * real.frame.height
+        ids += [(i,) for i in real.frame["id"].to_list()]
     if frame is not None and run_dir is not None:
         say(f"embedding {frame.height} synthetic rows from {name}")
         ids, run_texts = frame["id"].to_list(), frame["text"].to_list()
         parts.append(encode_cached(encoder, ids, run_texts, cache_file(run_dir, encoder)))
         texts += run_texts
         sources += ["synthetic"] * frame.height
-    return TrainingSet(texts, labels, np.concatenate(parts), sources)
+        shown = frame["positive_ids"].to_list() if "positive_ids" in frame.columns else None
+        ids += [tuple(p or ()) for p in shown] if shown is not None else [()] * frame.height
+    return TrainingSet(texts, labels, np.concatenate(parts), sources, ids)
 
 
 def mixing(
@@ -126,7 +139,14 @@ def mixing(
         return {"setting": setting, "chosen": setting}
     say("choosing the synthetic weight by cross-validation on the real rows")
     return choose_weight(
-        data.vectors, data.labels, data.sources, names, settings.c, settings.balanced, settings.seed
+        data.vectors,
+        data.labels,
+        data.sources,
+        names,
+        data.ids,
+        settings.c,
+        settings.balanced,
+        settings.seed,
     )
 
 

@@ -50,7 +50,7 @@ def test_auto_weighs_helpful_rows_and_turns_off_harmful_ones(flip: bool) -> None
     sources = ["real"] * len(real) + ["synthetic"] * len(synthetic)
     choice = choose_weight(vectors, real_labels + synthetic_labels, sources, ["a", "b"])
     assert [e["weight"] for e in choice["scores"]] == [0.0, 0.1, 0.25, 0.5, 1.0]
-    assert all(len(e["fold_macro_f1"]) == 5 for e in choice["scores"])
+    assert all(len(e["fold_macro_f1"]) == 15 for e in choice["scores"])  # 5 folds, 3 times
     if flip:
         assert choice["chosen"] == 0.0
     else:
@@ -87,3 +87,19 @@ def test_the_weight_option_takes_auto_or_a_factor() -> None:
         cli, ["train", "--real", "x.csv", "--out", "m", "--synthetic-weight", "lots"]
     )
     assert result.exit_code == 2 and "give auto or a number >= 0" in result.output
+
+
+def test_folds_leave_out_the_rows_written_from_their_held_out_rows() -> None:
+    rng = np.random.default_rng(3)
+    real, real_labels = _blobs(rng, 8)
+    real_ids = [(f"real-{i}",) for i in range(len(real))]
+    # Each synthetic row is a copy of one real row, written from it (its positive id).
+    copies = real + 0.01 * rng.normal(size=real.shape)
+    vectors = np.concatenate([real, copies])
+    sources = ["real"] * len(real) + ["synthetic"] * len(copies)
+    labels = real_labels + real_labels
+    grouped = choose_weight(vectors, labels, sources, ["a", "b"], real_ids + real_ids)
+    blind = choose_weight(vectors, labels, sources, ["a", "b"])
+    assert blind["synthetic_rows_per_fold"] == 16
+    # A fold holds out about a fifth of the real rows, and their copies with them.
+    assert 12 <= grouped["synthetic_rows_per_fold"] <= 13

@@ -115,7 +115,8 @@ def training_set(
         texts += real.frame["text"].to_list()
         parts.append(encoder.encode(real.frame["text"].to_list()))
         sources += ["real"] * real.frame.height
-        ids += [(i,) for i in real.frame["id"].to_list()]
+        own = real.frame["id"].to_list() if "id" in real.frame.columns else None
+        ids += [(i,) for i in own] if own is not None else [()] * real.frame.height
     if frame is not None and run_dir is not None:
         say(f"embedding {frame.height} synthetic rows from {name}")
         ids, run_texts = frame["id"].to_list(), frame["text"].to_list()

@@ -17,12 +17,15 @@ from localgen.config import TrainSettings, parse_weight
 from localgen.vectors.linear import fit_linear
 
 
-def _blobs(rng: np.random.Generator, n: int, flip: bool = False) -> tuple[np.ndarray, list[str]]:
-    """Two labels, centred at +-1 on the first of 16 axes, noise 1 on every axis."""
+def _blobs(
+    rng: np.random.Generator, n: int, flip: bool = False, dims: int = 16
+) -> tuple[np.ndarray, list[str]]:
+    """Two labels, centred at +-1 on the first axis, noise 1 on every axis."""
     labels = ["a"] * n + ["b"] * n
-    centre = np.zeros(16)
+    centre = np.zeros(dims)
     centre[0] = 1.0
-    x = np.concatenate([centre + rng.normal(size=(n, 16)), -centre + rng.normal(size=(n, 16))])
+    noise = rng.normal(size=(2 * n, dims))
+    x = np.concatenate([centre + noise[:n], -centre + noise[n:]])
     if flip:
         labels = labels[::-1]
     return x, labels
@@ -43,24 +46,29 @@ def test_a_factor_of_zero_is_the_real_only_classifier() -> None:
 
 @pytest.mark.parametrize("flip", [False, True])
 def test_auto_weighs_helpful_rows_and_turns_off_harmful_ones(flip: bool) -> None:
-    rng = np.random.default_rng(1)
-    real, real_labels = _blobs(rng, 8)
-    synthetic, synthetic_labels = _blobs(rng, 40, flip=flip)  # flipped: every label wrong
+    # 64 noisy axes: 8 real rows per label are too few (cross-validated macro-F1 0.56),
+    # 100 more from the same distribution help; with every label flipped they harm.
+    rng = np.random.default_rng(3)
+    real, real_labels = _blobs(rng, 8, dims=64)
+    synthetic, synthetic_labels = _blobs(rng, 100, flip=flip, dims=64)
     vectors = np.concatenate([real, synthetic])
     sources = ["real"] * len(real) + ["synthetic"] * len(synthetic)
     choice = choose_weight(vectors, real_labels + synthetic_labels, sources, ["a", "b"])
     assert [e["weight"] for e in choice["scores"]] == [0.0, 0.1, 0.25, 0.5, 1.0]
     assert all(len(e["fold_macro_f1"]) == 15 for e in choice["scores"])  # 5 folds, 3 times
+    by_weight = {e["weight"]: e for e in choice["scores"]}
     if flip:
         assert choice["chosen"] == 0.0
+        assert by_weight[1.0]["macro_f1"] < by_weight[0.0]["macro_f1"]
     else:
         assert choice["chosen"] > 0.0
+        assert by_weight[choice["chosen"]]["better_than_0_share"] >= 0.9
 
 
 def test_the_model_folder_records_the_choice(tmp_path: Path) -> None:
-    rng = np.random.default_rng(1)  # the data of the flipped case above
-    real, real_labels = _blobs(rng, 8)
-    synthetic, synthetic_labels = _blobs(rng, 40, flip=True)
+    rng = np.random.default_rng(3)  # the data of the flipped case above
+    real, real_labels = _blobs(rng, 8, dims=64)
+    synthetic, synthetic_labels = _blobs(rng, 100, flip=True, dims=64)
     data = TrainingSet(
         ["r"] * len(real) + ["s"] * len(synthetic),
         real_labels + synthetic_labels,
@@ -103,3 +111,16 @@ def test_folds_leave_out_the_rows_written_from_their_held_out_rows() -> None:
     assert blind["synthetic_rows_per_fold"] == 16
     # A fold holds out about a fifth of the real rows, and their copies with them.
     assert 12 <= grouped["synthetic_rows_per_fold"] <= 13
+
+
+def test_the_folds_macro_f1_is_the_scores() -> None:
+    from localgen.classify.evaluation import score
+    from localgen.classify.mixing import _macro_f1
+
+    names = ["a", "b", "c", "d"]
+    truth = ["a", "a", "a", "b", "b", "c", "c"]  # d never occurs; c is never predicted
+    guess = ["a", "a", "b", "a", "b", "d", "a"]
+    expected = score(truth, guess, resamples=0)["macro_f1"]["value"]
+    codes = {n: i for i, n in enumerate(names)}
+    t, g = np.array([codes[x] for x in truth]), np.array([codes[x] for x in guess])
+    assert round(_macro_f1(t, g, len(names)), 4) == expected

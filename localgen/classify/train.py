@@ -109,14 +109,14 @@ def training_set(
     texts: list[str] = []
     parts = []
     sources: list[str] = []
-    ids: list[tuple[str, ...]] = []
+    origin: list[tuple[str, ...]] = []  # TrainingSet.ids
     if real is not None:
         say(f"embedding {real.frame.height} real rows")
         texts += real.frame["text"].to_list()
         parts.append(encoder.encode(real.frame["text"].to_list()))
         sources += ["real"] * real.frame.height
         own = real.frame["id"].to_list() if "id" in real.frame.columns else None
-        ids += [(i,) for i in own] if own is not None else [()] * real.frame.height
+        origin += [(i,) for i in own] if own is not None else [()] * real.frame.height
     if frame is not None and run_dir is not None:
         say(f"embedding {frame.height} synthetic rows from {name}")
         ids, run_texts = frame["id"].to_list(), frame["text"].to_list()
@@ -124,8 +124,8 @@ def training_set(
         texts += run_texts
         sources += ["synthetic"] * frame.height
         shown = frame["positive_ids"].to_list() if "positive_ids" in frame.columns else None
-        ids += [tuple(p or ()) for p in shown] if shown is not None else [()] * frame.height
-    return TrainingSet(texts, labels, np.concatenate(parts), sources, ids)
+        origin += [tuple(p or ()) for p in shown] if shown is not None else [()] * frame.height
+    return TrainingSet(texts, labels, np.concatenate(parts), sources, origin)
 
 
 def mixing(

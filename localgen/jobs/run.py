@@ -131,6 +131,12 @@ def _comparison(
             "generated": result.written,
             "kept": curation["counts"]["kept"],
             "model": (result.manifest.get("model") or {}).get("name"),
+            # rows each curation rule removed (the report and curation.json say which)
+            "removed_by": {
+                rule: entry["dropped"]
+                for rule, entry in curation["rules"].items()
+                if entry.get("enabled") and entry.get("dropped")
+            },
         },
         "settings": {
             "encoder": config.settings.encoder or "builtin",
@@ -215,6 +221,12 @@ def comparison_table(comparison: dict[str, Any]) -> str:
             f"{entry['title']:<18} {entry['train_rows']:>6}  {_ci(entry['macro_f1']):<24}  "
             f"{_ci(entry['accuracy']):<24}"
         )
+    synthetic = comparison["synthetic"]
+    removed = ", ".join(f"{r} {n}" for r, n in synthetic.get("removed_by", {}).items())
+    lines.append(
+        f"synthetic rows: {synthetic['kept']} of {synthetic['generated']} kept"
+        + (f" (removed: {removed})" if removed else "")
+    )
     mix = comparison["results"]["combined"].get("synthetic_weight")
     if mix:
         how = " (auto: cross-validation on the real rows)" if mix["setting"] == "auto" else ""

@@ -31,6 +31,17 @@ def test_run_compares_three_training_sets_reproducibly(tmp_path: Path) -> None:
     assert results["combined"]["train_rows"] == 24 + comparison["synthetic"]["kept"]
     combined, alone = results["combined"], results["synthetic"]
     assert combined["training_rows"]["synthetic"] == alone["training_rows"]["synthetic"]
+    # Which rows curation removed, and which weight auto chose, with its fold scores.
+    curation = json.loads((out / "curation.json").read_text())
+    removed = comparison["synthetic"]["removed_by"]
+    assert sum(removed.values()) == curation["counts"]["dropped"]
+    assert comparison["synthetic"]["generated"] - sum(removed.values()) == alone["train_rows"]
+    mix = combined["synthetic_weight"]
+    assert mix["setting"] == "auto" and mix["chosen"] in [e["weight"] for e in mix["scores"]]
+    assert f"synthetic rows weigh {mix['chosen']:g} in real + synthetic" in result.stdout
+    model = json.loads((out / "models" / "combined" / "model.json").read_text())
+    assert model["training"]["synthetic_weight"] == mix
+    assert results["real"]["synthetic_weight"] is None
 
     # Each saved model, scored by `localgen evaluate`, gives the number in the comparison.
     for name in ("real", "synthetic", "combined"):

@@ -124,3 +124,21 @@ def test_the_folds_macro_f1_is_the_scores() -> None:
     codes = {n: i for i, n in enumerate(names)}
     t, g = np.array([codes[x] for x in truth]), np.array([codes[x] for x in guess])
     assert round(_macro_f1(t, g, len(names)), 4) == expected
+
+
+def test_a_training_set_knows_which_real_rows_each_synthetic_row_came_from(
+    tmp_path: Path,
+) -> None:
+    from localgen.classify.train import training_set
+    from localgen.data import read_labeled
+    from tests.conftest import REAL, BagOfWords, make_run, write_csv
+
+    real = read_labeled(write_csv(tmp_path / "real.csv", REAL))
+    first = real.frame["id"][0]
+    rows = [
+        {"text": "Please refund the second charge", "label": "billing", "positive_ids": [first]},
+        {"text": "The login page rejects my password", "label": "access"},
+    ]
+    data = training_set(BagOfWords(), real, make_run(tmp_path, rows))
+    assert data.ids == [(i,) for i in real.frame["id"]] + [(first,), ()]
+    assert data.subset("synthetic").ids == [(first,), ()]

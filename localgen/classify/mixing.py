@@ -79,23 +79,23 @@ def choose_weight(
     real = np.array([i for i, s in enumerate(sources) if s == "real"])
     synthetic = np.array([i for i, s in enumerate(sources) if s == "synthetic"], dtype=np.int64)
     real_labels = [labels[i] for i in real]
-    folds = []
+    folds: list[tuple[np.ndarray, np.ndarray]] = []
     for repeat in range(REPEATS):
         for fold in stratified_folds(real_labels, FOLDS, seed + repeat):
             held = real[fold]
             held_ids = {i for row in held for i in ids[row]}
-            own = [j for j in synthetic if not held_ids.intersection(ids[j])]
-            folds.append((held, np.array(own, dtype=np.int64)))
+            offspring_free = [j for j in synthetic if not held_ids.intersection(ids[j])]
+            folds.append((held, np.array(offspring_free, dtype=np.int64)))
     index = {name: j for j, name in enumerate(label_names)}
     position = {int(row): n for n, row in enumerate(real)}
     truth = np.array([index[lab] for lab in real_labels])
     k = len(label_names)
-    table = []
+    table: list[dict[str, Any]] = []
     guesses: dict[float, np.ndarray] = {}  # weight -> (REPEATS, real rows) label indices
     for weight in weights:
         guess = np.full((REPEATS, len(real)), -1)
         losses: list[float] = []
-        per_fold = []
+        per_fold: list[float] = []
         for n, (held, own) in enumerate(folds):
             train = np.concatenate([np.setdiff1d(real, held), own])
             train_labels = [labels[i] for i in train]

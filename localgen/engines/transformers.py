@@ -18,7 +18,7 @@ from localgen.engines.base import Completion
 from localgen.errors import EngineError
 from localgen.models.resolve import ModelRef
 from localgen.planning.requests import Request
-from localgen.planning.schema import RowSchema
+from localgen.planning.schema import LabelChoice, RowSchema
 
 BATCH_SIZE = 16  # padding waste grows with batch size on a CPU; 16 keeps both cores busy
 
@@ -66,7 +66,8 @@ class TransformersEngine:
     def generate(self, requests: Sequence[Request]) -> Iterator[Completion]:
         import torch
 
-        groups: dict[tuple[RowSchema, float, float], list[Request]] = defaultdict(list)
+        groups: dict[tuple[RowSchema | LabelChoice, float, float], list[Request]]
+        groups = defaultdict(list)
         for r in requests:
             groups[(r.schema, r.temperature, r.top_p)].append(r)
         for group in groups.values():

@@ -95,6 +95,7 @@ def render(
     if fit is None:
         prompt = template.render(**variables)
     else:
+        assert isinstance(request.schema, RowSchema), "only rows are fitted"
         prompt, variables, schema = fit.render(
             template, variables, request.schema, request.strategy
         )

@@ -65,8 +65,14 @@ def test_zero_shot_rows_are_valid_with_requested_labels(
         task_path=EXAMPLE_TASK, out=tmp_path / "run", count=4, strategy=("zero-shot",), quiet=True
     )
     generate(config, engine=vllm_engine, model=builtin_model)
-    rows = _check_rows(tmp_path / "run", 4, load_task(EXAMPLE_TASK).label_names)
+    labels = load_task(EXAMPLE_TASK).label_names
+    rows = _check_rows(tmp_path / "run", 4, labels)
     assert rows["text"].n_unique() > 1  # per-request seeds: not one answer repeated
+    # The selection signals of the real engine: a log-probability per row (raw, so below
+    # 0 and not the constrained one of 0), and the model's own label for every row.
+    assert rows["mean_logprob"].null_count() == 0 and (rows["mean_logprob"] < 0).all()
+    assert rows["mean_logprob"].n_unique() > 1
+    assert rows["check_label"].null_count() == 0 and set(rows["check_label"]) <= set(labels)
 
 
 UNICODE_INSTRUCTIONS = (
@@ -352,6 +358,8 @@ def test_transformers_engine_gives_valid_rows(builtin_model, tmp_path: Path, wri
     rows = pl.read_parquet(tmp_path / "run" / "synthetic.parquet")
     assert result.failures == [] and rows.height == 2
     assert set(rows["label"]) == {"billing"} and set(rows["engine"]) == {"transformers"}
+    assert set(rows["check_label"]) == {"billing"}  # the label check: the one label there is
+    assert rows["mean_logprob"].null_count() == 2  # this engine gives no log-probabilities
     for text in rows["text"]:
         jsonschema.validate(
             {"text": text, "label": "billing"}, RowSchema("billing", 40).json_schema

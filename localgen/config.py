@@ -80,8 +80,9 @@ class CurateConfig:
     leak_words: int = 8  # consecutive words shared with a real example: a copied passage
     contamination: float = 0.90  # cosine to an evaluation row
     near_duplicate: float = 0.95  # cosine to an earlier kept row or a real example
-    inconsistent: str = "drop"  # label-consistency: the model's own label differs; or "flag"
-    on_topic_share: float = 1.0  # on-topic: the share of each label's rows kept, most likely first
+    # The defaults of these three are what bench/real_data.py supports (docs/measurements.md).
+    inconsistent: str = "flag"  # label-consistency: the model's own label differs; or "drop"
+    on_topic_share: float = 0.75  # on-topic: the share of each label's rows kept, most likely first
     mislabeled: str = "confident"  # label-fidelity: "flag", "drop" or "confident" (below)
     judge_confidence: float = 0.9  # confident: the judge's probability for its label ...
     judge_accuracy: float = 0.8  # ... and its cross-validated accuracy on the real data

@@ -216,14 +216,14 @@ def test_label_consistency_drops_what_the_model_itself_labels_otherwise(tmp_path
     ]
     answers = ["billing", "access", None, "access"]  # None: the check gave no answer
     run = make_run(tmp_path, [r | {"check_label": a} for r, a in zip(rows, answers, strict=True)])
-    summary = curate(CurateConfig(run), BagOfWords())
+    summary = curate(CurateConfig(run, inconsistent="drop"), BagOfWords())
     rule = summary["rules"]["label-consistency"]
     assert rule["enabled"] and rule["flagged"] == rule["dropped"] == 1
     assert rule["agreement_per_label"] == {"access": 1.0, "billing": 0.5}
     assert rule["unchecked"] == 1
     kept = pl.read_parquet(run / CURATED)["text"].to_list()
     assert kept == [rows[0]["text"], rows[2]["text"], rows[3]["text"]]
-    flagged = curate(CurateConfig(run, inconsistent="flag"), BagOfWords())
+    flagged = curate(CurateConfig(run), BagOfWords())  # the default: flagged, kept
     assert flagged["rules"]["label-consistency"]["dropped"] == 0
     assert flagged["counts"]["kept"] == 4
     # A run without the check says why the rule did not run.
@@ -247,7 +247,8 @@ def test_on_topic_keeps_the_most_likely_share_of_each_label(tmp_path: Path) -> N
     assert rule["dropped"] == 2 and rule["cutoff_per_label"] == {"access": -1.5, "billing": -1.0}
     kept = pl.read_parquet(run / CURATED)["text"].to_list()
     assert kept == [texts[0], texts[2], texts[4], texts[5]]  # the least likely of each: gone
-    assert curate(CurateConfig(run), BagOfWords())["rules"]["on-topic"]["enabled"] is False
+    keep_all = CurateConfig(run, on_topic_share=1.0)
+    assert curate(keep_all, BagOfWords())["rules"]["on-topic"]["enabled"] is False
 
 
 def test_the_judge_drops_only_when_confident_and_trusted(tmp_path: Path) -> None:

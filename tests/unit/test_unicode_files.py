@@ -80,7 +80,7 @@ def test_exports_keep_the_text_byte_for_byte(run: Path, tmp_path: Path, suffix: 
 
 
 def test_curation_and_report_keep_the_text(run: Path) -> None:
-    curate(CurateConfig(run_dir=run, min_words=1), encoder=BagOfWords())
+    curate(CurateConfig(run_dir=run, min_words=1, on_topic_share=1.0), encoder=BagOfWords())
     assert sorted(pl.read_parquet(run / "curated.parquet")["text"]) == sorted(TEXTS)
     curation = (run / "curation.json").read_text(encoding="utf-8")
     assert LABEL in curation and "\\u00fc" not in curation

@@ -84,12 +84,18 @@ class TransformersEngine:
                 ]
                 # transformers samples a batch from one generator: seed it from the batch.
                 torch.manual_seed(batch[0].seed)
+                # Temperature 0 (the label check) is greedy decoding in transformers.
+                sampling = (
+                    {
+                        "do_sample": True,
+                        "temperature": batch[0].temperature,
+                        "top_p": batch[0].top_p,
+                    }
+                    if batch[0].temperature > 0
+                    else {"do_sample": False}
+                )
                 outputs = generator.batch(
-                    prompts,
-                    max_new_tokens=max(r.max_tokens for r in batch),
-                    do_sample=True,
-                    temperature=batch[0].temperature,
-                    top_p=batch[0].top_p,
+                    prompts, max_new_tokens=max(r.max_tokens for r in batch), **sampling
                 )
                 for r, prompt, text in zip(batch, prompts, outputs, strict=True):
                     n_out = len(self.tokenizer.encode(text, add_special_tokens=False))

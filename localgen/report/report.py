@@ -93,6 +93,7 @@ def _classifier(path: Path) -> dict[str, Any] | None:
             for name, entry in comparison["results"].items()
         },
         "differences": comparison["differences"],
+        "synthetic_weight": comparison["results"].get("combined", {}).get("synthetic_weight"),
     }
 
 

@@ -68,6 +68,8 @@ def test_run_compares_three_training_sets_reproducibly(tmp_path: Path) -> None:
     html = (out / "report.html").read_text()
     assert "Classifier on real test data" in html
     assert f"{results['combined']['macro_f1']['value']:.3f}" in html
+    weight = results["combined"]["synthetic_weight"]["chosen"]
+    assert f"each synthetic row weighs\n<b>{weight:g}</b>" in html
 
 
 def test_run_rerun_resumes_generation_and_recomputes_the_rest(tmp_path: Path) -> None:

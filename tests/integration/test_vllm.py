@@ -486,6 +486,6 @@ def test_ray_two_actors_share_a_run(builtin_model, tmp_path: Path) -> None:  # t
     pids = {a["pid"] for a in actors}
     assert len(pids) == 2 and os.getpid() not in pids  # two processes, not this one
     assert all(a["handled"] > 0 for a in actors)  # both generated
-    assert sum(a["handled"] for a in actors) == 8
+    assert sum(a["handled"] for a in actors) == 8 + 8  # 8 rows, then their 8 label checks
     manifest = json.loads((tmp_path / "ray" / "manifest.json").read_text())
     assert manifest["engine"]["replicas"] == 2 and manifest["engine"]["ray_address"] is None

@@ -17,7 +17,7 @@ import numpy as np
 from localgen.config import TrainSettings
 from localgen.progress import Say, silent
 from localgen.vectors.encoder import mean_pool, tokenize
-from localgen.vectors.linear import LinearHead, balanced_weights
+from localgen.vectors.linear import LinearHead, row_weights
 
 HEAD_LR_FACTOR = 100  # the head starts fitted but is small: it may move faster
 
@@ -47,8 +47,7 @@ def fine_tune(
         linear.bias.copy_(torch.from_numpy(head.bias))
     index = {name: i for i, name in enumerate(head.labels)}
     y = np.array([index[label] for label in labels])
-    plain = np.ones(len(y)) if factors is None else np.asarray(factors, dtype=np.float64)
-    sample = balanced_weights(y, len(head.labels), factors) if settings.balanced else plain
+    sample = row_weights(y, len(head.labels), settings.balanced, factors)
     optimizer = torch.optim.AdamW(
         [
             {"params": model.parameters(), "lr": settings.learning_rate},

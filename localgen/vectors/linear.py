@@ -47,6 +47,15 @@ def balanced_weights(y: np.ndarray, k: int, factors: np.ndarray | None = None) -
     return per_label[y] * f
 
 
+def row_weights(
+    y: np.ndarray, k: int, balanced: bool, factors: np.ndarray | None = None
+) -> np.ndarray:
+    """Each row's weight in the loss: balanced (`balanced_weights`) or the factors alone."""
+    if balanced:
+        return balanced_weights(y, k, factors)
+    return np.ones(len(y)) if factors is None else np.asarray(factors, dtype=np.float64)
+
+
 def fit_linear(
     vectors: np.ndarray,
     labels: Sequence[str],
@@ -71,8 +80,7 @@ def fit_linear(
         raise DataError("a classifier needs rows of at least two labels")
     y = np.array([index[label] for label in labels])
     k = len(names)
-    plain = np.ones(len(y)) if factors is None else np.asarray(factors, dtype=np.float64)
-    sample = balanced_weights(y, k, factors) if balanced else plain
+    sample = row_weights(y, k, balanced, factors)
 
     x_t = torch.from_numpy(np.asarray(vectors, dtype=np.float64))
     y_t = torch.from_numpy(y)

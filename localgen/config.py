@@ -101,7 +101,7 @@ class ReportConfig:
 
 @dataclass(frozen=True)
 class TrainSettings:
-    """How to fit: the encoder, the head's regularisation, and optional fine-tuning."""
+    """How to fit: the encoder, the head's regularisation, and how the encoder is trained."""
 
     encoder: str | None = None  # None: the built-in all-MiniLM-L6-v2
     c: float = 1.0  # inverse regularisation strength of the head, as in scikit-learn
@@ -109,11 +109,24 @@ class TrainSettings:
     # factor on each synthetic row's loss next to a real row's; "auto": chosen by
     # cross-validation on the real rows, 0 included (classify/mixing.py)
     synthetic_weight: str | float = "auto"
-    fine_tune: bool = False
-    epochs: int = 3  # passes over the data when fine-tuning
-    learning_rate: float = 2e-5  # of the encoder when fine-tuning (the head's is 100x)
-    batch_size: int = 16  # rows per fine-tuning step
+    # frozen: the head on the encoder's vectors; fine-tune: encoder and head trained
+    # together on the rows; setfit: the encoder tuned on pairs first (classify/setfit.py)
+    method: str = "frozen"  # frozen, fine-tune or setfit
+    epochs: int = 3  # fine-tune: passes over the rows
+    pairs: int = 1000  # setfit: (same label / different label) pairs the encoder learns from
+    learning_rate: float = 2e-5  # of the encoder when it is trained (fine-tune: head's is 100x)
+    batch_size: int = 16  # rows (fine-tune) or pairs (setfit) per step
     seed: int = SEED
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            known = ", ".join(METHODS)
+            raise UsageError(f"unknown training method {self.method!r}; one of {known}")
+
+    @property
+    def tunes_encoder(self) -> bool:
+        """The model brings its own encoder: texts must be embedded by it, not the base."""
+        return self.method != "frozen"
 
 
 @dataclass(frozen=True)
@@ -178,6 +191,14 @@ class ServeConfig:
     name: str | None = None  # the served model name; None: the model's own name
     tensor_parallel_size: int = EngineSettings.tensor_parallel_size
     data_parallel_size: int = 1  # copies of the model, each on its own GPUs
+
+
+METHODS = ("frozen", "fine-tune", "setfit")  # TrainSettings.method
+METHOD_TITLES = {  # how the run table and the report name them
+    "frozen": "frozen encoder + linear head",
+    "fine-tune": "encoder and head fine-tuned",
+    "setfit": "SetFit (encoder tuned on pairs) + linear head",
+}
 
 
 def parse_weight(value: str | float) -> str | float:

@@ -30,8 +30,10 @@ class Progress:
         enabled: bool = True,
         stream: TextIO | None = None,
         label: str = "rows",
+        tokens: bool = True,  # show tokens/s
     ) -> None:
         self.total, self.done, self.label = total, done, label
+        self.show_tokens = tokens
         self.enabled = enabled
         self.stream = stream or sys.stderr
         self.start = time.monotonic()
@@ -59,9 +61,10 @@ class Progress:
         elapsed = max(time.monotonic() - self.start, 1e-9)
         rate = self.new_rows / elapsed
         eta = _clock((self.total - self.done) / rate) if rate > 0 else "?"
+        tokens = f"{self.tokens / elapsed:.0f} tok/s  " if self.show_tokens else ""
         return (
             f"{self.done}/{self.total} {self.label}  {rate:.1f} {self.label}/s  "
-            f"{self.tokens / elapsed:.0f} tok/s  elapsed {_clock(elapsed)}  ETA {eta}"
+            f"{tokens}elapsed {_clock(elapsed)}  ETA {eta}"
         )
 
     def draw(self) -> None:

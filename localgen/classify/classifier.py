@@ -3,11 +3,12 @@
 The head is the linear head of `localgen.vectors.linear`; `localgen train` puts it on a
 frozen encoder (or starts fine-tuning from it, see `localgen.classify.finetune`).
 
-A model folder holds `model.json` (format version, labels, the encoder and its
-fingerprint, the resolved training config), `labels.json`, `head.safetensors` and, for a
-fine-tuned model, the encoder itself under `encoder/`. A frozen model names its encoder
-instead of copying it: the built-in one by name, so the folder moves between machines,
-any other by path. Loading checks the encoder's fingerprint.
+A model folder holds `model.json` (format version, the training method, labels, the
+encoder and its fingerprint, the resolved training config), `labels.json`,
+`head.safetensors` and, for a model whose encoder was trained (`fine-tune`, `setfit`),
+the tuned encoder itself under `encoder/`, with its own fingerprint. A frozen model names
+its encoder instead of copying it: the built-in one by name, so the folder moves between
+machines, any other by path. Loading checks the encoder's fingerprint.
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ from localgen.artifacts import update_hash
 from localgen.errors import ModelError
 from localgen.vectors.linear import LinearHead
 
-MODEL_FORMAT = 1
+MODEL_FORMAT = 2  # 2 added `method`; format 1 folders (frozen or fine-tuned) still load
+READABLE_FORMATS = (1, 2)
 MODEL_FILE = "model.json"
 LABELS_FILE = "labels.json"
 HEAD_FILE = "head.safetensors"
@@ -81,6 +83,12 @@ class TextClassifier:
     _encoder: Any = None
 
     @property
+    def method(self) -> str:
+        """How it was trained: frozen, fine-tune or setfit (format 1 knew only two)."""
+        legacy = "fine-tune" if self.encoder_name == ENCODER_DIR else "frozen"
+        return str(self.info.get("method") or legacy)
+
+    @property
     def labels(self) -> tuple[str, ...]:
         return self.head.labels
 
@@ -131,10 +139,11 @@ class TextClassifier:
             payload = {
                 "format_version": MODEL_FORMAT,
                 "kind": "localgen-classifier",
+                "method": self.method,
                 "labels": list(self.labels),
                 "encoder": encoder_entry,
                 "head": HEAD_FILE,
-                **self.info,
+                **{k: v for k, v in self.info.items() if k != "method"},
             }
             (staging / MODEL_FILE).write_text(
                 json.dumps(payload, indent=2, ensure_ascii=False) + "\n"
@@ -169,9 +178,10 @@ class TextClassifier:
             fingerprint = meta["encoder"]["fingerprint"]
         except (ValueError, KeyError, TypeError):
             raise ModelError(f"{meta_path}: not a localgen model description") from None
-        if version != MODEL_FORMAT:
+        if version not in READABLE_FORMATS:
             raise ModelError(
-                f"{folder}: model format {version}; this localgen reads format {MODEL_FORMAT}"
+                f"{folder}: model format {version}; this localgen reads formats "
+                f"{', '.join(map(str, READABLE_FORMATS))}"
             )
         try:
             tensors = load_file(str(folder / meta.get("head", HEAD_FILE)))
@@ -196,5 +206,6 @@ class TextClassifier:
                 f"{folder}: the encoder at {path} is not the one the model was trained with "
                 "(fingerprint differs); retrain the model"
             )
-        info = {k: v for k, v in meta.items() if k in ("config", "training", "created_at")}
+        keys = ("method", "config", "training", "created_at")
+        info = {k: v for k, v in meta.items() if k in keys}
         return cls(path, LinearHead(labels, weight, bias), name, info)

@@ -3,7 +3,7 @@
 Training data is real rows (a labeled file), synthetic rows (a run folder: its curated
 rows when curate has run) or both. Texts are embedded once by the encoder (a run folder
 keeps the vectors of its rows, so curate, report and train share them), the linear head
-is fitted, and, with `fine_tune`, the encoder and head are then trained together. The
+is fitted, and, with the `fine-tune` or `setfit` method, the encoder is trained too. The
 result is a model folder (`localgen.classify.classifier`). Evaluation scores it on a labeled file
 with bootstrap intervals (`localgen.classify.evaluation`).
 """
@@ -30,7 +30,7 @@ from localgen.generation.store import MANIFEST, RunFolder
 from localgen.offline import egress_guard
 from localgen.progress import Say, silent
 from localgen.vectors.encoder import Encoder, cache_file, encode_cached
-from localgen.vectors.linear import fit_linear
+from localgen.vectors.linear import fit_linear, row_weights
 
 NOTHING_TO_TRAIN = "nothing to train on: give --real FILE, --synthetic RUN_DIR or both"
 
@@ -170,21 +170,42 @@ def fit(
     head = fit_linear(
         data.vectors, data.labels, names, settings.c, settings.balanced, factors=row_factors
     )
+    training: dict[str, Any] = {"inputs": inputs or {}, "rows": data.counts()}
+    if settings.method == "setfit":
+        training["pairs"] = settings.pairs
     info = {
+        "method": settings.method,
         "created_at": utc_now(),
         "config": asdict(settings) | {"encoder": encoder_name},
-        "training": {"inputs": inputs or {}, "rows": data.counts(), "synthetic_weight": mix},
-        "versions": software_versions("torch", "transformers"),
+        "training": training | {"synthetic_weight": mix},
+        "versions": software_versions("torch", "transformers", "sentence-transformers"),
     }
-    model = TextClassifier(encoder_path, head, encoder_name, info)
-    if not settings.fine_tune:
+    if settings.method == "frozen":
+        model = TextClassifier(encoder_path, head, encoder_name, info)
         model.save(out)
         return model
-    from localgen.classify.finetune import fine_tune
+    if settings.method == "fine-tune":
+        from localgen.classify.finetune import fine_tune
 
-    tuned_encoder, tokenizer, tuned_head = fine_tune(
-        encoder_path, data.texts, data.labels, head, settings, say, row_factors
-    )
+        tuned_encoder, tokenizer, tuned_head = fine_tune(
+            encoder_path, data.texts, data.labels, head, settings, say, row_factors
+        )
+    else:
+        from localgen.classify import setfit
+
+        y = np.array([names.index(label) for label in data.labels])
+        weights = row_weights(y, len(names), settings.balanced, row_factors)
+        tuned = setfit.tune_encoder(encoder_path, data.texts, data.labels, weights, settings, say)
+        say(f"fitting the head on the tuned encoder's vectors of {len(data.texts)} rows")
+        tuned_head = fit_linear(
+            setfit.encode(tuned, data.texts),
+            data.labels,
+            names,
+            settings.c,
+            settings.balanced,
+            factors=row_factors,
+        )
+        tuned_encoder, tokenizer = tuned[0].auto_model, tuned[0].tokenizer
     TextClassifier(encoder_path, tuned_head, encoder_name, info).save(out, tuned_encoder, tokenizer)
     return TextClassifier.load(out)
 

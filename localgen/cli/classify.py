@@ -35,7 +35,7 @@ from localgen.config import TrainConfig, TrainSettings
 @columns("--real")
 @rows_option("Rows of --synthetic; auto: curated.parquet when curate has run, else all rows.")
 @train_options
-@seed_option("Seed of fine-tuning.")
+@seed_option("Seed of the encoder's training (fine-tune, setfit) and of auto's folds.")
 @json_option("the model's model.json, not its folder")
 @quiet_option
 def train(
@@ -53,13 +53,15 @@ def train(
     """Train a text classifier on real rows, synthetic rows, or both.
 
     The default is the built-in sentence encoder, frozen, with a logistic-regression head
-    and balanced class weights: seconds on a CPU. The model folder holds the head
-    weights, labels.json, the resolved settings and a format version.
+    and balanced class weights: seconds on a CPU. --method setfit first tunes the encoder
+    on pairs of rows (minutes on a CPU; the most accurate at a few rows per label). The
+    model folder holds the head weights, labels.json, the resolved settings, a format
+    version and, when the encoder was trained, the encoder.
 
     \b
     Example:
       localgen train --real data/train.csv --synthetic runs/tickets --out models/tickets
-      localgen train --real data/train.csv --out models/real-only --fine-tune --epochs 4
+      localgen train --real data/train.csv --out models/real-only --method setfit
     """
     from localgen.classify.train import train as run_training
     from localgen.classify.train import trained_message

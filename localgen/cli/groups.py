@@ -1,6 +1,6 @@
 """Option groups that hand a command the settings object they describe.
 
-A group decorator (`planned`, `engine_options`, `head_options`, `train_options`) declares
+A group decorator (`planned`, `engine_options`, `train_options`) declares
 its options and replaces them, in the command's arguments, by the typed settings they
 make: `planned: GenerateConfig`, `engine: EngineSettings`, `settings: TrainSettings`. A
 group that needs a seed reads the command's own `--seed`. Defaults come from
@@ -32,7 +32,14 @@ from localgen.cli.options import (
     task_argument,
     tensor_parallel_option,
 )
-from localgen.config import SEED, EngineSettings, GenerateConfig, TrainSettings, parse_weight
+from localgen.config import (
+    METHODS,
+    SEED,
+    EngineSettings,
+    GenerateConfig,
+    TrainSettings,
+    parse_weight,
+)
 
 
 def _group(
@@ -252,33 +259,49 @@ _HEAD = [
         "0, 0.1, 0.25, 0.5, 1 that cross-validation on the real rows prefers.",
     ),
 ]
-_FINE_TUNE = [
+_TRAIN = [
+    click.option(
+        "--method",
+        type=click.Choice(METHODS),
+        default=TrainSettings.method,
+        show_default=True,
+        help="frozen: fit the linear head on the encoder's vectors (seconds); fine-tune: "
+        "train encoder and head together on the rows; setfit: tune the encoder on pairs of "
+        "rows (same label or not) first, then fit the head (minutes on a CPU, the best at a "
+        "few rows per label).",
+    ),
     click.option(
         "--fine-tune",
         is_flag=True,
-        help="Train the encoder with the head (for a GPU, or a few hundred rows on a CPU); "
-        "by default the encoder is frozen and only the linear head is fitted.",
+        help="The same as --method fine-tune.",
+    ),
+    click.option(
+        "--pairs",
+        type=click.IntRange(min=1),
+        default=TrainSettings.pairs,
+        show_default=True,
+        help="setfit: pairs the encoder learns from (the time it takes, whatever the rows).",
     ),
     click.option(
         "--epochs",
         type=click.IntRange(min=1),
         default=TrainSettings.epochs,
         show_default=True,
-        help="Passes over the data when fine-tuning.",
+        help="fine-tune: passes over the rows.",
     ),
     click.option(
         "--learning-rate",
         type=click.FloatRange(min=0, min_open=True),
         default=TrainSettings.learning_rate,
         show_default=True,
-        help="Encoder learning rate when fine-tuning (the head's is 100 times larger).",
+        help="Of the encoder, when it is trained (fine-tune: the head's is 100 times larger).",
     ),
     click.option(
         "--batch-size",
         type=click.IntRange(min=1),
         default=TrainSettings.batch_size,
         show_default=True,
-        help="Rows per step when fine-tuning.",
+        help="Rows (fine-tune) or pairs (setfit) per step.",
     ),
 ]
 
@@ -304,17 +327,25 @@ def _train(
     c: float,
     no_class_weights: bool,
     synthetic_weight: str | float,
+    method: str,
     fine_tune: bool,
+    pairs: int,
     epochs: int,
     learning_rate: float,
     batch_size: int,
     seed: int,
 ) -> TrainSettings:
+    if fine_tune and method not in ("frozen", "fine-tune"):
+        raise click.UsageError(f"--fine-tune means --method fine-tune, not --method {method}")
     head = _head(encoder, c, no_class_weights, synthetic_weight, seed)
     return replace(
-        head, fine_tune=fine_tune, epochs=epochs, learning_rate=learning_rate, batch_size=batch_size
+        head,
+        method="fine-tune" if fine_tune else method,
+        pairs=pairs,
+        epochs=epochs,
+        learning_rate=learning_rate,
+        batch_size=batch_size,
     )
 
 
-head_options = _group(_HEAD, "settings", _head)  # a frozen encoder and its linear head
-train_options = _group([*_HEAD, *_FINE_TUNE], "settings", _train)
+train_options = _group([*_HEAD, *_TRAIN], "settings", _train)

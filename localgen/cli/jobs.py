@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from localgen.cli.groups import engine_options, head_options, train_options
+from localgen.cli.groups import engine_options, train_options
 from localgen.cli.options import (
     check_labels_option,
     columns,
@@ -172,7 +172,7 @@ def run_command(
 @engine_options
 @retries_option
 @check_labels_option
-@head_options
+@train_options
 @overwrite_option("Regenerate rounds left by an earlier boost.")
 @json_option("boost.json instead of a table")
 @quiet_option
@@ -204,7 +204,8 @@ def boost(
 
     Each round is a run folder (resumable) under OUT; the final classifier is OUT/model.
     Validation picks and judges the rounds, so its score is optimistic: give --test for
-    a score no round has seen.
+    a score no round has seen. The rounds are judged by a frozen-encoder head; --method
+    fine-tune or setfit trains the final classifier that way on the rows kept.
 
     \b
     Example:

@@ -136,6 +136,9 @@ class VllmEngine:
                 engine.abort_request(pending, internal=True)
 
     def close(self) -> None:
+        """Shut the engine down and give its memory back: on a GPU, what vLLM held (weights,
+        KV cache, its process group) is freed before `run` or `boost` trains on the card;
+        dropping the object alone leaves most of it allocated."""
         import gc
 
         engine = getattr(self.llm, "llm_engine", None)
@@ -143,3 +146,27 @@ class VllmEngine:
             engine.engine_core.shutdown()
         del self.llm
         gc.collect()
+        release_gpu()
+
+
+def release_gpu() -> None:
+    """vLLM's own teardown of its model-parallel groups and distributed state, then the
+    CUDA cache emptied. Nothing to do without CUDA."""
+    import gc
+
+    import torch
+
+    if not torch.cuda.is_available():
+        return
+    try:
+        from vllm.distributed.parallel_state import (
+            destroy_distributed_environment,
+            destroy_model_parallel,
+        )
+    except ImportError:  # another vLLM layout: the cache is still emptied
+        pass
+    else:
+        destroy_model_parallel()
+        destroy_distributed_environment()
+    gc.collect()
+    torch.cuda.empty_cache()

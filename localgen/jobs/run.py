@@ -19,7 +19,14 @@ from typing import Any
 from localgen.artifacts import utc_now, write_json
 from localgen.classify.evaluation import paired_difference, score
 from localgen.classify.train import TrainingSet, check_known, fit, load_encoder, training_set
-from localgen.config import RESAMPLES, CurateConfig, ReportConfig, RunConfig, TrainSettings
+from localgen.config import (
+    METHOD_TITLES,
+    RESAMPLES,
+    CurateConfig,
+    ReportConfig,
+    RunConfig,
+    TrainSettings,
+)
 from localgen.curation.curate import curate, summary_table
 from localgen.data import LabeledData, read_task_data
 from localgen.generation.generate import GenerateResult, generate
@@ -36,7 +43,7 @@ SETS = (("real", "real only"), ("synthetic", "synthetic only"), ("combined", "re
 def compare(
     data: TrainingSet,
     test: LabeledData,
-    test_vectors: Any,  # None: each model embeds the test texts (fine-tuned encoders)
+    test_vectors: Any,  # None: each model embeds the test texts (its encoder was trained)
     label_names: list[str],
     settings: TrainSettings,
     models_dir: Path,
@@ -60,7 +67,7 @@ def compare(
             results[name] = {"title": title, "skipped": "fewer than two labels to train on"}
             continue
         say(f"training on {title}: {len(part.labels)} rows")
-        model = fit(part, settings, models_dir / name, label_names, inputs | {"set": name})
+        model = fit(part, settings, models_dir / name, label_names, inputs | {"set": name}, say)
         check_known(test, model)
         predicted = (
             model.predict(texts) if test_vectors is None else model.head.predict(test_vectors)
@@ -93,7 +100,7 @@ def _train_and_compare(
         encoder = load_encoder(config.settings.encoder)
         data = training_set(encoder, real, gen.out, "curated", say)
         test_vectors = None
-        if not config.settings.fine_tune:  # a fine-tuned model brings its own encoder
+        if not config.settings.tunes_encoder:  # else each model brings its own encoder
             say(f"embedding {test.frame.height} test rows")
             test_vectors = encoder.encode(test.frame["text"].to_list())
         outcome = compare(
@@ -140,7 +147,8 @@ def _comparison(
         },
         "settings": {
             "encoder": config.settings.encoder or "builtin",
-            "fine_tune": config.settings.fine_tune,
+            "method": config.settings.method,
+            "pairs": config.settings.pairs if config.settings.method == "setfit" else None,
             "c": config.settings.c,
             "balanced": config.settings.balanced,
             "synthetic_weight": config.settings.synthetic_weight,
@@ -207,9 +215,10 @@ def _ci(entry: dict[str, Any]) -> str:
 
 def comparison_table(comparison: dict[str, Any]) -> str:
     """The comparison as text: one line per training set, then the differences."""
+    method = comparison["settings"].get("method", "frozen")
     lines = [
         f"macro-F1 on {comparison['test']['rows']} real test rows "
-        "(95% bootstrap intervals in brackets)",
+        f"(95% bootstrap intervals in brackets); classifier: {METHOD_TITLES[method]}",
         f"{'trained on':<18} {'rows':>6}  {'macro-F1':<24}  {'accuracy':<24}",
     ]
     for name, _title in SETS:

@@ -119,3 +119,30 @@ def test_boost_keeps_a_round_exactly_when_validation_improves(tmp_path: Path) ->
     scored = evaluate(out / "model", tmp_path / "val.csv", "message", "team", resamples=0)
     assert scored["macro_f1"]["value"] == best
     assert "round" in result.stdout and "final model" in result.stdout
+
+
+def test_boost_judges_rounds_frozen_and_trains_the_final_model_with_the_method(
+    tmp_path: Path,
+) -> None:
+    test = pl.read_csv(EXAMPLE_TEST)
+    test[::2].write_csv(tmp_path / "val.csv")
+    test[1::2].write_csv(tmp_path / "test.csv")
+    out = tmp_path / "boost"
+    files = ["--real", str(EXAMPLE_SEED), "--validation", str(tmp_path / "val.csv")]
+    files += ["--test", str(tmp_path / "test.csv"), *COLUMNS, "--out", str(out)]
+    method = ["--method", "setfit", "--pairs", "16", "--batch-size", "8"]
+    result = CliRunner().invoke(
+        cli, ["boost", str(EXAMPLE_TASK), *files, "--engine", "fake", "--rounds", "1", *method]
+    )
+    assert result.exit_code == 0, result.output
+    assert TextClassifier.load(out / "models" / "round-0").method == "frozen"
+    assert TextClassifier.load(out / "model").method == "setfit"
+    final = json.loads((out / "boost.json").read_text())["final"]
+    assert final["method"] == "setfit"
+    for name, key in (
+        ("val.csv", "tuned_validation_macro_f1"),
+        ("test.csv", "tuned_test_macro_f1"),
+    ):
+        scored = evaluate(out / "model", tmp_path / name, "message", "team", resamples=0)
+        assert scored["macro_f1"]["value"] == final[key]
+    assert "setfit on the kept rows: validation macro-F1" in result.stdout

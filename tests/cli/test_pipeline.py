@@ -124,3 +124,25 @@ def test_run_checks_the_test_data_before_generating(tmp_path: Path) -> None:
     assert result.exit_code == 1
     assert "labels not in the task file: 'shipping'" in result.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_run_trains_all_three_with_the_method_and_says_so(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    args = ["run", str(EXAMPLE_TASK), "--real", str(EXAMPLE_SEED), "--test", str(EXAMPLE_TEST)]
+    setfit = ["--method", "setfit", "--pairs", "16", "--batch-size", "8"]
+    result = CliRunner().invoke(
+        cli, [*args, *COLUMNS, "--out", str(out), "-n", "2", "--engine", "fake", "-q", *setfit]
+    )
+    assert result.exit_code == 0, result.output
+    assert "classifier: SetFit (encoder tuned on pairs) + linear head" in result.stdout
+    comparison = json.loads((out / "comparison.json").read_text())
+    assert comparison["settings"]["method"] == "setfit" and comparison["settings"]["pairs"] == 16
+    for name in ("real", "synthetic", "combined"):
+        model = json.loads((out / "models" / name / "model.json").read_text())
+        assert model["method"] == "setfit" and model["encoder"]["name"] == "encoder"
+        # Scored with its own tuned encoder: `localgen evaluate` agrees with the comparison.
+        scored = CliRunner().invoke(
+            cli, ["evaluate", str(out / "models" / name), str(EXAMPLE_TEST), *COLUMNS, "--json"]
+        )
+        assert json.loads(scored.stdout)["macro_f1"] == comparison["results"][name]["macro_f1"]
+    assert "tuned by SetFit on 16 pairs" in (out / "report.html").read_text()

@@ -238,7 +238,8 @@ def test_cli_runs_with_no_network_at_all(builtin_model, tmp_path: Path) -> None:
     seed = f"--seed-data {EXAMPLE_SEED} --text-column message --label-column team"
     # Every command there is: plan (the contrastive strategy loads the sentence encoder),
     # generate (the LLM), show, curate, report, run (generate, curate, train, evaluate,
-    # report), predict, models verify and list, export. Each must finish with no network.
+    # report), predict, train with SetFit and evaluate it, models verify and list, export.
+    # Each must finish with no network.
     script = " && ".join(
         [
             "ip link set lo up",
@@ -254,6 +255,11 @@ def test_cli_runs_with_no_network_at_all(builtin_model, tmp_path: Path) -> None:
             "--strategy few-shot --max-model-len 1024 --resamples 100 --quiet",
             f"{localgen} predict {tmp_path / 'job' / 'models' / 'combined'} {EXAMPLE_TEST} "
             "--text-column message --format jsonl > " + str(tmp_path / "predicted.jsonl"),
+            # SetFit: sentence-transformers' trainer, datasets, the tuned encoder saved
+            f"{localgen} train --real {EXAMPLE_SEED} --synthetic {out} --text-column message "
+            f"--label-column team --method setfit --pairs 16 --out {tmp_path / 'setfit'} -q",
+            f"{localgen} evaluate {tmp_path / 'setfit'} {EXAMPLE_TEST} --text-column message "
+            "--label-column team",
             f"{localgen} models verify",
             f"{localgen} models list",
             f"{localgen} export {out} --rows raw --out {tmp_path / 'rows.csv'}",
@@ -264,7 +270,7 @@ def test_cli_runs_with_no_network_at_all(builtin_model, tmp_path: Path) -> None:
         ["unshare", "-n", "sh", "-c", script],
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=420,
         cwd=ROOT,
         env=env,
     )
@@ -281,6 +287,8 @@ def test_cli_runs_with_no_network_at_all(builtin_model, tmp_path: Path) -> None:
     )
     assert all("macro_f1" in comparison["results"][name] for name in ("real", "combined"))
     assert "real + synthetic minus real only" in result.stdout
+    tuned = json.loads((tmp_path / "setfit" / "model.json").read_text())
+    assert tuned["method"] == "setfit" and "40 test rows; 95% bootstrap" in result.stdout
     predicted = (tmp_path / "predicted.jsonl").read_text().splitlines()
     assert (
         len(predicted) == 40

@@ -119,7 +119,8 @@ def test_model_folder_round_trips(toy: tuple[Path, Path]) -> None:
     folder = train_file.parent / "model"
     model = train(TrainConfig(folder, real=train_file, settings=TrainSettings(c=4.0)))
     meta = json.loads((folder / "model.json").read_text())
-    assert meta["format_version"] == 1 and meta["encoder"]["name"] == "builtin"
+    assert meta["format_version"] == 2 and meta["encoder"]["name"] == "builtin"
+    assert meta["method"] == "frozen"
     assert meta["config"]["c"] == 4.0 and meta["training"]["rows"]["real"] == {
         "football": 6,
         "weather": 6,
@@ -150,7 +151,7 @@ def test_class_weights_stop_the_majority_label_winning_borderline_rows() -> None
 def test_fine_tuning_changes_the_encoder_and_keeps_the_task(toy: tuple[Path, Path]) -> None:
     train_file, _ = toy
     folder = train_file.parent / "tuned"
-    settings = TrainSettings(fine_tune=True, epochs=2, learning_rate=1e-4, batch_size=4)
+    settings = TrainSettings(method="fine-tune", epochs=2, learning_rate=1e-4, batch_size=4)
     model = train(TrainConfig(folder, real=train_file, settings=settings))
     meta = json.loads((folder / "model.json").read_text())
     assert meta["encoder"]["name"] == "encoder" and (folder / "encoder" / "config.json").is_file()

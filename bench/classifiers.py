@@ -4,7 +4,8 @@ The datasets, splits and samples of `bench/real_data.py` (SMS spam, TREC-6, BBC 
 and 32 real rows per label; the same 20% test rows). Stage `real`: each method of
 `localgen train --method` on the real rows only. Stage `synthetic`: the same with the
 rows `bench/real_data.py` generated (`<model>-<N>` run folders; 24 rows per label,
-few-shot), curated with localgen's defaults, at the default synthetic weight (auto).
+few-shot), curated with localgen's defaults, at the default synthetic weight (auto), or
+the one `--synthetic-weight` gives.
 
 Each training is `localgen train` in its own process, so its wall time and peak memory
 (the child's maximum resident set) are its own; the models are then scored in this
@@ -90,7 +91,12 @@ def one(
 
 
 def setting(
-    folder: Path, size: int, methods: list[str], source: str, run_dir: Path | None
+    folder: Path,
+    size: int,
+    methods: list[str],
+    source: str,
+    run_dir: Path | None,
+    weight: str = "auto",
 ) -> dict[str, Any]:
     """Every method on one training set; differences against the frozen head on it and,
     with synthetic rows, against the same method on the real rows alone."""
@@ -100,7 +106,8 @@ def setting(
     name = f"real-{size}"
     if run_dir is not None:
         arguments += ["--synthetic", str(run_dir), "--rows", "curated"]
-        name = f"{run_dir.name}"
+        arguments += ["--synthetic-weight", weight]
+        name = run_dir.name + ("" if weight == "auto" else f"-w{weight}")
     predictions: dict[str, list[str]] = {}
     out: dict[str, Any] = {}
     for method in methods:
@@ -115,7 +122,7 @@ def setting(
             out[method]["minus_real_only"] = paired_difference(
                 truth, real_only, predictions[method]
             )
-    return {"source": source, "methods": out}
+    return {"source": source, "size": size, "weight": weight, "methods": out}
 
 
 def _diff(entry: dict[str, Any] | None) -> str:
@@ -134,7 +141,7 @@ def table(results: dict[str, Any]) -> str:
     ]
     for dataset, settings in results.items():
         for key, entry in settings.items():
-            size = key.rsplit("-", 1)[1]
+            size = entry.get("size", key.rsplit("-", 1)[-1])
             for method, e in entry["methods"].items():
                 lines.append(
                     f"| {dataset} | {size} | {entry['source']} | {method} | {ci(e['macro_f1'])} "
@@ -153,6 +160,9 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=["builtin", "qwen-0.5b"])
     parser.add_argument("--stage", choices=["all", "real", "synthetic"], default="all")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--synthetic-weight", default="auto", help="of the synthetic rows (default: auto)"
+    )
     args = parser.parse_args()
     apply_offline_env()
     saved = args.out / "classifiers.json"
@@ -175,8 +185,12 @@ def main() -> None:
                             run_dir, real=folder / f"train-{size}.csv", eval=folder / "test.csv"
                         )
                     )
-                    source = f"real + {model} synthetic"
-                    entry[f"{model}-{size}"] = setting(folder, size, args.methods, source, run_dir)
+                    weight = args.synthetic_weight
+                    source = f"real + {model} synthetic" + (
+                        "" if weight == "auto" else f", weight {weight}"
+                    )
+                    key = f"{model}-{size}" + ("" if weight == "auto" else f"-w{weight}")
+                    entry[key] = setting(folder, size, args.methods, source, run_dir, weight)
             saved.write_text(json.dumps(results, indent=2) + "\n")
     text = table(results)
     print(text)

@@ -7,12 +7,13 @@ and trainer, as SetFit does (Tunstall et al., 2022). Stage two is the usual line
 (`localgen.vectors.linear`) fitted on the tuned encoder's vectors, so the model folder,
 `evaluate` and `predict` are those of a fine-tuned model.
 
-How rows are drawn carries the training settings: a row is picked as a pair's first text
-with probability proportional to its loss weight (`linear.row_weights`: the class balance
-and the synthetic weight), so each label anchors the same share of pairs and a synthetic
-row of weight 0 is never drawn. The budget is fixed, so training time does not grow with
-the rows; the `setfit` package itself is not used: its trainer takes no row weights and it
-would bring `evaluate` and a second head (see docs/measurements.md).
+A row is picked as a pair's first text with probability proportional to the weight the
+caller gives it (`localgen.classify.train` passes the class balance, so each label anchors
+the same share of pairs, and 0 for synthetic rows when there are real ones: measured,
+pairs of synthetic rows cost SetFit more than they gave; the synthetic rows still join the
+head at their weight). The budget is fixed, so training time does not grow with the rows.
+The `setfit` package itself is not used: its trainer takes no row weights, and it would
+bring `evaluate` and a second head.
 """
 
 from __future__ import annotations

@@ -194,7 +194,11 @@ def fit(
         from localgen.classify import setfit
 
         y = np.array([names.index(label) for label in data.labels])
-        weights = row_weights(y, len(names), settings.balanced, row_factors)
+        # Pairs come from the real rows when there are any: pairs of synthetic rows cost
+        # SetFit up to 0.14 macro-F1 at weight 1 (docs/measurements.md, "Which classifier");
+        # the synthetic rows join the head below, at their weight.
+        pair_factors = factors(data.sources, 0.0) if "real" in data.sources else None
+        weights = row_weights(y, len(names), settings.balanced, pair_factors)
         tuned = setfit.tune_encoder(encoder_path, data.texts, data.labels, weights, settings, say)
         say(f"fitting the head on the tuned encoder's vectors of {len(data.texts)} rows")
         tuned_head = fit_linear(

@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from localgen.classify.classifier import TextClassifier
-from localgen.classify.setfit import sample_pairs
+from localgen.classify.setfit import encode, sample_pairs, sentence_model
 from localgen.classify.train import train
 from localgen.cli import cli
 from localgen.config import TrainConfig, TrainSettings
@@ -83,6 +83,10 @@ def test_setfit_trains_a_model_that_evaluate_and_predict_use(toy: tuple[Path, Pa
 
     texts = WEATHER + FOOTBALL
     assert gap(model.encoder.encode(texts)) > gap(frozen.encoder.encode(texts)) + 0.05
+    # The head was fitted on the vectors the trainer's network gives; the saved folder, read
+    # back by the encoder every stage uses, gives the same ones.
+    reread = sentence_model(folder / "encoder", "cpu")
+    np.testing.assert_allclose(encode(reread, texts), model.encoder.encode(texts), atol=1e-5)
     # The same seed, the same model.
     again = train(TrainConfig(train_file.parent / "again", real=train_file, settings=settings))
     np.testing.assert_allclose(again.head.weight, model.head.weight, atol=1e-5)
@@ -117,3 +121,30 @@ def test_methods_on_the_command_line(toy: tuple[Path, Path]) -> None:
     assert not Path(out).exists()
     with pytest.raises(UsageError, match="unknown training method"):
         TrainSettings(method="svm")
+
+
+def test_pairs_come_from_the_real_rows_when_there_are_any(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Synthetic rows join the head at their weight, never the pairs, unless there are no
+    real rows (run's synthetic-only classifier)."""
+    import localgen.classify.setfit as setfit_module
+    from localgen.classify.train import TrainingSet, fit
+
+    seen: list[np.ndarray] = []
+
+    def capture(_path: object, _texts: object, _labels: object, weights: np.ndarray, *_: object):  # type: ignore[no-untyped-def]
+        seen.append(weights)
+        raise RuntimeError("captured")
+
+    monkeypatch.setattr(setfit_module, "tune_encoder", capture)
+    labels = ["weather", "football"] * 4
+    sources = ["real"] * 4 + ["synthetic"] * 4
+    data = TrainingSet([f"text {i}" for i in range(8)], labels, np.eye(8, 4), sources)
+    settings = TrainSettings(method="setfit", synthetic_weight=1.0)
+    for part in (data, data.subset("synthetic")):
+        with pytest.raises(RuntimeError, match="captured"):
+            fit(part, settings, tmp_path / "m")
+    mixed, synthetic_only = seen
+    assert (mixed[:4] > 0).all() and (mixed[4:] == 0).all()
+    assert (synthetic_only > 0).all()

@@ -166,10 +166,6 @@ def fit(
     encoder_name, encoder_path = resolve_encoder(settings.encoder)
     mix = mixing(data, settings, names, say)
     row_factors = None if mix is None else factors(data.sources, mix["chosen"])
-    say(f"fitting the head on {len(data.texts)} rows, {len(names)} labels")
-    head = fit_linear(
-        data.vectors, data.labels, names, settings.c, settings.balanced, factors=row_factors
-    )
     training: dict[str, Any] = {"inputs": inputs or {}, "rows": data.counts()}
     if settings.method == "setfit":
         training["pairs"] = settings.pairs
@@ -180,6 +176,11 @@ def fit(
         "training": training | {"synthetic_weight": mix},
         "versions": software_versions("torch", "transformers", "sentence-transformers"),
     }
+    if settings.method in ("frozen", "fine-tune"):  # fine-tuning starts from this head
+        say(f"fitting the head on {len(data.texts)} rows, {len(names)} labels")
+        head = fit_linear(
+            data.vectors, data.labels, names, settings.c, settings.balanced, factors=row_factors
+        )
     if settings.method == "frozen":
         model = TextClassifier(encoder_path, head, encoder_name, info)
         model.save(out)

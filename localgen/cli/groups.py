@@ -12,7 +12,6 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -306,22 +305,6 @@ _TRAIN = [
 ]
 
 
-def _head(
-    encoder: str | None,
-    c: float,
-    no_class_weights: bool,
-    synthetic_weight: str | float,
-    seed: int,
-) -> TrainSettings:
-    return TrainSettings(
-        encoder=encoder,
-        c=c,
-        balanced=not no_class_weights,
-        synthetic_weight=synthetic_weight,
-        seed=seed,
-    )
-
-
 def _train(
     encoder: str | None,
     c: float,
@@ -337,14 +320,17 @@ def _train(
 ) -> TrainSettings:
     if fine_tune and method not in ("frozen", "fine-tune"):
         raise click.UsageError(f"--fine-tune means --method fine-tune, not --method {method}")
-    head = _head(encoder, c, no_class_weights, synthetic_weight, seed)
-    return replace(
-        head,
+    return TrainSettings(
+        encoder=encoder,
+        c=c,
+        balanced=not no_class_weights,
+        synthetic_weight=synthetic_weight,
         method="fine-tune" if fine_tune else method,
         pairs=pairs,
         epochs=epochs,
         learning_rate=learning_rate,
         batch_size=batch_size,
+        seed=seed,
     )
 
 

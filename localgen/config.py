@@ -29,6 +29,8 @@ class EngineSettings:
     base_url: str | None = None  # openai: the server, e.g. http://127.0.0.1:8000/v1
     allow_hosts: tuple[str, ...] = ()  # hosts besides loopback: a server, a Ray head
     concurrency: int = 32  # openai: requests in flight at once
+    api_key_file: Path | None = None  # openai: the server's key; None: LOCALGEN_API_KEY, if set
+    ca_cert: Path | None = None  # openai: verify an https server with this authority
     tensor_parallel_size: int = 1  # vllm: GPUs one model is split over
     replicas: int = 1  # >1 or a ray_address: that many engines, each in a Ray actor
     ray_address: str | None = None  # None: a private Ray instance on this machine
@@ -59,6 +61,7 @@ class GenerateConfig:
     shard_rows: int = 200  # rows per shard: a kill loses at most this many finished rows
     overwrite: bool = False
     quiet: bool = False
+    strict: bool = False  # a seed-data text with two labels is an error, not a warning
 
     def __post_init__(self) -> None:
         if self.count is not None and self.balance is not None:
@@ -140,6 +143,7 @@ class TrainConfig:
     text_column: str = "text"
     label_column: str = "label"
     settings: TrainSettings = field(default_factory=TrainSettings)
+    strict: bool = False  # a real text with two labels is an error, not a warning
 
 
 @dataclass(frozen=True)
@@ -174,6 +178,7 @@ class BoostConfig:
     check_labels: bool = GenerateConfig.check_labels
     overwrite: bool = False  # regenerate rounds a previous boost with other settings left
     settings: TrainSettings = field(default_factory=TrainSettings)
+    strict: bool = False  # conflicting labels, or training texts in the test data: errors
 
 
 @dataclass(frozen=True)
@@ -191,6 +196,10 @@ class ServeConfig:
     name: str | None = None  # the served model name; None: the model's own name
     tensor_parallel_size: int = EngineSettings.tensor_parallel_size
     data_parallel_size: int = 1  # copies of the model, each on its own GPUs
+    api_key_file: Path | None = None  # the key clients must send; None: LOCALGEN_API_KEY, if set
+    no_auth: bool = False  # serve a non-loopback host without a key, knowingly
+    ssl_certfile: Path | None = None  # TLS: the server's certificate (PEM) ...
+    ssl_keyfile: Path | None = None  # ... and its private key; both or neither
 
 
 METHODS = ("frozen", "fine-tune", "setfit")  # TrainSettings.method

@@ -3,7 +3,9 @@
 Column names are mapped by options; rows with an empty text or label are dropped and
 counted. Every real example gets a stable id (a hash of its text and label) so that
 generated rows can name the examples they were shown. This module does not split or
-deduplicate across files; curation does that.
+deduplicate across files; curation does that. It does say (`data_warnings`) when a file
+gives one text two labels, or a test file repeats training texts (compared in the normal
+form curation uses), since either corrupts what is trained or measured.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from pathlib import Path
 import polars as pl
 
 from localgen.errors import DataError
+from localgen.progress import Say
+from localgen.text import normalize
 
 READ_FORMATS = {
     ".csv": "csv",
@@ -186,6 +190,66 @@ def check_labels(
         raise DataError(
             f"{data.source}: labels not in {known_as}: {shown}; {listed_as} {', '.join(labels)}"
         )
+
+
+EXAMPLES_SHOWN = 3  # in a data warning
+STRICT_HINT = "--strict makes this an error"
+
+
+def _normal_forms(frame: pl.DataFrame) -> pl.DataFrame:
+    return frame.with_columns(
+        pl.col("text").map_elements(normalize, return_dtype=pl.Utf8).alias("normal")
+    )
+
+
+def _shown(text: str, width: int = 60) -> str:
+    one_line = " ".join(text.split())
+    return repr(one_line if len(one_line) <= width else one_line[: width - 1] + "…")
+
+
+def label_conflicts(data: LabeledData | None) -> str | None:
+    """The warning for texts that carry two or more labels in `data`, or None."""
+    if data is None:
+        return None
+    groups = (
+        _normal_forms(data.frame)
+        .group_by("normal", maintain_order=True)
+        .agg(pl.col("text").first(), pl.col("label").unique(maintain_order=True))
+        .filter(pl.col("label").list.len() > 1)
+    )
+    if groups.height == 0:
+        return None
+    examples = "; ".join(
+        f"{_shown(text)} ({', '.join(labels)})"
+        for _, text, labels in groups.head(EXAMPLES_SHOWN).iter_rows()
+    )
+    n = groups.height
+    return f"{data.source}: {n} text{'s' if n > 1 else ''} with two or more labels, e.g. {examples}"
+
+
+def shared_texts(train: LabeledData, test: LabeledData, role: str = "test") -> str | None:
+    """The warning for `test` rows whose text is also in `train`, or None: they inflate
+    every score measured on `test`."""
+    known = set(_normal_forms(train.frame)["normal"])
+    tested = _normal_forms(test.frame)
+    repeated = tested.filter(pl.col("normal").is_in(known)).unique("normal", maintain_order=True)
+    if repeated.height == 0:
+        return None
+    examples = "; ".join(_shown(t) for t in repeated["text"].head(EXAMPLES_SHOWN))
+    return (
+        f"{repeated.height} of the {tested['normal'].n_unique()} texts of {test.source} "
+        f"({role}) are also in the training data {train.source}, e.g. {examples}: "
+        "they inflate every score measured on it"
+    )
+
+
+def data_warnings(warnings: Sequence[str | None], strict: bool, say: Say) -> None:
+    """Say each warning (a line each), or, when `strict`, fail with the first."""
+    found = [w for w in warnings if w]
+    if strict and found:
+        raise DataError(f"{found[0]} (--strict)")
+    for warning in found:
+        say(f"warning: {warning}; {STRICT_HINT}")
 
 
 def read_task_data(

@@ -24,7 +24,14 @@ from localgen.classify.classifier import TextClassifier, check_model_out, resolv
 from localgen.classify.evaluation import score
 from localgen.classify.mixing import choose_weight, factors
 from localgen.config import RESAMPLES, TrainConfig, TrainSettings, parse_weight
-from localgen.data import LabeledData, check_labels, read_labeled, read_texts
+from localgen.data import (
+    LabeledData,
+    check_labels,
+    data_warnings,
+    label_conflicts,
+    read_labeled,
+    read_texts,
+)
 from localgen.errors import DataError
 from localgen.generation.store import MANIFEST, RunFolder
 from localgen.offline import egress_guard
@@ -222,6 +229,7 @@ def train(config: TrainConfig, say: Say = silent) -> TextClassifier:
         raise DataError(NOTHING_TO_TRAIN)
     columns = (config.text_column, config.label_column)
     real_data = read_labeled(real, *columns) if real is not None else None
+    data_warnings([label_conflicts(real_data)], config.strict, say)
     if synthetic is not None and not (synthetic / MANIFEST).is_file():
         raise DataError(f"--synthetic {synthetic}: not a localgen run folder (no {MANIFEST})")
     check_model_out(config.out)
@@ -260,11 +268,13 @@ def evaluate(
     label_column: str = "label",
     resamples: int = RESAMPLES,
     say: Say = silent,
+    strict: bool = False,
 ) -> dict[str, Any]:
     """`localgen evaluate`: scores of a saved model on a labeled file."""
     model = TextClassifier.load(model_dir)
     data = read_labeled(test, text_column, label_column)
     check_known(data, model)
+    data_warnings([label_conflicts(data)], strict, say)
     with egress_guard():
         say(f"classifying {data.frame.height} rows")
         predicted = model.predict(data.frame["text"].to_list())

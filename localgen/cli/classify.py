@@ -20,6 +20,7 @@ from localgen.cli.options import (
     rows_option,
     say,
     seed_option,
+    strict_option,
     text_column,
 )
 from localgen.config import TrainConfig, TrainSettings
@@ -37,6 +38,7 @@ from localgen.config import TrainConfig, TrainSettings
 @train_options
 @seed_option("Seed of the encoder's training (fine-tune, setfit) and of auto's folds.")
 @json_option("the model's model.json, not its folder")
+@strict_option
 @quiet_option
 def train(
     real: Path | None,
@@ -48,6 +50,7 @@ def train(
     settings: TrainSettings,
     seed: int,  # already in settings: train_options reads --seed
     as_json: bool,
+    strict: bool,
     quiet: bool,
 ) -> None:
     """Train a text classifier on real rows, synthetic rows, or both.
@@ -66,7 +69,7 @@ def train(
     from localgen.classify.train import train as run_training
     from localgen.classify.train import trained_message
 
-    config = TrainConfig(out, real, synthetic, rows, text_column, label_column, settings)
+    config = TrainConfig(out, real, synthetic, rows, text_column, label_column, settings, strict)
     model = run_training(config, say=say(quiet))
     echo_err(trained_message(model))
     click.echo(
@@ -83,6 +86,7 @@ def train(
 @columns("TEST_FILE")
 @resamples_option
 @json_option("the scores as one JSON object")
+@strict_option
 def evaluate(
     model_dir: Path,
     test_file: Path,
@@ -90,6 +94,7 @@ def evaluate(
     label_column: str,
     resamples: int,
     as_json: bool,
+    strict: bool,
 ) -> None:
     """Score a model on labeled real data: accuracy, macro-F1, per-label precision,
     recall and F1, and the confusion matrix, with 95% bootstrap intervals.
@@ -102,7 +107,9 @@ def evaluate(
     from localgen.classify.evaluation import render
     from localgen.classify.train import evaluate as run_evaluation
 
-    result = run_evaluation(model_dir, test_file, text_column, label_column, resamples)
+    result = run_evaluation(
+        model_dir, test_file, text_column, label_column, resamples, echo_err, strict
+    )
     click.echo(json.dumps(result, indent=2, ensure_ascii=False) if as_json else render(result))
 
 

@@ -22,6 +22,7 @@ from localgen.cli.options import (
     retries_option,
     rows_option,
     say,
+    strict_option,
 )
 from localgen.config import EngineSettings, GenerateConfig
 
@@ -116,6 +117,7 @@ def plan_command(
     help="Print the plan (counts and example prompts); load no model, write nothing.",
 )
 @json_option("a JSON summary (counts, output files, timings) instead of the file names")
+@strict_option
 @quiet_option
 def generate(
     planned: GenerateConfig,
@@ -129,6 +131,7 @@ def generate(
     overwrite: bool,
     dry_run: bool,
     as_json: bool,
+    strict: bool,
     quiet: bool,
 ) -> None:
     """Generate labeled rows for TASK_FILE into a run folder.
@@ -155,6 +158,7 @@ def generate(
         shard_rows=shard_rows,
         overwrite=overwrite,
         quiet=quiet,
+        strict=strict,
     )
     if dry_run:
         _print_plan(config, -1, as_json=as_json)
@@ -178,7 +182,8 @@ def generate(
 )
 @json_option("rows as JSON lines, all columns")
 def show(run_dir: Path, limit: int, as_json: bool) -> None:
-    """Print a count per label and a sample of rows spread over the run.
+    """Print a count per label and a sample of rows spread over the run (of the rows
+    stored so far, while it runs or after an interruption).
 
     \b
     Example:

@@ -19,6 +19,7 @@ import click
 
 from localgen.cli.options import (
     F,
+    api_key_file_option,
     apply,
     backend_option,
     columns,
@@ -130,6 +131,8 @@ def _engine(
     max_model_len: int | None,
     base_url: str | None,
     allow_hosts: tuple[str, ...],
+    api_key_file: Path | None,
+    ca_cert: Path | None,
     concurrency: int,
     tensor_parallel_size: int,
     replicas: int,
@@ -145,6 +148,8 @@ def _engine(
         seed=seed,
         base_url=base_url,
         allow_hosts=tuple(dict.fromkeys(allow_hosts)),
+        api_key_file=api_key_file,
+        ca_cert=ca_cert,
         concurrency=concurrency,
         tensor_parallel_size=tensor_parallel_size,
         replicas=replicas,
@@ -184,6 +189,19 @@ engine_options = _group(
             help="A host other than this machine that --base-url may name (repeat; the "
             "variable takes a space-separated list). Anything else is refused. "
             "[env LOCALGEN_ALLOW_HOSTS]",
+        ),
+        api_key_file_option(
+            "--engine openai: a file holding the key the server requires, sent as a bearer "
+            "token (never give the key itself on the command line). [default: the variable "
+            "LOCALGEN_API_KEY, if set]"
+        ),
+        click.option(
+            "--ca-cert",
+            type=click.Path(path_type=Path, dir_okay=False),
+            default=None,
+            help="--engine openai with https: verify the server with this certificate "
+            "authority (PEM; an organisation's own, or the server's self-signed "
+            "certificate). [default: the system's]",
         ),
         click.option(
             "--concurrency",

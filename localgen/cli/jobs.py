@@ -26,6 +26,7 @@ from localgen.cli.options import (
     run_seed_option,
     say,
     seed_option,
+    strict_option,
     task_argument,
 )
 from localgen.config import BoostConfig, EngineSettings, GenerateConfig, RunConfig, TrainSettings
@@ -58,6 +59,7 @@ from localgen.config import BoostConfig, EngineSettings, GenerateConfig, RunConf
 @resamples_option
 @overwrite_option()
 @json_option("comparison.json instead of a table")
+@strict_option
 @quiet_option
 def run_command(
     task_file: Path,
@@ -79,6 +81,7 @@ def run_command(
     resamples: int,
     overwrite: bool,
     as_json: bool,
+    strict: bool,
     quiet: bool,
 ) -> None:
     """The whole job: generate, curate, then train on real only, synthetic only and
@@ -115,6 +118,7 @@ def run_command(
         check_labels=check_labels,
         overwrite=overwrite,
         quiet=quiet,
+        strict=strict,
     )
     config = RunConfig(generation, test, settings, resamples)
     comparison = run_pipeline(config, say=say(quiet))
@@ -175,6 +179,7 @@ def run_command(
 @train_options
 @overwrite_option("Regenerate rounds left by an earlier boost.")
 @json_option("boost.json instead of a table")
+@strict_option
 @quiet_option
 def boost(
     task_file: Path,
@@ -196,6 +201,7 @@ def boost(
     settings: TrainSettings,
     overwrite: bool,
     as_json: bool,
+    strict: bool,
     quiet: bool,
 ) -> None:
     """Target the classifier's mistakes: generate close variants of the validation
@@ -234,6 +240,7 @@ def boost(
         check_labels=check_labels,
         overwrite=overwrite,
         settings=settings,
+        strict=strict,
     )
     result = run_boost(config, say=say(quiet))
     click.echo(json.dumps(result, indent=2, ensure_ascii=False) if as_json else curve_table(result))

@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from localgen.cli.options import (
+    api_key_file_option,
     backend_option,
     echo_err,
     handle_errors,
@@ -180,7 +181,7 @@ def models_verify(model: str | None, write: bool, as_json: bool) -> None:
     "--host",
     default=ServeConfig.host,
     show_default=True,
-    help="Address to listen on. Anything but loopback exposes the model to the network.",
+    help="Address to listen on. Anything but loopback needs a key, or --no-auth.",
 )
 @click.option(
     "--port",
@@ -204,6 +205,29 @@ def models_verify(model: str | None, write: bool, as_json: bool) -> None:
     show_default=True,
     help="Copies of the model behind the one server, each on its own GPUs.",
 )
+@api_key_file_option(
+    "A file holding the key clients must send (a bearer token); never give the key itself on "
+    "the command line. Needed for any --host but loopback. [default: the variable "
+    "LOCALGEN_API_KEY, if set]"
+)
+@click.option(
+    "--no-auth",
+    is_flag=True,
+    help="Serve a --host other than loopback without a key: anyone who reaches the port "
+    "can use the model.",
+)
+@click.option(
+    "--ssl-certfile",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Serve https with this certificate (PEM); needs --ssl-keyfile.",
+)
+@click.option(
+    "--ssl-keyfile",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="The certificate's private key (PEM).",
+)
 def serve(
     model: str | None,
     host: str,
@@ -213,20 +237,30 @@ def serve(
     max_model_len: int | None,
     tensor_parallel_size: int,
     data_parallel_size: int,
+    api_key_file: Path | None,
+    no_auth: bool,
+    ssl_certfile: Path | None,
+    ssl_keyfile: Path | None,
 ) -> None:
-    """Serve a local model with vLLM's OpenAI-compatible server, on this machine only.
+    """Serve a local model with vLLM's OpenAI-compatible server (on loopback by default).
 
     The team's other tools (and `localgen generate --engine openai`) can then use it. It
     runs offline with the settings of localgen's own vLLM engine, and stops on Ctrl-C.
     One structured-output backend serves everyone: guidance (the default) follows both
     the row JSON schemas (clients' --backend json_schema) and the row regexes (clients'
-    --backend grammar) exactly.
+    --backend grammar) exactly. To serve the team, listen on another --host with a key
+    (--api-key-file or LOCALGEN_API_KEY; refused without one unless --no-auth) and, across
+    a network, TLS (--ssl-certfile, --ssl-keyfile).
 
     \b
     Example:
       localgen serve --port 8000 &
       localgen generate task.toml --out runs/t --engine openai \\
           --base-url http://127.0.0.1:8000/v1
+      localgen serve --host 0.0.0.0 --api-key-file key.txt \\
+          --ssl-certfile cert.pem --ssl-keyfile key.pem
+      localgen generate task.toml --out runs/t --engine openai \\
+          --base-url https://gpu-box:8000/v1 --allow-host gpu-box --api-key-file key.txt
     """
     from localgen.engines.server import serve as run_server
 
@@ -239,6 +273,10 @@ def serve(
         name=name,
         tensor_parallel_size=tensor_parallel_size,
         data_parallel_size=data_parallel_size,
+        api_key_file=api_key_file,
+        no_auth=no_auth,
+        ssl_certfile=ssl_certfile,
+        ssl_keyfile=ssl_keyfile,
     )
     sys.exit(run_server(config, echo_err))
 

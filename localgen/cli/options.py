@@ -123,7 +123,19 @@ def data_file(name: str, what: str, required: bool = False) -> Callable[[F], F]:
     )
 
 
+def api_key_file_option(what: str) -> Callable[[F], F]:
+    return click.option(
+        "--api-key-file", type=click.Path(path_type=Path, dir_okay=False), default=None, help=what
+    )
+
+
 quiet_option = click.option("-q", "--quiet", is_flag=True, help="No progress lines.")
+strict_option = click.option(
+    "--strict",
+    is_flag=True,
+    help="Make the data warnings errors: a text with two labels (after the normalisation "
+    "curation uses), or a training text in the test data.",
+)
 task_argument = click.argument("task_file", type=click.Path(path_type=Path))
 model_option = click.option(
     "--model",

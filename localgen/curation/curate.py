@@ -42,6 +42,7 @@ from localgen.curation.rules import RULES
 from localgen.data import LabeledData, check_labels, read_labeled
 from localgen.errors import DataError
 from localgen.generation.store import CURATED, CURATION, RunFolder
+from localgen.locks import writing
 from localgen.offline import egress_guard
 from localgen.progress import Say, silent
 from localgen.text import words
@@ -60,16 +61,17 @@ def curate(
     """Run every rule on the run's rows, write curated.parquet and curation.json, and
     return the curation summary (what curation.json holds). Network access other than
     loopback is refused meanwhile, and the summary records any attempt."""
-    with egress_guard() as audit:
-        data = _read(config)
-        active = [r for r in RULES if r not in config.skip]
-        encoder_name = _embed(data, config, active, encoder, say)
-        results, report = _run_rules(data, config, active, say)
-        dropped_by = _charge(results, config, len(data.ids))
-        curated, summary = _summary(data, results, report, dropped_by, encoder_name)
-    summary["egress"] = audit.as_dict()
-    write_table(curated, config.run_dir / CURATED)
-    write_json(config.run_dir / CURATION, summary)
+    with writing(config.run_dir, "curate", create=False):
+        with egress_guard() as audit:
+            data = _read(config)
+            active = [r for r in RULES if r not in config.skip]
+            encoder_name = _embed(data, config, active, encoder, say)
+            results, report = _run_rules(data, config, active, say)
+            dropped_by = _charge(results, config, len(data.ids))
+            curated, summary = _summary(data, results, report, dropped_by, encoder_name)
+        summary["egress"] = audit.as_dict()
+        write_table(curated, config.run_dir / CURATED)
+        write_json(config.run_dir / CURATION, summary)
     return summary
 
 

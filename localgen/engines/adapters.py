@@ -25,9 +25,9 @@ def start_adapter(settings: EngineSettings, backend: str, model: ModelRef) -> En
 
         return TransformersEngine(model, backend, settings.seed)
     if settings.name == "openai":
-        from localgen.engines.openai import OpenAIEngine
+        from localgen.engines.openai import OpenAIEngine, Server
 
-        return OpenAIEngine(model, backend, settings.concurrency)
+        return OpenAIEngine(model, backend, settings.concurrency, Server.of(settings))
     from localgen.engines.fake import FakeEngine
 
     rate = os.environ.get("LOCALGEN_FAKE_TOKENS_PER_S")

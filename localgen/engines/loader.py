@@ -49,6 +49,12 @@ def check_settings(settings: EngineSettings) -> str:
         check_base_url(settings.base_url, settings.allow_hosts)
     elif settings.base_url:
         raise EngineError(f"--base-url is for --engine openai, not {settings.name}")
+    for given, option in (
+        (settings.api_key_file, "--api-key-file"),
+        (settings.ca_cert, "--ca-cert"),
+    ):
+        if given is not None and settings.name != "openai":
+            raise EngineError(f"{option} is for --engine openai, not {settings.name}")
     return backend
 
 
@@ -58,10 +64,9 @@ def resolve_engine_model(settings: EngineSettings, spec: str | None, say: Say = 
     if settings.name == "fake":
         return ModelRef("fake", Path("."), "-")
     if settings.name == "openai":
-        from localgen.engines.openai import check_base_url, served_model
+        from localgen.engines.openai import Server, served_model
 
-        assert settings.base_url is not None, "check_settings first"
-        return served_model(check_base_url(settings.base_url, settings.allow_hosts), spec)
+        return served_model(Server.of(settings), spec)
     return resolve_model(spec, say)
 
 

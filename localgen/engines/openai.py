@@ -8,16 +8,27 @@ support: vLLM, llama.cpp, SGLang, TGI), or the row's regex through vLLM's own
 
 Prompts are data: the server must be on this machine (loopback) or on a host the user
 named in the allow-list, which the egress guard then lets through. Nothing else is.
+
+A server that requires a key gets it as a bearer token (`localgen.engines.auth`: from a
+file or LOCALGEN_API_KEY); https servers are verified, against --ca-cert when given. A
+server that drops the connection or answers "busy" (429, 502, 503, 504) is asked again
+after 1, 2, 4 and 8 seconds; after that the run stops with one line, keeping every row
+already received, and the same command resumes it.
 """
 
 from __future__ import annotations
 
 import json
+import ssl
+import threading
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from localgen.config import EngineSettings
+from localgen.engines.auth import KEY_ENV, read_key, trusted
 from localgen.engines.base import Completion
 from localgen.errors import EngineError
 from localgen.models.resolve import ModelRef
@@ -26,6 +37,8 @@ from localgen.planning.requests import Request
 
 CONNECT_TIMEOUT_S = 10.0
 REQUEST_TIMEOUT_S = 600.0  # one row can wait behind a whole batch on a busy CPU server
+RETRY_DELAYS_S = (1.0, 2.0, 4.0, 8.0)  # a dropped connection or a busy answer, asked again
+BUSY = (429, 502, 503, 504)
 
 
 def check_base_url(url: str, allow_hosts: Iterable[str] = ()) -> str:
@@ -42,13 +55,42 @@ def check_base_url(url: str, allow_hosts: Iterable[str] = ()) -> str:
     return url.rstrip("/")
 
 
-def _client() -> Any:
-    import httpx
+@dataclass(frozen=True)
+class Server:
+    """Where the requests go, with what they carry: the API root, the key (never shown:
+    repr leaves it out) and what an https server is verified with."""
 
-    return httpx.Client(
-        timeout=httpx.Timeout(REQUEST_TIMEOUT_S, connect=CONNECT_TIMEOUT_S),
-        trust_env=False,  # no proxy from the environment: the request goes where it says
-    )
+    url: str
+    key: str | None = field(default=None, repr=False)
+    verify: ssl.SSLContext | bool = field(default=True, repr=False)
+
+    @classmethod
+    def of(cls, settings: EngineSettings) -> Server:
+        assert settings.base_url, "check_settings first"
+        return cls(
+            check_base_url(settings.base_url, settings.allow_hosts),
+            read_key(settings.api_key_file),
+            trusted(settings.ca_cert),
+        )
+
+    def client(self) -> Any:
+        import httpx
+
+        return httpx.Client(
+            timeout=httpx.Timeout(REQUEST_TIMEOUT_S, connect=CONNECT_TIMEOUT_S),
+            trust_env=False,  # no proxy from the environment: the request goes where it says
+            headers={"Authorization": f"Bearer {self.key}"} if self.key else None,
+            verify=self.verify,
+        )
+
+    def refused_key(self, status: int) -> EngineError:
+        """The one line for a 401 or 403: no key sent, or the wrong one."""
+        if self.key is None:
+            return EngineError(
+                f"the server at {self.url} needs an API key (HTTP {status}): put it in a "
+                f"file and pass --api-key-file FILE, or set {KEY_ENV}"
+            )
+        return EngineError(f"the server at {self.url} refused the API key (HTTP {status})")
 
 
 def _server_error(response: Any) -> str:
@@ -61,16 +103,19 @@ def _server_error(response: Any) -> str:
     return f"HTTP {response.status_code}: {str(message).strip()[:300]}"
 
 
-def served_model(base_url: str, wanted: str | None) -> ModelRef:
+def served_model(server: Server, wanted: str | None) -> ModelRef:
     """Ask the server which models it serves; pick `wanted`, or the only one."""
     import httpx
 
+    base_url = server.url
     url = f"{base_url}/models"
     try:
-        with _client() as client:
+        with server.client() as client:
             response = client.get(url)
     except httpx.HTTPError as e:
         raise EngineError(f"cannot reach the server at {base_url}: {e}") from None
+    if response.status_code in (401, 403):
+        raise server.refused_key(response.status_code)
     if response.status_code != 200:
         raise EngineError(f"{url}: {_server_error(response)}")
     try:
@@ -95,12 +140,14 @@ class OpenAIEngine:
     name = "openai"
     context: int | None = None  # the server clamps max_tokens to what its context leaves
 
-    def __init__(self, model: ModelRef, backend: str, concurrency: int) -> None:
-        assert model.url, "the openai engine needs a served model (served_model)"
+    def __init__(self, model: ModelRef, backend: str, concurrency: int, server: Server) -> None:
+        assert model.url == server.url, "the openai engine needs a served model (served_model)"
         self.model = model
         self.backend = backend
         self.concurrency = concurrency
-        self.client = _client()
+        self.server = server
+        self.client = server.client()
+        self.closing = threading.Event()  # set by close(): threads stop waiting to retry
 
     def body(self, request: Request) -> dict[str, Any]:
         """The chat-completions request: the prompt, sampling settings, seed and constraint."""
@@ -126,17 +173,43 @@ class OpenAIEngine:
             }
         return body
 
+    def _post(self, request: Request) -> Any:
+        """The server's answer, asked again (RETRY_DELAYS_S) while the connection drops or
+        the server says it is busy; EngineError once it stays gone."""
+        import httpx
+
+        for attempt, delay in enumerate((*RETRY_DELAYS_S, None)):
+            try:
+                response = self.client.post(
+                    f"{self.model.url}/chat/completions", json=self.body(request)
+                )
+                if response.status_code not in BUSY or delay is None:
+                    return response
+            except httpx.TimeoutException:
+                raise  # the server is there, and slow: asking again would only add load
+            except httpx.TransportError as e:
+                if delay is None or self.closing.is_set():
+                    waited = sum(RETRY_DELAYS_S[:attempt])
+                    raise EngineError(
+                        f"lost the server at {self.model.url} ({type(e).__name__}; "
+                        f"{attempt + 1} attempts over {waited:.0f} s); the rows received "
+                        "are kept: rerun the same command once it is back"
+                    ) from None
+            if self.closing.wait(delay):
+                raise EngineError("stopped")  # the run is over; nobody reads this
+        raise AssertionError("unreachable")
+
     def _send(self, request: Request) -> Completion:
         import httpx
 
         try:
-            response = self.client.post(
-                f"{self.model.url}/chat/completions", json=self.body(request)
-            )
+            response = self._post(request)
         except httpx.TimeoutException:
             return Completion(request.key, "", "error: timeout", 0, 0)
         except httpx.HTTPError as e:
             raise EngineError(f"lost the server at {self.model.url}: {e}") from None
+        if response.status_code in (401, 403):
+            raise self.server.refused_key(response.status_code)
         if response.status_code >= 500 or response.status_code == 429:
             return Completion(request.key, "", f"error: {_server_error(response)}", 0, 0)
         if response.status_code != 200:  # the request itself is wrong: so is every other
@@ -176,4 +249,5 @@ class OpenAIEngine:
             pool.shutdown(wait=False, cancel_futures=True)
 
     def close(self) -> None:
+        self.closing.set()
         self.client.close()

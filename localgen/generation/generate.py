@@ -15,16 +15,17 @@ import json
 import shutil
 import time
 from collections import Counter
-from contextlib import nullcontext
+from contextlib import ExitStack, nullcontext, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from localgen.artifacts import write_json
 from localgen.config import GenerateConfig
-from localgen.data import LabeledData, read_task_data
+from localgen.data import LabeledData, data_warnings, label_conflicts, read_task_data
 from localgen.engines.base import Engine
 from localgen.engines.loader import check_settings, resolve_engine_model, running
+from localgen.errors import OutputError
 from localgen.generation import manifest as manifests
 from localgen.generation.rejects import read_rejects
 from localgen.generation.rows import (
@@ -36,6 +37,7 @@ from localgen.generation.rows import (
     make_row,
 )
 from localgen.generation.store import MANIFEST, RunFolder
+from localgen.locks import writing
 from localgen.models.context import context_length, token_counter
 from localgen.models.resolve import ModelRef
 from localgen.offline import apply_offline_env, egress_guard
@@ -275,54 +277,59 @@ def generate(
     """Run a whole generation. Pass `engine` (and `model`) to reuse a loaded engine."""
     apply_offline_env()
     started = time.monotonic()
-    with egress_guard(config.engine.allow_hosts) as audit:
-        task, seed_data, plan = prepare_plan(config)  # bad input fails before any model work
-        check_settings(config.engine)
-        if model is None:  # resolved before the run folder exists: a bad model writes nothing
-            model = resolve_engine_model(config.engine, config.model, say)
-        config = with_context(config, model, engine)
-        fit = prompt_fit(config, model)
-        if fit is not None:  # the same plan, its prompts measured
-            task, seed_data, plan = prepare_plan(config, fit)
-        for note in plan.notes:
-            say(note)
-        run = RunFolder(config.out)
-        created = not config.out.exists()
-        previous = run.prepare(plan.fingerprint, config.overwrite)
-        done = run.rows.keys()
-        if previous is not None and done:
-            say(f"resuming {config.out}: {len(done)} of {plan.rows} rows already stored")
-        manifest = manifests.started(config, task, seed_data, plan)
-        manifest["timings"] = timings = {}
-        writer = _Writer(run, manifest, len(done), config.shard_rows)
-        try:
-            _generate_with_engine(config, engine, model, plan, run, done, writer, say)
-            t0 = time.monotonic()
-            outputs = run.finalize(config.formats, ROW_SCHEMA, CHECK_SCHEMA)
-            timings["write_s"] = round(time.monotonic() - t0, 3)
-        except BaseException:
-            if created and not run.rows.files():
-                shutil.rmtree(config.out, ignore_errors=True)  # nothing worth keeping
+    with ExitStack() as holding:
+        with egress_guard(config.engine.allow_hosts) as audit:
+            task, seed_data, plan = prepare_plan(config)  # bad input fails before any model work
+            data_warnings([label_conflicts(seed_data)], config.strict, say)
+            check_settings(config.engine)
+            if model is None:  # resolved before the run folder exists: a bad model writes nothing
+                model = resolve_engine_model(config.engine, config.model, say)
+            config = with_context(config, model, engine)
+            fit = prompt_fit(config, model)
+            if fit is not None:  # the same plan, its prompts measured
+                task, seed_data, plan = prepare_plan(config, fit)
+            for note in plan.notes:
+                say(note)
+            run = RunFolder(config.out)
+            created = run.is_empty()
+            holding.enter_context(writing(config.out, "generate"))  # one writer per run folder
+            previous = run.prepare(plan.fingerprint, config.overwrite)
+            done = run.rows.keys()
+            if previous is not None and done:
+                say(f"resuming {config.out}: {len(done)} of {plan.rows} rows already stored")
+            manifest = manifests.started(config, task, seed_data, plan)
+            manifest["timings"] = timings = {}
+            writer = _Writer(run, manifest, len(done), config.shard_rows)
+            try:
+                _generate_with_engine(config, engine, model, plan, run, done, writer, say)
+                t0 = time.monotonic()
+                outputs = run.finalize(config.formats, ROW_SCHEMA, CHECK_SCHEMA)
+                timings["write_s"] = round(time.monotonic() - t0, 3)
+            except BaseException:
+                with suppress(OutputError):  # keep the rows received before the fault
+                    writer.flush()
+                if created and not run.rows.files():
+                    shutil.rmtree(config.out, ignore_errors=True)  # nothing worth keeping
+                    raise
+                manifest["status"] = "interrupted"
+                manifest["counts"] = writer.counts()
+                manifest["egress"] = audit.as_dict()
+                write_json(run.manifest_path, manifest)
                 raise
-            manifest["status"] = "interrupted"
-            manifest["counts"] = writer.counts()
-            manifest["egress"] = audit.as_dict()
-            write_json(run.manifest_path, manifest)
-            raise
-        timings["total_s"] = round(time.monotonic() - started, 3)
-        manifests.finish(manifest, plan, run, writer, outputs)
-    # The audit closes with the guard; write the final manifest outside it.
-    manifest["egress"] = audit.as_dict()
-    write_json(run.manifest_path, manifest)
-    return GenerateResult(
-        out=config.out,
-        planned=plan.rows,
-        written=writer.resumed + writer.written,
-        resumed=writer.resumed,
-        failures=list(writer.failures.values()),
-        outputs=outputs,
-        manifest=manifest,
-    )
+            timings["total_s"] = round(time.monotonic() - started, 3)
+            manifests.finish(manifest, plan, run, writer, outputs)
+        # The audit closes with the guard; write the final manifest outside it.
+        manifest["egress"] = audit.as_dict()
+        write_json(run.manifest_path, manifest)
+        return GenerateResult(
+            out=config.out,
+            planned=plan.rows,
+            written=writer.resumed + writer.written,
+            resumed=writer.resumed,
+            failures=list(writer.failures.values()),
+            outputs=outputs,
+            manifest=manifest,
+        )
 
 
 def _generate_with_engine(

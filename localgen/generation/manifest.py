@@ -10,6 +10,7 @@ from typing import Any
 from localgen.artifacts import software_versions, utc_now
 from localgen.config import EngineSettings, GenerateConfig
 from localgen.data import LabeledData
+from localgen.engines.auth import key_source
 from localgen.engines.base import Engine
 from localgen.generation.store import FORMAT_VERSION, RunFolder
 from localgen.planning.requests import Plan
@@ -58,7 +59,7 @@ def started(
 def engine_entry(engine: Engine | None, settings: EngineSettings) -> dict[str, Any] | None:
     if engine is None:
         return None
-    return {
+    entry = {
         "name": engine.name,
         "backend": engine.backend,
         "max_model_len": settings.max_model_len,
@@ -66,6 +67,10 @@ def engine_entry(engine: Engine | None, settings: EngineSettings) -> dict[str, A
         "replicas": settings.replicas,
         "ray_address": settings.ray_address,
     }
+    if settings.name == "openai":  # where the key came from, never the key
+        entry["api_key_from"] = key_source(settings.api_key_file)
+        entry["ca_cert"] = None if settings.ca_cert is None else str(settings.ca_cert)
+    return entry
 
 
 def finish(

@@ -1,23 +1,34 @@
-"""Views for people: a sample of a finished run's rows, and a plan before it runs."""
+"""Views for people: a sample of a run's rows (of the shards stored so far, while it is
+running or after an interruption), and a plan before it runs."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+from localgen.generation.rows import ROW_SCHEMA
 from localgen.generation.store import RunFolder
 from localgen.planning.requests import SUMMARY_SUFFIX, Plan
 from localgen.planning.task import STRATEGIES
 
 
 def head(run_dir: Path, limit: int, as_json: bool = False) -> str:
-    frame = RunFolder(run_dir).read_rows()
+    run = RunFolder(run_dir)
+    so_far = ""
+    if not run.output_table.is_file() and run.rows.files():  # whole shards: a consistent view
+        frame = run.rows.scan(ROW_SCHEMA).sort("request_key").collect()
+        status = (run.read_manifest() or {}).get("status", "unfinished")
+        so_far = f" so far (status: {status}; the run is not finished)"
+    else:
+        frame = run.read_rows()
     if as_json:
         return "\n".join(
             json.dumps(r, ensure_ascii=False) for r in frame.head(limit).iter_rows(named=True)
         )
     counts = frame.group_by("label").len().sort("label")
-    lines = [f"{frame.height} rows: " + ", ".join(f"{k} {v}" for k, v in counts.iter_rows())]
+    lines = [
+        f"{frame.height} rows{so_far}: " + ", ".join(f"{k} {v}" for k, v in counts.iter_rows())
+    ]
     # A sample spread over the run (rows are sorted by label), not only the first label.
     step = max(1, frame.height // limit)
     for row in frame.gather_every(step).head(limit).iter_rows(named=True):

@@ -26,6 +26,7 @@ import polars as pl
 from localgen.artifacts import write_table, write_with
 from localgen.data import LabeledData, read_labeled
 from localgen.errors import OutputError, UsageError
+from localgen.locks import LOCK_FILE
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
@@ -100,7 +101,7 @@ class RunFolder:
         if self.path.exists() and not self.path.is_dir():
             raise OutputError(f"--out {self.path} is a file; give a folder for the run")
         previous = self.read_manifest()
-        if self.path.is_dir() and any(self.path.iterdir()) and not overwrite:
+        if self.path.is_dir() and self._contents() and not overwrite:
             if previous is None:
                 raise OutputError(
                     f"{self.path} is not empty and holds no localgen run; "
@@ -112,7 +113,8 @@ class RunFolder:
                     "choose another --out or pass --overwrite to replace it"
                 )
         if overwrite and self.path.is_dir():
-            shutil.rmtree(self.path)
+            for entry in self._contents():  # the writer lock stays: it is held
+                shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
             previous = None
         try:
             self.shards.mkdir(parents=True, exist_ok=True)
@@ -123,6 +125,14 @@ class RunFolder:
             for stale in folder.glob(".*.tmp"):
                 stale.unlink(missing_ok=True)
         return previous
+
+    def is_empty(self) -> bool:
+        """No folder yet, or one with nothing in it but the writer lock."""
+        return not self.path.is_dir() or not self._contents()
+
+    def _contents(self) -> list[Path]:
+        """What the folder holds besides the writer lock."""
+        return [p for p in self.path.iterdir() if p.name != LOCK_FILE]
 
     def read_rows(self) -> pl.DataFrame:
         """The finished run's rows; a clear error when the run is missing or unfinished."""

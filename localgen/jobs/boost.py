@@ -33,12 +33,19 @@ from localgen.classify.evaluation import score
 from localgen.classify.train import TrainingSet, fit, load_encoder, training_set
 from localgen.config import BoostConfig, CurateConfig, GenerateConfig, TrainSettings
 from localgen.curation.curate import curate
-from localgen.data import LabeledData, read_task_data
+from localgen.data import (
+    LabeledData,
+    data_warnings,
+    label_conflicts,
+    read_task_data,
+    shared_texts,
+)
 from localgen.engines.base import Engine
 from localgen.engines.loader import check_settings, resolve_engine_model, running
 from localgen.errors import DataError
 from localgen.generation.generate import GenerateResult, generate
 from localgen.generation.store import CURATED
+from localgen.locks import writing
 from localgen.models.resolve import ModelRef
 from localgen.offline import egress_guard
 from localgen.planning.task import Task, load_task
@@ -109,6 +116,15 @@ class _Inputs:
             read_task_data(config.validation, *columns),
             test,
         )
+
+    def warnings(self) -> list[str | None]:
+        """Conflicting labels in any file; training texts in the validation or test data."""
+        files = [self.real, self.validation] + ([self.test] if self.test else [])
+        found = [label_conflicts(data) for data in files]
+        found.append(shared_texts(self.real, self.validation, "validation"))
+        if self.test is not None:
+            found.append(shared_texts(self.real, self.test))
+        return found
 
 
 @dataclass
@@ -254,6 +270,19 @@ def boost(
     started = time.monotonic()
     inputs = _Inputs.read(config)
     check_settings(config.engine)
+    data_warnings(inputs.warnings(), config.strict, say)
+    with writing(config.out, "boost"):  # each round's generate and curate lock their own
+        return _boost(config, inputs, started, say, engine, model_ref)
+
+
+def _boost(
+    config: BoostConfig,
+    inputs: _Inputs,
+    started: float,
+    say: Say,
+    engine: Engine | None,
+    model_ref: ModelRef | None,
+) -> dict[str, Any]:
     labels = inputs.task.label_names
     with egress_guard(config.engine.allow_hosts) as audit:
         encoder = load_encoder(config.settings.encoder)

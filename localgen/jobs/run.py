@@ -28,11 +28,18 @@ from localgen.config import (
     TrainSettings,
 )
 from localgen.curation.curate import curate, summary_table
-from localgen.data import LabeledData, read_task_data
+from localgen.data import (
+    LabeledData,
+    data_warnings,
+    label_conflicts,
+    read_task_data,
+    shared_texts,
+)
 from localgen.generation.generate import GenerateResult, generate
 from localgen.generation.store import COMPARISON
+from localgen.locks import writing
 from localgen.offline import egress_guard
-from localgen.planning.task import load_task
+from localgen.planning.task import Task, load_task
 from localgen.progress import Say, silent
 from localgen.report.report import REPORT, write_report
 
@@ -172,6 +179,23 @@ def run(
     columns = (gen.text_column, gen.label_column, task.label_names)
     real = read_task_data(gen.seed_data, *columns)
     test = read_task_data(config.test, *columns)
+    # generate says the same of the real rows (its --seed-data)
+    data_warnings([label_conflicts(test), shared_texts(real, test)], gen.strict, say)
+    with writing(gen.out, "run"):  # generate, curate and report take it again: one writer
+        return _run(config, task, real, test, started, say, engine, model)
+
+
+def _run(
+    config: RunConfig,
+    task: Task,
+    real: LabeledData,
+    test: LabeledData,
+    started: float,
+    say: Say,
+    engine: Any,
+    model: Any,
+) -> dict[str, Any]:
+    gen = config.generation
     timings: dict[str, float] = {}
 
     def stage(number: int, title: str) -> float:

@@ -25,6 +25,7 @@ from localgen.config import ReportConfig
 from localgen.data import LabeledData
 from localgen.errors import OutputError
 from localgen.generation.store import COMPARISON, CURATION, RunFolder
+from localgen.locks import writing
 from localgen.offline import egress_guard
 from localgen.progress import Say, silent
 from localgen.report import charts
@@ -237,6 +238,11 @@ def write_report(
     config: ReportConfig, encoder: TextEncoder | None = None, say: Say = silent
 ) -> dict[str, Any]:
     """Compute the metrics, write metrics.json and report.html, return the metrics."""
+    with writing(config.run_dir, "report", create=False):
+        return _write_report(config, encoder, say)
+
+
+def _write_report(config: ReportConfig, encoder: TextEncoder | None, say: Say) -> dict[str, Any]:
     run_dir = config.run_dir
     real = RunFolder(run_dir).real_data(config.real, config.text_column, config.label_column)
     with egress_guard() as audit:

@@ -11,6 +11,7 @@ from click.testing import CliRunner
 
 from localgen.classify.classifier import TextClassifier
 from localgen.cli import cli
+from localgen.locks import LOCK_FILE
 from localgen.vectors.encoder import default_encoder_path
 from localgen.vectors.linear import LinearHead
 from tests.conftest import EXAMPLE_SEED, EXAMPLE_TASK, make_run
@@ -366,7 +367,9 @@ def test_errors_are_one_line_with_exit_code(
     if code == 1:
         assert len(result.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "r").exists()
-    assert sorted(p.name for p in run.iterdir()) == ["manifest.json", "synthetic.parquet"]
+    # Nothing written but, where a writer ran, its lock (left in place: see localgen.locks).
+    left = sorted(p.name for p in run.iterdir() if p.name != LOCK_FILE)
+    assert left == ["manifest.json", "synthetic.parquet"]
 
 
 def test_export_writes_every_format_and_they_load_back(tmp_path: Path) -> None:
@@ -466,3 +469,26 @@ def test_environment_variables_set_the_defaults(tmp_path: Path) -> None:
         cli, ["generate", str(EXAMPLE_TASK), "-o", str(tmp_path / "r")], env=env
     )
     assert result.exit_code == 1 and "refusing to send prompts to gpu01.invalid" in result.stderr
+
+
+def test_seed_data_with_conflicting_labels_warns_or_with_strict_stops(tmp_path: Path) -> None:
+    seed = tmp_path / "seed.csv"
+    seed.write_text(
+        "text,label\nThe app crashes on export,bug\nthe app crashes on export!,billing\n"
+        "I need last year's invoices,billing\n"
+    )
+    args = ["generate", str(EXAMPLE_TASK), "--engine", "fake", "-n", "1", "--seed-data"]
+    args += [str(seed), "--strategy", "zero-shot", "--no-check-labels"]
+    warned = CliRunner().invoke(cli, [*args, "--out", str(tmp_path / "run")])
+    assert warned.exit_code == 0, warned.output
+    assert (
+        f"warning: {seed}: 1 text with two or more labels, e.g. 'The app crashes on export' "
+        "(bug, billing); --strict makes this an error"
+    ) in warned.stderr.splitlines()
+    strict = CliRunner().invoke(cli, [*args, "--out", str(tmp_path / "strict"), "--strict"])
+    assert strict.exit_code == 1
+    assert strict.stderr.strip().splitlines() == [
+        f"Error: {seed}: 1 text with two or more labels, e.g. 'The app crashes on export' "
+        "(bug, billing) (--strict)"
+    ]
+    assert not (tmp_path / "strict").exists()

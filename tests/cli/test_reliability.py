@@ -165,3 +165,45 @@ def test_a_dependency_dialling_out_is_refused_and_reported(
         "Error: localgen is offline: refused network access to 198.51.100.7:80 (lookup)"
     ]
     assert not (tmp_path / "other").exists()
+
+
+def test_a_second_writer_is_refused_and_the_first_finishes_whole(tmp_path: Path) -> None:
+    """Two `generate` commands with the same arguments and --out, a moment apart (a cron
+    retry, two colleagues): the second gets one line naming the first and writes nothing;
+    `curate` is refused the same way; `show` reads the folder meanwhile; the first ends
+    with every planned row once."""
+    out = tmp_path / "run"
+    command = [*LOCALGEN, "generate", str(EXAMPLE_TASK), "-n", "20", "--engine", "fake"]
+    command += ["--strategy", "zero-shot", "--shard-rows", "5", "--quiet", "--out", str(out)]
+    first = subprocess.Popen(
+        command, cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    _wait_for_shards(out, 1)
+
+    def other(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*LOCALGEN, *args], cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=60
+        )
+
+    second = other(*command[3:])
+    shards_then = len(list((out / "shards").glob("part-*.parquet")))
+    curating = other("curate", str(out))
+    showing = other("show", str(out))
+    assert first.poll() is None, "the first writer ended before the others were tried"
+    for refused, name in ((second, "generate"), (curating, "curate")):
+        assert refused.returncode == 1, refused.stderr
+        [line] = refused.stderr.strip().splitlines()
+        assert line.startswith(f"Error: {out} is being written by localgen generate (pid ")
+        assert f"pid {first.pid} on " in line and "choose another --out" in line, name
+    assert showing.returncode == 0, showing.stderr
+    assert " rows so far (status: running; the run is not finished): " in showing.stdout
+    _, err = first.communicate(timeout=120)
+    assert first.returncode == 0, err
+    rows = pl.read_parquet(out / "synthetic.parquet")
+    assert rows.height == 80 and rows["request_key"].n_unique() == 80
+    assert rows["id"].n_unique() == 80 and 1 <= shards_then < 16
+    assert not (out / "curated.parquet").exists()  # the refused curate wrote nothing
+    # The lock goes with its process: the same command now finds the run complete.
+    again = other(*command[3:], "--json")
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["written"] == 80 and json.loads(again.stdout)["resumed"] == 80

@@ -470,6 +470,156 @@ def test_serve_on_loopback_then_generate_through_it(builtin_model, tmp_path: Pat
     assert _listening_addresses(port) == set()  # the vLLM child is gone too
 
 
+def _self_signed(folder: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1, valid a day, and its private key (PEM files)."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = folder / "cert.pem", folder / "private.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_file, key_file
+
+
+def test_a_server_with_a_key_and_tls_then_killed_mid_run_resumes_exactly(  # type: ignore[no-untyped-def]
+    builtin_model, tmp_path: Path
+) -> None:
+    """`localgen serve` with a key and TLS: refused without the key or with a wrong one
+    (one line, nothing written), rows with it, the key in no file or output; then the
+    server is killed (SIGKILL, vLLM's processes with it) in the middle of a run: one line
+    after the retries, every row received kept, and the same command, once a new server
+    is up, ends with exactly the planned rows, none twice."""
+    import secrets
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    localgen = Path(sys.executable).parent / "localgen"
+    key = "sk-" + secrets.token_urlsafe(24)
+    key_file = tmp_path / "team.key"
+    key_file.write_text(key + "\n")
+    cert, private = _self_signed(tmp_path)
+    env = {**os.environ, "LOCALGEN_HOME": str(builtin_model.path.parent.parent)}
+    env.pop("LOCALGEN_API_KEY", None)
+    url = f"https://127.0.0.1:{port}/v1"
+
+    def start(log: Path) -> subprocess.Popen[bytes]:
+        server = subprocess.Popen(
+            [str(localgen), "serve", "--port", str(port), "--max-model-len", "1024",
+             "--api-key-file", str(key_file), "--ssl-certfile", str(cert),
+             "--ssl-keyfile", str(private)],
+            stdout=log.open("w"), stderr=subprocess.STDOUT, env=env, cwd=ROOT,
+            start_new_session=True,  # a process group: localgen, vLLM's server, its engine
+        )  # fmt: skip
+        deadline = time.monotonic() + 300
+        while f"serving smollm2-135m-instruct at {url}" not in log.read_text():
+            assert server.poll() is None, log.read_text()[-2000:]
+            assert time.monotonic() < deadline, "the server did not start in 300 s"
+            time.sleep(1)
+        return server
+
+    def generate_args(out: str, *more: str) -> list[str]:
+        return [str(localgen), "generate", str(EXAMPLE_TASK), "--out", str(tmp_path / out),
+                "--engine", "openai", "--base-url", url, "--ca-cert", str(cert),
+                "--strategy", "zero-shot", "--quiet", "--json", *more]  # fmt: skip
+
+    def through(out: str, *more: str, extra_env: dict[str, str] | None = None):  # type: ignore[no-untyped-def]
+        return subprocess.run(
+            generate_args(out, *more), capture_output=True, text=True, timeout=300,
+            env=env | (extra_env or {}), cwd=ROOT,
+        )  # fmt: skip
+
+    servers = [start(tmp_path / "serve-1.log")]
+    try:
+        labels = load_task(EXAMPLE_TASK).label_names
+        missing = through("no-key", "-n", "1")
+        assert missing.returncode == 1
+        assert missing.stderr.strip().splitlines() == [
+            f"Error: the server at {url} needs an API key (HTTP 401): put it in a file and "
+            "pass --api-key-file FILE, or set LOCALGEN_API_KEY"
+        ]
+        wrong = through("wrong-key", "-n", "1", extra_env={"LOCALGEN_API_KEY": "sk-wrong"})
+        assert wrong.returncode == 1
+        assert wrong.stderr.strip().splitlines() == [
+            f"Error: the server at {url} refused the API key (HTTP 401)"
+        ]
+        assert not (tmp_path / "no-key").exists() and not (tmp_path / "wrong-key").exists()
+        keyed = through("keyed", "-n", "1", extra_env={"LOCALGEN_API_KEY": key})
+        assert keyed.returncode == 0, keyed.stderr[-2000:]
+        _check_rows(tmp_path / "keyed", 1, labels, engine=("openai", "json_schema"))
+        for path in (tmp_path / "keyed").rglob("*"):
+            assert not path.is_file() or key.encode() not in path.read_bytes(), path
+        assert key not in keyed.stdout + keyed.stderr + (tmp_path / "serve-1.log").read_text()
+
+        # The server killed mid-run: a shard per row, four requests in flight.
+        command = generate_args("cut", "-n", "4", "--api-key-file", str(key_file))
+        command += ["--shard-rows", "1", "--concurrency", "4", "--no-check-labels"]
+        child = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT
+        )
+        deadline = time.monotonic() + 240
+        while len(list((tmp_path / "cut" / "shards").glob("part-*.parquet"))) < 2:
+            assert child.poll() is None and time.monotonic() < deadline, "no shard was written"
+            time.sleep(0.05)
+        os.killpg(servers[0].pid, signal.SIGKILL)
+        servers[0].wait(timeout=60)
+        _, err = child.communicate(timeout=120)
+        assert child.returncode == 1
+        [line] = err.strip().splitlines()
+        assert line.startswith(f"Error: lost the server at {url} (") and "rerun the same" in line
+        kept = pl.read_parquet(tmp_path / "cut" / "shards")
+        assert 2 <= kept.height < 16
+        manifest = json.loads((tmp_path / "cut" / "manifest.json").read_text())
+        assert manifest["status"] == "interrupted" and manifest["counts"]["stored"] == kept.height
+
+        servers.append(start(tmp_path / "serve-2.log"))  # the server is back
+        resumed = subprocess.run(
+            command, capture_output=True, text=True, timeout=300, env=env, cwd=ROOT
+        )
+        assert resumed.returncode == 0, resumed.stderr[-2000:]
+        summary = json.loads(resumed.stdout)
+        assert summary["written"] == 16 and summary["resumed"] == kept.height
+        rows = pl.read_parquet(tmp_path / "cut" / "synthetic.parquet")
+        assert rows.height == 16 and rows["request_key"].n_unique() == 16
+        before = kept.select("request_key", "text").sort("request_key")
+        after = rows.filter(pl.col("request_key").is_in(before["request_key"].to_list()))
+        assert before.equals(after.select("request_key", "text").sort("request_key"))
+    finally:
+        for server in servers:
+            if server.poll() is None:
+                os.killpg(server.pid, signal.SIGTERM)
+                server.wait(timeout=120)
+
+
 def test_ray_two_actors_share_a_run(builtin_model, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     """--replicas 2: a private local Ray instance, two actors each holding a vLLM engine on
     the built-in model; both take part, and every row is valid."""

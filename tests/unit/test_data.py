@@ -3,7 +3,14 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from localgen.data import check_labels, content_id, read_labeled
+from localgen.data import (
+    check_labels,
+    content_id,
+    data_warnings,
+    label_conflicts,
+    read_labeled,
+    shared_texts,
+)
 from localgen.errors import DataError
 
 
@@ -72,3 +79,48 @@ def test_unknown_labels_are_named(seed_csv: Path) -> None:
     check_labels(data, ["billing", "bug", "other"])  # a superset is fine
     with pytest.raises(DataError, match="labels not in the task file: 'bug'"):
         check_labels(data, ["billing"])
+
+
+def _labeled(tmp_path: Path, name: str, rows: list[tuple[str, str]]) -> Path:
+    path = tmp_path / name
+    pl.DataFrame(rows, schema=["text", "label"], orient="row").write_csv(path)
+    return path
+
+
+def test_a_text_with_two_labels_is_found_in_curations_normal_form(tmp_path: Path) -> None:
+    path = _labeled(
+        tmp_path,
+        "real.csv",
+        [
+            ("Reset my password, please!", "access"),
+            ("reset my password please", "billing"),  # the same text after normalisation
+            ("The invoice is wrong", "billing"),
+            ("The invoice is wrong", "billing"),  # a duplicate, not a conflict
+        ],
+    )
+    warning = label_conflicts(read_labeled(path))
+    assert warning == (
+        f"{path}: 1 text with two or more labels, e.g. 'Reset my password, please!' "
+        "(access, billing)"
+    )
+    assert label_conflicts(read_labeled(_labeled(tmp_path, "ok.csv", [("a b", "x")]))) is None
+    said: list[str] = []
+    data_warnings([warning, None], strict=False, say=said.append)
+    assert said == [f"warning: {warning}; --strict makes this an error"]
+    with pytest.raises(DataError, match="1 text with two or more labels.*\\(--strict\\)$"):
+        data_warnings([warning], strict=True, say=said.append)
+
+
+def test_test_texts_seen_in_training_are_reported(tmp_path: Path) -> None:
+    train = read_labeled(_labeled(tmp_path, "train.csv", [("Where is my refund?", "billing")]))
+    test = read_labeled(
+        _labeled(tmp_path, "test.csv", [("where is my REFUND", "billing"), ("Log in fails", "x")])
+    )
+    warning = shared_texts(train, test)
+    assert warning is not None and warning.startswith(
+        f"1 of the 2 texts of {test.source} (test) are also in the training data {train.source}"
+    )
+    assert warning.endswith("e.g. 'where is my REFUND': they inflate every score measured on it")
+    assert shared_texts(test, train, "validation") is not None
+    unrelated = read_labeled(_labeled(tmp_path, "other.csv", [("Nothing alike", "x")]))
+    assert shared_texts(train, unrelated) is None

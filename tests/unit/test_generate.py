@@ -107,10 +107,11 @@ def test_resume_generates_only_what_is_missing(task_file: Path, tmp_path: Path) 
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["status"] == "interrupted"
     assert not (out / "synthetic.parquet").exists()
-    assert len(list((out / "shards").glob("part-*.parquet"))) == 2  # 4 rows kept, 1 lost
+    # Two full shards, and the fifth row, received before the crash, in a third.
+    assert len(list((out / "shards").glob("part-*.parquet"))) == 3
     engine = FakeEngine()
     result = _run(_config(task_file, out, seed=9), engine)
-    assert result.resumed == 4 and len(engine.calls[0]) == 2
+    assert result.resumed == 5 and len(engine.calls[0]) == 1
     _run(_config(task_file, tmp_path / "clean", seed=9))
     stale = out / "shards" / ".part-00009.parquet.x1y2.tmp"  # what a kill mid-write leaves
     stale.write_bytes(b"PAR1 half a shard")

@@ -12,6 +12,7 @@ import json
 import socket
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -20,9 +21,10 @@ import polars as pl
 import pytest
 
 from localgen.config import EngineSettings, GenerateConfig
+from localgen.engines import openai
 from localgen.engines.loader import check_settings, resolve_engine_model
-from localgen.engines.openai import check_base_url
-from localgen.errors import EgressBlocked, EngineError
+from localgen.engines.openai import Server, check_base_url
+from localgen.errors import EgressBlocked, EngineError, UsageError
 from localgen.generation.generate import generate
 from localgen.offline import egress_guard
 from tests.conftest import EXAMPLE_TASK
@@ -35,12 +37,23 @@ class StandIn:
         self.models = ["team-model"]
         self.bodies: list[dict[str, Any]] = []
         self.fail_first: dict[str, int] = {}  # label -> answers with HTTP 500 first
+        self.busy_first = 0  # answers with HTTP 503 first (any request)
         self.status = 200
+        self.key: str | None = None  # the bearer key it requires
+        self.authorizations: list[str | None] = []
+        self.answers_left: int | None = None  # then it drops every connection, like a kill
+
+    def allowed(self, authorization: str | None) -> bool:
+        self.authorizations.append(authorization)
+        return self.key is None or authorization == f"Bearer {self.key}"
 
     def answer(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         self.bodies.append(body)
         if self.status != 200:
             return self.status, {"error": {"message": "response_format is not supported"}}
+        if self.busy_first > 0:
+            self.busy_first -= 1
+            return 503, {"error": {"message": "loading"}}
         if "response_format" in body:
             schema = body["response_format"]["json_schema"]["schema"]
             label = schema["properties"]["label"]["enum"][0]
@@ -76,11 +89,21 @@ def server() -> Iterator[tuple[str, StandIn]]:
 
         def do_GET(self) -> None:  # noqa: N802
             assert self.path == "/v1/models"
+            if not state.allowed(self.headers.get("Authorization")):
+                return self._send(401, {"error": "Unauthorized"})
             self._send(200, {"data": [{"id": m} for m in state.models]})
 
         def do_POST(self) -> None:  # noqa: N802
             assert self.path == "/v1/chat/completions"
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            if state.answers_left is not None:
+                if state.answers_left <= 0:
+                    self.close_connection = True
+                    self.connection.shutdown(socket.SHUT_RDWR)  # gone, mid-request
+                    return
+                state.answers_left -= 1
+            if not state.allowed(self.headers.get("Authorization")):
+                return self._send(401, {"error": "Unauthorized"})
             self._send(*state.answer(body))
 
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
@@ -246,3 +269,134 @@ def test_serve_passes_localgens_engine_settings_to_vllms_server(tmp_path: Path) 
     assert gpu[gpu.index("--data-parallel-size") + 1] == "2"
     # vLLM refuses the whitespace setting for its outlines backend.
     assert json.loads(gpu[gpu.index("--structured-outputs-config") + 1]) == {"backend": "outlines"}
+
+
+def test_a_key_goes_as_a_bearer_token_and_never_into_what_is_written(
+    server: tuple[str, StandIn], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url, state = server
+    state.key = "sk-team-7f3a9c"
+    monkeypatch.delenv("LOCALGEN_API_KEY", raising=False)
+    with pytest.raises(EngineError, match="needs an API key \\(HTTP 401\\).*--api-key-file"):
+        resolve_engine_model(_settings(url), None)
+    wrong = tmp_path / "wrong.key"
+    wrong.write_text("sk-not-it\n")
+    with pytest.raises(EngineError, match="refused the API key \\(HTTP 401\\)$"):
+        resolve_engine_model(_settings(url, api_key_file=wrong), None)
+    key_file = tmp_path / "team.key"
+    key_file.write_text(state.key + "\n")  # a trailing newline, as editors leave it
+    config = GenerateConfig(
+        task_path=EXAMPLE_TASK,
+        out=tmp_path / "run",
+        count=1,
+        quiet=True,
+        engine=_settings(url, api_key_file=key_file),
+    )
+    assert generate(config).written == 4
+    assert state.authorizations[-1] == f"Bearer {state.key}"
+    monkeypatch.setenv("LOCALGEN_API_KEY", state.key)  # or from the environment
+    assert generate(replace(config, out=tmp_path / "env", engine=_settings(url))).written == 4
+    manifest = json.loads((tmp_path / "env" / "manifest.json").read_text())
+    assert manifest["engine"]["api_key_from"] == "LOCALGEN_API_KEY"
+    for folder in (tmp_path / "run", tmp_path / "env"):
+        for path in folder.rglob("*"):
+            assert not path.is_file() or state.key.encode() not in path.read_bytes(), path
+    assert state.key not in repr(Server.of(_settings(url, api_key_file=key_file)))
+
+
+def test_a_key_file_that_is_not_a_key_is_one_line(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.key"
+    empty.write_text("\n")
+    with pytest.raises(UsageError, match="give the key alone, on one line"):
+        Server.of(_settings("http://127.0.0.1:9/v1", api_key_file=empty))
+    with pytest.raises(UsageError, match="no such file"):
+        Server.of(_settings("http://127.0.0.1:9/v1", api_key_file=tmp_path / "missing"))
+    with pytest.raises(EngineError, match="--api-key-file is for --engine openai, not vllm"):
+        check_settings(EngineSettings(api_key_file=empty))
+
+
+def test_a_busy_server_is_asked_again(
+    server: tuple[str, StandIn], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(openai, "RETRY_DELAYS_S", (0.01, 0.01, 0.01))
+    url, state = server
+    state.busy_first = 3  # a server still loading: 503 three times, then answers
+    config = GenerateConfig(
+        task_path=EXAMPLE_TASK,
+        out=tmp_path / "run",
+        count=1,
+        quiet=True,
+        engine=_settings(url, concurrency=1),
+        check_labels=False,
+    )
+    result = generate(config)
+    assert result.written == 4 and result.failures == []
+    assert len(state.bodies) == 4 + 3  # the three busy answers were asked again
+
+
+def test_a_server_gone_mid_run_stops_with_one_line_keeps_the_rows_and_resumes(
+    server: tuple[str, StandIn], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(openai, "RETRY_DELAYS_S", (0.01, 0.02))
+    url, state = server
+    state.answers_left = 5  # then the server is gone
+    config = GenerateConfig(
+        task_path=EXAMPLE_TASK,
+        out=tmp_path / "run",
+        count=3,
+        strategy=("zero-shot",),
+        quiet=True,
+        shard_rows=100,  # the five rows received are still buffered when the server goes
+        engine=_settings(url, concurrency=1),
+        check_labels=False,
+    )
+    with pytest.raises(EngineError, match="lost the server at .*3 attempts.*rerun the same"):
+        generate(config)
+    kept = pl.read_parquet(tmp_path / "run" / "shards")
+    assert kept.height == 5
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert manifest["status"] == "interrupted" and manifest["counts"]["stored"] == 5
+    state.answers_left = None  # the server is back
+    result = generate(config)
+    assert result.resumed == 5 and result.written == 12
+    rows = pl.read_parquet(tmp_path / "run" / "synthetic.parquet")
+    assert rows["request_key"].n_unique() == 12 and rows.height == 12
+    assert (
+        kept.sort("request_key")["text"].to_list()
+        == rows.filter(pl.col("request_key").is_in(kept["request_key"].to_list()))
+        .sort("request_key")["text"]
+        .to_list()
+    )
+
+
+def test_serve_refuses_the_network_without_a_key_and_hands_vllm_the_key_privately(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from localgen.config import ServeConfig
+    from localgen.engines.server import check_access, server_command, server_env
+    from localgen.models.resolve import ModelRef
+
+    monkeypatch.setenv("VLLM_API_KEY", "left-over-from-elsewhere")
+    with pytest.raises(UsageError, match="lets anyone who can reach port 8000 use the model"):
+        check_access(ServeConfig(host="0.0.0.0"), None)
+    assert check_access(ServeConfig(host="0.0.0.0", no_auth=True), None) == [
+        "warning: serving on 0.0.0.0 without a key (--no-auth)"
+    ]
+    [clear] = check_access(ServeConfig(host="10.1.2.3"), "k")
+    assert "without TLS" in clear
+    assert check_access(ServeConfig(), None) == []  # loopback: no key needed
+    with pytest.raises(UsageError, match="both --ssl-certfile and --ssl-keyfile"):
+        check_access(ServeConfig(ssl_certfile=tmp_path / "cert.pem"), "k")
+    with pytest.raises(UsageError, match="--no-auth, but a key was given"):
+        check_access(ServeConfig(no_auth=True), "k")
+    cert, private = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert.write_text("c")
+    private.write_text("p")
+    tls = ServeConfig(host="10.1.2.3", ssl_certfile=cert, ssl_keyfile=private)
+    assert check_access(tls, "k") == []
+    command = server_command(ModelRef("m", tmp_path / "m", "-"), tls, gpu=False)
+    assert command[command.index("--ssl-certfile") + 1] == str(cert)
+    assert command[command.index("--ssl-keyfile") + 1] == str(private)
+    assert "--api-key" not in command and "sk-secret" not in " ".join(command)
+    assert server_env("sk-secret")["VLLM_API_KEY"] == "sk-secret"  # the environment only
+    assert "VLLM_API_KEY" not in server_env(None)  # no key means none, whatever was set

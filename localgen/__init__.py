@@ -15,8 +15,8 @@ it and the shared primitives:
 9. `cli/`         the command line, by the same stages
 
 Shared primitives: `config` (every setting and default), `errors`, `offline` (the egress
-guard), `progress`, `artifacts` (atomic writes, checksums, timestamps), `data` (the
-user's labeled files), `text` (words and n-grams) and `vectors/` (sentence embeddings,
+guard), `progress`, `artifacts` (atomic writes, checksums, timestamps), `locks` (one
+writer per folder), `data` (the user's labeled files and what contradicts itself in them), `text` (words and n-grams) and `vectors/` (sentence embeddings,
 neighbour search, the linear head).
 """
 

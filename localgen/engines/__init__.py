@@ -8,7 +8,8 @@ rows; `localgen.generation.generate` does.
 
 `base` holds the protocol every adapter implements; `loader` checks settings and starts
 an adapter; `vllm_setup` holds the settings vLLM runs with in process and as a server
-(`server`, `localgen serve`).
+(`server`, `localgen serve`); `auth` reads the key and certificate authority of the
+HTTP path.
 
 In-process: `vllm`, `transformers`, `fake`. Elsewhere: `openai` sends each request to an
 OpenAI-compatible server, and `ray_actors` runs several in-process engines as Ray

@@ -16,8 +16,9 @@ it and the shared primitives:
 
 Shared primitives: `config` (every setting and default), `errors`, `offline` (the egress
 guard), `progress`, `artifacts` (atomic writes, checksums, timestamps), `locks` (one
-writer per folder), `data` (the user's labeled files and what contradicts itself in them), `text` (words and n-grams) and `vectors/` (sentence embeddings,
-neighbour search, the linear head).
+writer per folder), `data` (the user's labeled files, and what contradicts itself in
+them), `text` (words and n-grams) and `vectors/` (sentence embeddings, neighbour search,
+the linear head).
 """
 
 __version__ = "0.1.0"

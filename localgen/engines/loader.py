@@ -31,9 +31,9 @@ def check_settings(settings: EngineSettings) -> str:
             f"choose one of {', '.join(BACKENDS[settings.name])}"
         )
     uses_ray = settings.replicas > 1 or settings.ray_address is not None
-    if uses_ray and settings.name not in ("vllm", "transformers"):
+    if uses_ray and settings.name not in ("vllm", "transformers", "fake"):
         raise EngineError(
-            f"--replicas and --ray-address run vllm or transformers, not {settings.name}"
+            f"--replicas and --ray-address run vllm, transformers or fake, not {settings.name}"
         )
     if settings.ray_address is not None:
         from localgen.engines.ray_actors import check_ray_address
@@ -76,7 +76,7 @@ def load_engine(settings: EngineSettings, model: ModelRef, say: Say = silent) ->
     if settings.replicas > 1 or settings.ray_address is not None:
         from localgen.engines.ray_actors import RayEngine
 
-        return RayEngine(replace(settings, backend=backend), model)
+        return RayEngine(replace(settings, backend=backend), model, say)
     return start_adapter(settings, backend, model)
 
 

@@ -360,6 +360,7 @@ def _generate_with_engine(
         t0 = time.monotonic()
         if active is not None:
             _generate_passes(active, plan, run, done, model, config, writer)
+            manifest["engine"] = manifests.engine_entry(active, config.engine)  # as it ended
         timings["generate_s"] = round(time.monotonic() - t0, 3)
         if active is not None and config.check_labels:
             t0 = time.monotonic()

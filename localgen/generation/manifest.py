@@ -67,6 +67,8 @@ def engine_entry(engine: Engine | None, settings: EngineSettings) -> dict[str, A
         "replicas": settings.replicas,
         "ray_address": settings.ray_address,
     }
+    if isinstance(getattr(engine, "lost", None), int):  # Ray: actors that died in the run
+        entry["lost_actors"] = engine.lost  # type: ignore[attr-defined]
     if settings.name == "openai":  # where the key came from, never the key
         entry["api_key_from"] = key_source(settings.api_key_file)
         entry["ca_cert"] = None if settings.ca_cert is None else str(settings.ca_cert)

@@ -298,9 +298,9 @@ BAD_FILES: dict[str, bytes] = {
             "the openai engine has no decoding backend 'xgrammar'",
         ),
         (
-            ["generate", "{task}", "-o", "{tmp}/r", "--engine", "fake", "--replicas", "2"],
+            ["generate", "{task}", "-o", "{tmp}/r", "--engine", "openai", "--replicas", "2"],
             1,
-            "--replicas and --ray-address run vllm or transformers, not fake",
+            "--replicas and --ray-address run vllm, transformers or fake, not openai",
         ),
         (
             ["generate", "{task}", "-o", "{tmp}/r", "--ray-address", "gpu01:6379"],

@@ -13,7 +13,7 @@ from localgen.curation.similarity import copied_spans, greedy_duplicates
 from localgen.data import LabeledData
 from localgen.text import normalize, words
 from localgen.vectors.linear import cross_val_accuracy, fit_linear
-from localgen.vectors.neighbours import nearest
+from localgen.vectors.neighbours import nearest, pair_search
 
 
 @dataclass(frozen=True)
@@ -151,7 +151,11 @@ def near_duplicate(
             i,
             Finding("near-duplicate", f"cosine {sim:.3f} to an earlier row", ids[j], round(sim, 4)),
         )
-    result.info.update(against_real=against, within_synthetic=len(result.findings) - against)
+    result.info.update(
+        against_real=against,
+        within_synthetic=len(result.findings) - against,
+        search=pair_search(len(vectors)),
+    )
     return result
 
 

@@ -13,6 +13,7 @@ import polars as pl
 import pytest
 
 from localgen.config import CurateConfig
+from localgen.curation import checks
 from localgen.curation.curate import curate
 from localgen.curation.similarity import copied_spans, greedy_duplicates, longest_common_span
 from localgen.errors import DataError
@@ -268,3 +269,30 @@ def test_the_judge_drops_only_when_confident_and_trusted(tmp_path: Path) -> None
     assert sceptical["rules"]["label-fidelity"]["dropped"] == 0
     unsure = curate(replace(base, judge_accuracy=0.0, judge_confidence=1.0), BagOfWords())
     assert unsure["rules"]["label-fidelity"]["dropped"] == 0
+
+
+def test_above_the_exact_limit_near_duplicates_come_from_the_index(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The approximate path (faiss HNSW) finds the planted pairs the exact blocks find,
+    gives the same pairs run to run, and curation records which search it used."""
+    from localgen.vectors import neighbours
+
+    rng = np.random.default_rng(3)
+    base = rng.standard_normal((300, 64)).astype(np.float32)
+    copies = base[:40] + 0.01 * rng.standard_normal((40, 64)).astype(np.float32)
+    x = np.concatenate([base, copies])
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    exact = list(neighbours.earlier_pairs(x, 0.95))
+    assert neighbours.pair_search(len(x)) == "exact"
+    monkeypatch.setattr(neighbours, "EXACT_PAIRS_UP_TO", 100)
+    approximate = list(neighbours.earlier_pairs(x, 0.95))
+    assert neighbours.pair_search(len(x)).startswith("approximate (faiss HNSW")
+    assert {(i, j) for i, j, _ in approximate} == {(i, j) for i, j, _ in exact}
+    assert {(300 + k, k) for k in range(40)} <= {(i, j) for i, j, _ in approximate}
+    assert [i for i, _, _ in approximate] == sorted(i for i, _, _ in approximate)
+    assert approximate == list(neighbours.earlier_pairs(x, 0.95))  # the same pairs again
+    result = checks.near_duplicate(
+        x, [f"r{i}" for i in range(len(x))], None, x[:0], CurateConfig(Path("."))
+    )
+    assert result.info["search"].startswith("approximate") and result.info["within_synthetic"] == 40

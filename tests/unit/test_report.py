@@ -4,6 +4,7 @@ that escapes the rows' text, and a render in headless Chromium when it is instal
 from __future__ import annotations
 
 import json
+import random
 import re
 import shutil
 import struct
@@ -167,3 +168,20 @@ def test_curate_and_report_commands_on_a_generated_run(tmp_path: Path) -> None:
     assert m["overall"]["real"]["rows"] == 24
     assert 0.0 < m["overall"]["similarity_to_real"] <= 1.0
     assert f"report: {out / REPORT}" in result.stdout
+
+
+def test_remote_clique_and_chamfer_use_a_fixed_sample_above_a_size(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from localgen.report import report
+
+    texts = [f"row {i} about {'billing' if i % 2 else 'bugs'} number {i * 7}" for i in range(40)]
+    vectors = BagOfWords().encode(texts)
+    whole = report.set_metrics(texts, vectors)
+    assert whole["sampled"] == {"self_bleu": 40, "remote_clique_chamfer": 40}
+    monkeypatch.setattr(report, "VECTOR_SAMPLE", 10)
+    sampled = report.set_metrics(texts, vectors)
+    assert sampled["sampled"]["remote_clique_chamfer"] == 10
+    assert sampled == report.set_metrics(texts, vectors)  # a fixed sample
+    chosen = sorted(random.Random(0).sample(range(40), 10))
+    assert sampled["chamfer"] == round(metrics.chamfer(vectors[chosen]), 4)

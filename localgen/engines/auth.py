@@ -28,7 +28,7 @@ def read_key(path: Path | None) -> str | None:
         raise UsageError(f"--api-key-file {path}: no such file") from None
     except (OSError, UnicodeDecodeError) as e:
         raise UsageError(f"--api-key-file {path}: cannot read it ({e})") from None
-    if not key or len(key.splitlines()) != 1 or any(c.isspace() for c in key):
+    if not key or any(c.isspace() for c in key):  # a line break, or two words
         raise UsageError(f"--api-key-file {path}: give the key alone, on one line")
     return key
 

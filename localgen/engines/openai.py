@@ -178,26 +178,27 @@ class OpenAIEngine:
         the server says it is busy; EngineError once it stays gone."""
         import httpx
 
-        for attempt, delay in enumerate((*RETRY_DELAYS_S, None)):
+        url = f"{self.model.url}/chat/completions"
+        attempt = 0
+        while True:
+            last = attempt == len(RETRY_DELAYS_S)
             try:
-                response = self.client.post(
-                    f"{self.model.url}/chat/completions", json=self.body(request)
-                )
-                if response.status_code not in BUSY or delay is None:
+                response = self.client.post(url, json=self.body(request))
+                if last or response.status_code not in BUSY:
                     return response
             except httpx.TimeoutException:
                 raise  # the server is there, and slow: asking again would only add load
             except httpx.TransportError as e:
-                if delay is None or self.closing.is_set():
+                if last:
                     waited = sum(RETRY_DELAYS_S[:attempt])
                     raise EngineError(
                         f"lost the server at {self.model.url} ({type(e).__name__}; "
                         f"{attempt + 1} attempts over {waited:.0f} s); the rows received "
                         "are kept: rerun the same command once it is back"
                     ) from None
-            if self.closing.wait(delay):
-                raise EngineError("stopped")  # the run is over; nobody reads this
-        raise AssertionError("unreachable")
+            if self.closing.wait(RETRY_DELAYS_S[attempt]):
+                raise EngineError("stopped")  # close() ended the wait: the run is over
+            attempt += 1
 
     def _send(self, request: Request) -> Completion:
         import httpx

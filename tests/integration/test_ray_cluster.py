@@ -82,17 +82,7 @@ def test_two_nodes_share_a_run_and_losing_one_loses_nothing(
     manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
     assert manifest["engine"]["lost_actors"] == 1 and manifest["status"] == "complete"
     # The same rows as the same plan run on one machine, without Ray.
-    alone = generate(
-        GenerateConfig(
-            task_path=EXAMPLE_TASK,
-            out=tmp_path / "alone",
-            count=10,
-            strategy=("zero-shot",),
-            check_labels=False,
-            quiet=True,
-            engine=EngineSettings(name="fake"),
-        )
-    )
+    alone = generate(replace(config, out=tmp_path / "alone", engine=EngineSettings(name="fake")))
     assert alone.written == 40
     whole = pl.read_parquet(tmp_path / "alone" / "synthetic.parquet").select(COMPARED)
     assert rows.select(COMPARED).sort("request_key").equals(whole.sort("request_key"))

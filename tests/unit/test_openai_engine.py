@@ -118,6 +118,13 @@ def _settings(url: str, **kwargs: Any) -> EngineSettings:
     return EngineSettings(name="openai", base_url=url, **kwargs)
 
 
+def _config(tmp_path: Path, engine: EngineSettings, **kwargs: Any) -> GenerateConfig:
+    """A quiet run of the example task into tmp_path / "run" through `engine`."""
+    return GenerateConfig(
+        task_path=EXAMPLE_TASK, out=tmp_path / "run", quiet=True, engine=engine, **kwargs
+    )
+
+
 def test_only_loopback_or_named_hosts() -> None:
     assert check_base_url("http://127.0.0.1:8000/v1/") == "http://127.0.0.1:8000/v1"
     assert check_base_url("http://localhost:8000/v1") == "http://localhost:8000/v1"
@@ -194,13 +201,8 @@ def test_generate_through_a_server_stores_valid_rows(
 ) -> None:
     url, state = server
     state.fail_first = {"billing": 1}  # one overloaded answer: retried with a new seed
-    config = GenerateConfig(
-        task_path=EXAMPLE_TASK,
-        out=tmp_path / "run",
-        count=3,
-        strategy=("zero-shot",),
-        quiet=True,
-        engine=_settings(url, backend=backend, concurrency=4),
+    config = _config(
+        tmp_path, _settings(url, backend=backend, concurrency=4), count=3, strategy=("zero-shot",)
     )
     result = generate(config)
     assert result.written == 12 and result.failures == []
@@ -234,9 +236,7 @@ def test_a_refused_request_stops_the_run_with_the_servers_reason(
 ) -> None:
     url, state = server
     state.status = 400
-    config = GenerateConfig(
-        task_path=EXAMPLE_TASK, out=tmp_path / "run", count=1, quiet=True, engine=_settings(url)
-    )
+    config = _config(tmp_path, _settings(url), count=1)
     with pytest.raises(EngineError, match="HTTP 400: response_format is not supported"):
         generate(config)
     assert not (tmp_path / "run").exists()  # nothing was stored, so nothing is left
@@ -285,13 +285,7 @@ def test_a_key_goes_as_a_bearer_token_and_never_into_what_is_written(
         resolve_engine_model(_settings(url, api_key_file=wrong), None)
     key_file = tmp_path / "team.key"
     key_file.write_text(state.key + "\n")  # a trailing newline, as editors leave it
-    config = GenerateConfig(
-        task_path=EXAMPLE_TASK,
-        out=tmp_path / "run",
-        count=1,
-        quiet=True,
-        engine=_settings(url, api_key_file=key_file),
-    )
+    config = _config(tmp_path, _settings(url, api_key_file=key_file), count=1)
     assert generate(config).written == 4
     assert state.authorizations[-1] == f"Bearer {state.key}"
     monkeypatch.setenv("LOCALGEN_API_KEY", state.key)  # or from the environment
@@ -321,14 +315,7 @@ def test_a_busy_server_is_asked_again(
     monkeypatch.setattr(openai, "RETRY_DELAYS_S", (0.01, 0.01, 0.01))
     url, state = server
     state.busy_first = 3  # a server still loading: 503 three times, then answers
-    config = GenerateConfig(
-        task_path=EXAMPLE_TASK,
-        out=tmp_path / "run",
-        count=1,
-        quiet=True,
-        engine=_settings(url, concurrency=1),
-        check_labels=False,
-    )
+    config = _config(tmp_path, _settings(url, concurrency=1), count=1, check_labels=False)
     result = generate(config)
     assert result.written == 4 and result.failures == []
     assert len(state.bodies) == 4 + 3  # the three busy answers were asked again
@@ -340,14 +327,12 @@ def test_a_server_gone_mid_run_stops_with_one_line_keeps_the_rows_and_resumes(
     monkeypatch.setattr(openai, "RETRY_DELAYS_S", (0.01, 0.02))
     url, state = server
     state.answers_left = 5  # then the server is gone
-    config = GenerateConfig(
-        task_path=EXAMPLE_TASK,
-        out=tmp_path / "run",
+    config = _config(
+        tmp_path,
+        _settings(url, concurrency=1),
         count=3,
         strategy=("zero-shot",),
-        quiet=True,
         shard_rows=100,  # the five rows received are still buffered when the server goes
-        engine=_settings(url, concurrency=1),
         check_labels=False,
     )
     with pytest.raises(EngineError, match="lost the server at .*3 attempts.*rerun the same"):

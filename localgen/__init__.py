@@ -3,7 +3,7 @@
 The package reads in the order the data flows; each stage imports only the stages above
 it and the shared primitives:
 
-1. `planning/`    task file -> the plan: every request, by strategy and label
+1. `planning/`    task file -> the plan: every request, by strategy and label, built on demand
 2. `models/`      the local LLM to generate with (built-in, imported, bundled)
 3. `engines/`     requests -> raw completions: vLLM, transformers, an OpenAI-compatible
                   server, Ray replicas, and `localgen serve`

@@ -16,6 +16,9 @@ from localgen.errors import UsageError
 SEED = 0  # of the plan, of every request, of fine-tuning and of the bootstrap
 RESAMPLES = 1000  # bootstrap resamples behind every confidence interval
 LEVEL = 0.95  # of every confidence interval
+# Requests handed to the engine at once: enough to keep vLLM's batch full across the end
+# of a window, few enough that memory does not grow with the run (docs/measurements.md).
+WINDOW = 4_096
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,7 @@ class GenerateConfig:
     check_labels: bool = True  # ask the model which label each row belongs to (check_label)
     formats: tuple[str, ...] = ("parquet",)
     shard_rows: int = 200  # rows per shard: a kill loses at most this many finished rows
+    window: int = WINDOW  # requests handed to the engine at once; memory holds this many
     overwrite: bool = False
     quiet: bool = False
     strict: bool = False  # a seed-data text with two labels is an error, not a warning

@@ -110,6 +110,13 @@ def plan_command(
     help="Rows per shard on disk: a killed run loses at most this many finished rows "
     "(or 30 s of work).",
 )
+@click.option(
+    "--window",
+    type=click.IntRange(min=1, max=1_000_000),
+    default=GenerateConfig.window,
+    show_default=True,
+    help="Requests handed to the engine at once; memory holds this many, however large the run.",
+)
 @overwrite_option()
 @click.option(
     "--dry-run",
@@ -128,6 +135,7 @@ def generate(
     check_labels: bool,
     formats: tuple[str, ...],
     shard_rows: int,
+    window: int,
     overwrite: bool,
     dry_run: bool,
     as_json: bool,
@@ -156,6 +164,7 @@ def generate(
         check_labels=check_labels,
         formats=tuple(dict.fromkeys(formats)),
         shard_rows=shard_rows,
+        window=window,
         overwrite=overwrite,
         quiet=quiet,
         strict=strict,

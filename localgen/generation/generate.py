@@ -1,24 +1,29 @@
 """`localgen generate`: task file in, validated rows with provenance and a manifest out.
 
 Steps: read the task (and seed data) -> plan the requests -> skip the ones a previous,
-interrupted run of the same plan already stored -> send the rest to the engine in one
-batch -> validate each completion against its schema -> write rows in shards -> retry the
-invalid ones with a new seed, a bounded number of times -> record what still failed ->
-ask the model which label each row belongs to (the label check) -> join the shards into
-the output table. All of it under the egress guard.
+interrupted run of the same plan already stored -> send the rest to the engine a window
+at a time (`--window`, built as they are sent) -> validate each completion against its
+schema -> write rows in shards -> retry the invalid ones of the window with a new seed, a
+bounded number of times -> record what still failed -> ask the model which label each
+row belongs to (the label check) -> write the shards into the output table a bucket at a
+time. All of it under the egress guard; memory holds a window, not the run.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import shutil
 import time
 from collections import Counter
+from collections.abc import Iterable, Iterator
 from contextlib import ExitStack, nullcontext, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+import polars as pl
 
 from localgen.artifacts import write_json
 from localgen.config import GenerateConfig
@@ -44,7 +49,7 @@ from localgen.offline import apply_offline_env, egress_guard
 from localgen.planning.check import CHECK_SUFFIX, LabelCheck
 from localgen.planning.fit import PromptFit
 from localgen.planning.plan import build_plan
-from localgen.planning.requests import Plan, Request
+from localgen.planning.requests import SUMMARY_SUFFIX, Plan, Request
 from localgen.planning.task import Task, load_task
 from localgen.progress import Progress, Say, silent
 
@@ -52,6 +57,10 @@ LOCAL_ENGINES = ("vllm", "transformers")  # engines that run a model folder in t
 
 SHARD_SECONDS = 30.0  # ... and a shard at least this often: a kill loses little work
 RETRY_SEED_STEP = 1_000_003  # a retry with the same seed would give the same output
+# Stored rows a contrastive second-pass prompt may show as already written, per label.
+EARLIER_POOL = 2_000
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -151,30 +160,52 @@ def _retry_request(request: Request, attempt: int) -> Request:
     return dataclasses.replace(request, seed=(request.seed + attempt * RETRY_SEED_STEP) % 2**31)
 
 
-def _complete_followups(
-    plan: Plan, run: RunFolder, done: set[str], failures: dict[str, dict[str, Any]]
-) -> list[Request]:
-    """Second-pass requests, from the summaries and rows the first pass stored."""
-    todo = [f for f in plan.followups if f.key not in done]
-    if not todo:
-        return []
-    summaries = dict(run.drafts.scan(DRAFT_SCHEMA).select("key", "text").collect().iter_rows())
-    # Only first-pass rows are shown as "already written", so a resumed run shows the same.
-    first = {r.key for r in plan.requests}
+def _windows(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    """`items` in lists of `size` (the last one shorter)."""
+    iterator = iter(items)
+    while window := list(itertools.islice(iterator, size)):
+        yield window
+
+
+def _second_pass(
+    plan: Plan,
+    run: RunFolder,
+    done: set[str],
+    failures: dict[str, dict[str, Any]],
+    window: int,
+) -> Iterator[Request]:
+    """Second-pass requests, from the summaries and rows the first pass stored, a window
+    at a time: only the window's summaries, and a bounded pool of earlier rows per label
+    (`EARLIER_POOL`), are read from the shards."""
+    earlier: dict[str, list[tuple[str, str]]] | None = None
+    for followups in _windows(plan.second_pass(done), window):
+        if earlier is None:  # read once, when there is a second pass
+            earlier = _earlier_rows(plan, run)
+        wanted = [f.summary_key for f in followups if f.summary_key]
+        summaries: dict[str, str] = {}
+        if wanted:
+            drafts = run.drafts.scan(DRAFT_SCHEMA).filter(pl.col("key").is_in(wanted))
+            summaries = dict(drafts.select("key", "text").collect().iter_rows())
+        for f in followups:
+            summary = summaries.get(f.summary_key) if f.summary_key else None
+            if f.summary_key and summary is None:
+                why = f"its first pass ({f.summary_key}) produced no valid summary"
+                failures[f.key] = failure(f.key, f.request.label, 0, "skipped", why)
+                continue
+            yield f.complete(summary, earlier.get(f.request.label, []) if f.earlier else [])
+
+
+def _earlier_rows(plan: Plan, run: RunFolder) -> dict[str, list[tuple[str, str]]]:
+    """(id, text) of the stored rows a contrastive second-pass prompt picks from, by label:
+    each label's first `EARLIER_POOL` first-pass rows in plan order, so that a resumed run
+    shows the same ones."""
+    keys = list(plan.earlier_keys(EARLIER_POOL))
+    stored = run.rows.scan(ROW_SCHEMA).filter(pl.col("request_key").is_in(keys))
+    stored = stored.select("request_key", "id", "text", "label").sort("request_key")
     earlier: dict[str, list[tuple[str, str]]] = {}
-    stored = run.rows.scan(ROW_SCHEMA).select("request_key", "id", "text", "label")
-    for key, row_id, text, label in stored.sort("request_key").collect().iter_rows():
-        if key in first:
-            earlier.setdefault(label, []).append((row_id, text))
-    out = []
-    for f in todo:
-        summary = summaries.get(f.summary_key) if f.summary_key else None
-        if f.summary_key and summary is None:
-            why = f"its first pass ({f.summary_key}) produced no valid summary"
-            failures[f.key] = failure(f.key, f.request.label, 0, "skipped", why)
-            continue
-        out.append(f.complete(summary, earlier.get(f.request.label, []) if f.earlier else []))
-    return out
+    for _, row_id, text, label in stored.collect().iter_rows():
+        earlier.setdefault(label, []).append((row_id, text))
+    return earlier
 
 
 @dataclass
@@ -220,15 +251,28 @@ class _Writer:
 
 def _run_pass(
     engine: Engine,
+    requests: Iterable[Request],
+    model: ModelRef,
+    config: GenerateConfig,
+    writer: _Writer,
+    progress: Progress,
+) -> None:
+    """The requests through the engine a window at a time (`config.window` in flight),
+    each window followed by bounded retries of its invalid outputs, each from the planned
+    request with a derived seed (`_retry_request`)."""
+    for window in _windows(requests, config.window):
+        _run_window(engine, window, model, config.max_retries, writer, progress)
+    writer.flush()
+
+
+def _run_window(
+    engine: Engine,
     requests: list[Request],
-    drafts: set[str],
     model: ModelRef,
     max_retries: int,
     writer: _Writer,
     progress: Progress,
 ) -> None:
-    """One batch through the engine, then bounded retries of the invalid outputs, each
-    from the planned request with a derived seed (`_retry_request`)."""
     pending = requests
     for attempt in range(max_retries + 1):
         if not pending:
@@ -257,14 +301,14 @@ def _run_pass(
                     retry.add(request.key)
                 continue
             writer.failures.pop(request.key, None)
-            if request.key in drafts:
+            draft = request.key.endswith(SUMMARY_SUFFIX)
+            if draft:
                 writer.add(make_draft(request, parsed, completion, attempt), draft=True)
             else:
                 row = make_row(request, parsed, completion, model, engine, attempt)
                 writer.add(row, draft=False)
-            progress.advance(int(request.key not in drafts), completion.completion_tokens)
+            progress.advance(int(not draft), completion.completion_tokens)
         pending = [r for r in pending if r.key in retry]
-    writer.flush()
 
 
 def generate(
@@ -288,7 +332,8 @@ def generate(
             fit = prompt_fit(config, model)
             if fit is not None:  # the same plan, its prompts measured
                 task, seed_data, plan = prepare_plan(config, fit)
-            for note in plan.notes:
+            notes = plan.notes + plan.sample_notes()
+            for note in notes:
                 say(note)
             run = RunFolder(config.out)
             created = run.is_empty()
@@ -297,7 +342,7 @@ def generate(
             done = run.rows.keys()
             if previous is not None and done:
                 say(f"resuming {config.out}: {len(done)} of {plan.rows} rows already stored")
-            manifest = manifests.started(config, task, seed_data, plan)
+            manifest = manifests.started(config, task, seed_data, plan, notes)
             manifest["timings"] = timings = {}
             writer = _Writer(run, manifest, len(done), config.shard_rows)
             try:
@@ -380,38 +425,45 @@ def _generate_passes(
     """The first pass (rows and summaries not stored yet), then the second (rows whose
     prompt needs what the first pass wrote), with a progress line over both."""
     progress = Progress(plan.rows, done=len(done), enabled=not config.quiet)
-    drafts = {d.key for d in plan.drafts}
-    stored_drafts = run.drafts.keys()
-    first = [r for r in plan.requests if r.key not in done]
-    first += [d for d in plan.drafts if d.key not in stored_drafts]
-    _run_pass(engine, first, drafts, model, config.max_retries, writer, progress)
-    second = _complete_followups(plan, run, done, writer.failures)
-    _run_pass(engine, second, drafts, model, config.max_retries, writer, progress)
+    first = plan.first_pass(done, run.drafts.keys())
+    _run_pass(engine, first, model, config, writer, progress)
+    second = _second_pass(plan, run, done, writer.failures, config.window)
+    _run_pass(engine, second, model, config, writer, progress)
     progress.close()
 
 
 def _check_labels(engine: Engine, task: Task, run: RunFolder, config: GenerateConfig) -> None:
-    """The label check (`localgen.planning.check`) for every stored row not checked yet.
-    An answer that is not one of the labels leaves the row unchecked (null), not failed."""
+    """The label check (`localgen.planning.check`) for every stored row not checked yet,
+    a window at a time, reading one shard at a time. An answer that is not one of the
+    labels leaves the row unchecked (null), not failed."""
     checked = run.checks.keys()
-    stored = run.rows.scan(ROW_SCHEMA).select("request_key", "text", "label", "seed")
-    rows = [r for r in stored.sort("request_key").collect().iter_rows() if r[0] not in checked]
-    if not rows:
+    unchecked = run.rows.count() - len(checked)
+    if unchecked <= 0:
         return
     check = LabelCheck(task)
-    requests = {
-        (r := check.request(key, text, label, seed)).key: r for key, text, label, seed in rows
-    }
-    progress = Progress(len(requests), enabled=not config.quiet, label="checks")
+    progress = Progress(unchecked, enabled=not config.quiet, label="checks")
     answers: list[dict[str, Any]] = []
-    for completion in engine.generate(list(requests.values())):
-        parsed, _ = requests[completion.key].schema.parse(completion.text)
-        key = completion.key.removesuffix(CHECK_SUFFIX)
-        answers.append({"request_key": key, "check_label": parsed and parsed["label"]})
-        progress.advance(1, completion.completion_tokens)
-        if len(answers) >= config.shard_rows:
-            run.checks.write(answers, CHECK_SCHEMA)
-            answers = []
+    for rows in _windows(_unchecked(run, checked), config.window):
+        requests = {
+            (r := check.request(key, text, label, seed)).key: r for key, text, label, seed in rows
+        }
+        for completion in engine.generate(list(requests.values())):
+            parsed, _ = requests[completion.key].schema.parse(completion.text)
+            key = completion.key.removesuffix(CHECK_SUFFIX)
+            answers.append({"request_key": key, "check_label": parsed and parsed["label"]})
+            progress.advance(1, completion.completion_tokens)
+            if len(answers) >= config.shard_rows:
+                run.checks.write(answers, CHECK_SCHEMA)
+                answers = []
     if answers:
         run.checks.write(answers, CHECK_SCHEMA)
     progress.close()
+
+
+def _unchecked(run: RunFolder, checked: set[str]) -> Iterator[tuple[str, str, str, int]]:
+    """(key, text, label, seed) of the stored rows not checked yet, a shard at a time."""
+    for shard in run.rows.files():
+        rows = pl.read_parquet(shard, columns=["request_key", "text", "label", "seed"])
+        for row in rows.iter_rows():
+            if row[0] not in checked:
+                yield row

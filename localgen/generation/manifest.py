@@ -18,7 +18,11 @@ from localgen.planning.task import Task
 
 
 def started(
-    config: GenerateConfig, task: Task, seed_data: LabeledData | None, plan: Plan
+    config: GenerateConfig,
+    task: Task,
+    seed_data: LabeledData | None,
+    plan: Plan,
+    notes: list[str],
 ) -> dict[str, Any]:
     """The manifest as the run starts: what was asked, with which inputs and versions."""
     return {
@@ -31,11 +35,11 @@ def started(
             "fingerprint": plan.fingerprint,
             "seed": plan.seed,
             "rows": plan.rows,
-            "first_pass_rows": len(plan.requests),
-            "summaries": len(plan.drafts),
-            "second_pass_rows": len(plan.followups),
+            "first_pass_rows": plan.first_pass_rows,
+            "summaries": plan.summaries,
+            "second_pass_rows": plan.second_pass_rows,
             "per_label": plan.counts(),
-            "notes": plan.notes,
+            "notes": notes,
             "limits": plan.limits,
         },
         "instructions": config.instructions,

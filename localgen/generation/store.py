@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +54,21 @@ class ShardSet:
     def scan(self, schema: dict[str, Any]) -> pl.LazyFrame:
         files = self.files()
         return pl.scan_parquet(files) if files else pl.LazyFrame(schema=schema)
+
+    def count(self) -> int:
+        """Records stored."""
+        files = self.files()
+        return pl.scan_parquet(files).select(pl.len()).collect().item() if files else 0
+
+    def buckets(self) -> dict[tuple[str, int], list[Path]]:
+        """The shards holding records of each (label, bucket of SORTED_AT_ONCE row
+        numbers), from their key column alone."""
+        found: dict[tuple[str, int], list[Path]] = {}
+        for shard in self.files():
+            keys = pl.read_parquet(shard, columns=[self.key_column])[self.key_column]
+            for label, bucket in _bucket_of(keys).unique().iter_rows():
+                found.setdefault((label, bucket), []).append(shard)
+        return found
 
     def keys(self) -> set[str]:
         """Keys of the records already stored."""
@@ -134,8 +150,9 @@ class RunFolder:
         """What the folder holds besides the writer lock."""
         return [p for p in self.path.iterdir() if p.name != LOCK_FILE]
 
-    def read_rows(self) -> pl.DataFrame:
-        """The finished run's rows; a clear error when the run is missing or unfinished."""
+    def read_rows(self, columns: list[str] | None = None) -> pl.DataFrame:
+        """The finished run's rows (of `columns`, else all); a clear error when the run is
+        missing or unfinished."""
         table = self.output_table
         if not table.is_file():
             manifest = self.read_manifest()
@@ -143,7 +160,7 @@ class RunFolder:
             hint = f" (status: {state}; rerun generate to finish it)" if state else ""
             raise OutputError(f"{self.path} has no {table.name}{hint}")
         try:
-            return pl.read_parquet(table)
+            return pl.read_parquet(table, columns=columns)
         except (pl.exceptions.PolarsError, OSError) as e:
             raise OutputError(f"{table}: cannot read: {str(e).strip().splitlines()[0]}") from None
 
@@ -181,20 +198,76 @@ class RunFolder:
     def finalize(
         self, formats: tuple[str, ...], schema: dict[str, Any], checks: dict[str, Any]
     ) -> list[Path]:
-        """Join the row shards, with the label check's answers, into the output tables
-        (streamed: memory stays flat)."""
-        answers = self.checks.scan(checks).unique("request_key", keep="last")
-        lazy = self.rows.scan(schema).join(answers, on="request_key", how="left")
-        lazy = lazy.sort("request_key")
+        """Join the row shards, with the label check's answers, into the output tables,
+        rows in key order (label, then row number). Memory holds one bucket of a label's
+        rows (`SORTED_AT_ONCE`) and one shard, however large the run."""
+        rows, answers = self.rows.buckets(), self.checks.buckets()
+        output = schema | {name: t for name, t in checks.items() if name not in schema}
+
+        def parts() -> Iterator[pl.DataFrame]:
+            for bucket in sorted(rows):
+                part = _read_bucket(rows[bucket], bucket, schema)
+                said = _read_bucket(answers.get(bucket, []), bucket, checks)
+                said = said.unique("request_key", keep="last")
+                part = part.join(said, on="request_key", how="left")
+                yield part.sort(_row_number(), maintain_order=True).select(list(output))
+
         written = []
         for fmt in formats:
             path = self.path / f"{OUTPUT_STEM}.{fmt}"
-            if fmt == "jsonl":
-                write_with(path, lazy.sink_ndjson)
-            else:
-                write_with(path, lazy.sink_parquet)
+
+            def write(tmp: Path, fmt: str = fmt) -> None:
+                _write_parts(tmp, fmt, parts(), output)
+
+            write_with(path, write)
             written.append(path)
         return written
+
+
+SORTED_AT_ONCE = 2_000  # rows of a label per bucket when the output table is written
+
+
+def _row_number() -> pl.Expr:
+    """A key's row number: keys are "<label>-<number>"."""
+    return pl.col("request_key").str.extract(r"-(\d+)$", 1).cast(pl.Int64)
+
+
+def _bucket_of(keys: pl.Series) -> pl.DataFrame:
+    frame = pl.DataFrame({"request_key": keys})
+    return frame.select(
+        pl.col("request_key").str.extract(r"^(.*)-\d+$", 1).alias("label"),
+        (_row_number() // SORTED_AT_ONCE).alias("bucket"),
+    )
+
+
+def _read_bucket(
+    files: list[Path], bucket: tuple[str, int], schema: dict[str, Any]
+) -> pl.DataFrame:
+    """The records of `files` in `bucket`."""
+    frames = [pl.read_parquet(f) for f in files]
+    if not frames:
+        return pl.DataFrame(schema=schema)
+    frame = pl.concat(frames, how="vertical")
+    where = _bucket_of(frame["request_key"])
+    keep = (where["label"] == bucket[0]) & (where["bucket"] == bucket[1])
+    return frame.filter(keep)
+
+
+def _write_parts(
+    path: Path, fmt: str, parts: Iterator[pl.DataFrame], schema: dict[str, Any]
+) -> None:
+    """One Parquet file (a row group per part) or JSON Lines file from `parts`."""
+    if fmt == "jsonl":
+        with path.open("wb") as f:
+            for part in parts:
+                part.write_ndjson(f)
+        return
+    import pyarrow.parquet as pq  # only here: a large import
+
+    arrow_schema = pl.DataFrame(schema=schema).to_arrow().schema
+    with pq.ParquetWriter(path, arrow_schema, compression="zstd") as writer:
+        for part in parts:
+            writer.write_table(part.to_arrow().cast(arrow_schema))
 
 
 EXPORT_FORMATS = ("parquet", "jsonl", "csv")
@@ -229,18 +302,48 @@ def export_rows(
     run = RunFolder(run_dir)
     if not run_dir.is_dir() or run.read_manifest() is None:
         raise OutputError(f"{run_dir} is not a localgen run folder (no manifest.json)")
-    frame, _ = run.chosen_rows(source)
+    table = _chosen_table(run, source)
+    rows = pl.scan_parquet(table)
     if columns == "minimal":
-        frame = frame.select("text", "label")
-    if out.suffix == ".csv":
-        frame = frame.with_columns(
-            pl.Series(name, [None if v is None else json.dumps(v) for v in frame[name].to_list()])
-            for name, dtype in frame.schema.items()
+        rows = rows.select("text", "label")
+    if out.suffix == ".csv":  # CSV has no lists: each becomes a JSON array
+        rows = rows.with_columns(
+            pl.col(name).map_batches(_json_arrays, return_dtype=pl.String)
+            for name, dtype in rows.collect_schema().items()
             if isinstance(dtype, pl.List)
         )
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise OutputError(f"cannot create {out.parent}: {e.strerror}") from None
-    write_table(frame, out)
-    return out, frame.height
+
+    def sink(path: Path) -> None:
+        if out.suffix == ".csv":
+            rows.sink_csv(path)
+        elif out.suffix == ".jsonl":
+            rows.sink_ndjson(path)
+        else:
+            rows.sink_parquet(path)
+
+    try:  # streamed: memory holds a batch of rows, not the table
+        write_with(out, sink)
+        count = pl.scan_parquet(table).select(pl.len()).collect().item()
+    except pl.exceptions.PolarsError as e:
+        why = str(e).strip().splitlines()[0]
+        raise OutputError(f"{table}: cannot read: {why}") from None
+    return out, count
+
+
+def _chosen_table(run: RunFolder, source: str) -> Path:
+    """The table `export` reads: curated rows (auto: when curate has run) or all rows."""
+    curated = run.path / CURATED
+    if source == "curated" or (source == "auto" and curated.is_file()):
+        if not curated.is_file():
+            raise OutputError(f"{run.path} has no {CURATED}; run localgen curate first")
+        return curated
+    run.read_rows(columns=[])  # a clear error when the run is missing or unfinished
+    return run.output_table
+
+
+def _json_arrays(values: pl.Series) -> pl.Series:
+    return pl.Series([None if v is None else json.dumps(v) for v in values.to_list()])

@@ -69,6 +69,13 @@ class PromptFit:
             return prompt, variables, replace(schema, budget=budget)
         return prompt, variables, schema
 
+    def tally(self) -> tuple[dict[str, int], dict[str, int], int | None]:
+        """What was counted so far, to `restore` after building requests not to count."""
+        return dict(self.shortened), dict(self.cut_rows), self.least
+
+    def restore(self, tally: tuple[dict[str, int], dict[str, int], int | None]) -> None:
+        self.shortened, self.cut_rows, self.least = dict(tally[0]), dict(tally[1]), tally[2]
+
     def notes(self) -> list[str]:
         notes = [
             f"{n} {strategy} prompts shortened to fit the context of {self.context} tokens "

@@ -14,16 +14,21 @@ asking (see `../README.md`, "Strategies"):
 - attributes: one value drawn from each attribute pool of the label.
 - hierarchical: a first pass writes a one-line summary, a second writes the text from it.
 
-Most requests are known now (`requests`, plus the hierarchical summaries in `drafts`):
-they form the first pass, one batch. Requests whose prompt needs first-pass outputs are
-`followups`, completed into requests by `localgen.generation.generate` for the second pass. The
-plan does not call an engine and does not validate outputs.
+The plan is a list of blocks (a label's rows of one strategy) and a function that builds
+the request of any position; nothing is built until it is asked for, so a plan of a
+billion rows costs what its counts cost. Most requests are complete when built (the
+first pass: rows, and the hierarchical summaries, `drafts`). Requests whose prompt needs
+first-pass outputs are `followups`, completed into requests by
+`localgen.generation.generate` for the second pass. The plan does not call an engine and
+does not validate outputs.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
 import math
-import random
 from typing import TYPE_CHECKING
 
 import polars as pl
@@ -33,7 +38,7 @@ from localgen.errors import TaskError
 from localgen.planning import strategies
 from localgen.planning.fit import PromptFit
 from localgen.planning.prompts import PromptLibrary
-from localgen.planning.requests import Plan, Rejected
+from localgen.planning.requests import Block, Plan, Rejected, Step
 from localgen.planning.schema import RowSchema
 from localgen.planning.task import (
     NEEDS_EXAMPLES,
@@ -120,26 +125,31 @@ def _anchored_counts(
     return counts, notes, LabeledData(pl.concat([seed_data.frame, extra]), seed_data.source, 0)
 
 
-def _strategy_per_row(
+def _label_blocks(
     label: str,
     n: int,
     weights: dict[str, float],
-    has_examples: bool,
-    has_pools: bool,
+    ctx: strategies.LabelContext,
+    start: int,
     notes: list[str],
-) -> list[str]:
-    """The strategy of each of the label's n rows; one that cannot run falls back to
-    zero-shot, with a note."""
-    chosen: list[str] = []
+) -> list[Block]:
+    """The label's n rows as blocks, one per strategy in listed order; a strategy that
+    cannot run falls back to zero-shot, with a note."""
+    blocks: list[Block] = []
+    index = 0
     for name, share in split_count(n, weights).items():
-        fallback = (name in NEEDS_EXAMPLES and not has_examples) or (
-            name == "attributes" and not has_pools
+        fallback = (name in NEEDS_EXAMPLES and ctx.examples is None) or (
+            name == "attributes" and not ctx.pools
         )
         if fallback and share:
             why = "no real examples" if name != "attributes" else "no attribute pools"
             notes.append(f"label '{label}' has {why}: {share} {name} rows use zero-shot")
-        chosen += ["zero-shot" if fallback else name] * share
-    return chosen
+        strategy = "zero-shot" if fallback else name
+        blocks.append(
+            Block(label, strategy, start + index, index, share, ctx.first_followup(strategy, share))
+        )
+        index += share
+    return blocks
 
 
 def build_plan(
@@ -186,23 +196,54 @@ def build_plan(
         language=_language(language or task.language),
         fit=fit,
     )
-    rng = random.Random(seed)
-    plan = Plan(requests=[], seed=seed, notes=notes, limits=_limits(task, fit))
+    contexts: dict[str, strategies.LabelContext] = {}
+    blocks: list[Block] = []
     for label in task.labels:
-        ctx = shared.for_label(label)
-        chosen = _strategy_per_row(
-            label, counts[label], weights, ctx.examples is not None, bool(ctx.pools), notes
-        )
-        ctx.contrastive_total = chosen.count("contrastive")
-        for i, name in enumerate(chosen):
-            request_seed = rng.randrange(2**31)
-            step = strategies.STRATEGY[name](ctx, ctx.request(i, name, request_seed))
-            plan.requests.extend(step.requests)
-            plan.drafts.extend(step.drafts)
-            plan.followups.extend(step.followups)
-    if fit is not None:
-        plan.notes.extend(fit.notes())
+        ctx = contexts[label] = shared.for_label(label)
+        start = blocks[-1].stop if blocks else 0
+        blocks += _label_blocks(label, counts[label], weights, ctx, start, notes)
+    for b in blocks:
+        if b.strategy == "contrastive":
+            contexts[b.label].contrastive_total = b.count
+
+    def make(position: int, block: Block, request_seed: int) -> Step:
+        ctx = contexts[block.label]
+        nth = position - block.start  # the row's number among the block's
+        request = ctx.request(block.index + nth, block.strategy, request_seed)
+        return strategies.STRATEGY[block.strategy](ctx, request, nth)
+
+    definition = {
+        "seed": seed,
+        "task": task.model_dump(mode="json"),
+        "blocks": [dataclasses.astuple(b) for b in blocks],
+        "seed_data": _frame_hash(seed_data),
+        "anchors": _frame_hash(anchors),
+        "rejects": [dataclasses.astuple(r) for r in rejects or []],
+        "instructions": instructions,
+        "language": shared.language,
+        "context": None if fit is None else fit.context,
+    }
+    plan = Plan(
+        seed=seed,
+        notes=notes,
+        limits=_limits(task, fit),
+        blocks=blocks,
+        make=make,
+        definition=definition,
+        fit=fit,
+    )
+    plan.check()  # a prompt that cannot be built fails here, before any engine work
     return plan
+
+
+def _frame_hash(data: LabeledData | None) -> str | None:
+    """A hash of the examples a plan shows (id, text, label), in their order."""
+    if data is None:
+        return None
+    h = hashlib.sha256()
+    for row in data.frame.select("id", "text", "label").iter_rows():
+        h.update(json.dumps(row, ensure_ascii=False).encode())
+    return h.hexdigest()
 
 
 def _language(value: str | None) -> str | None:

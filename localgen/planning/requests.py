@@ -1,5 +1,6 @@
 """What a plan is made of: the requests to send, the second-pass requests that wait for
-the first pass, and the plan that holds them with its fingerprint.
+the first pass, and the plan that builds them on demand, a position at a time, with its
+fingerprint.
 
 A `Request` carries everything an engine needs (prompt, schema, sampling settings, seed)
 and everything a row records about how it was asked (strategy, template, attributes, the
@@ -9,12 +10,17 @@ examples shown). This module does not decide what to ask; `localgen.planning.pla
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import json
 import random
 from collections import Counter
+from collections.abc import Callable, Container, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
+
+import numpy as np
 
 from localgen.planning.fit import PromptFit
 from localgen.planning.prompts import Template
@@ -23,6 +29,10 @@ from localgen.planning.schema import LabelChoice, RowSchema
 SUMMARY_SUFFIX = "/summary"  # key of a hierarchical first-pass request: "<row key>/summary"
 # The lists of examples a prompt shows as "not like these", in the order of negative_ids.
 NEGATIVES = ("boundary", "rejected", "earlier")
+# What a second-pass prompt shows in place of the first pass's outputs, when it is printed
+# or measured before they exist.
+PLACEHOLDER_SUMMARY = "<the summary written in the first pass>"
+PLACEHOLDER_EARLIER = [("-", "<a row generated in the first pass>")]
 
 
 @dataclass(frozen=True)
@@ -110,40 +120,248 @@ def render(
     return replace(request, prompt=prompt)
 
 
-@dataclass(frozen=True)
-class Plan:
-    requests: list[Request]  # first pass: rows
-    seed: int
-    notes: list[str]  # things the user should know (e.g. a label fell back to zero-shot)
-    limits: str = ""  # the bound every row gets: characters and tokens
-    drafts: list[Request] = field(default_factory=list)  # first pass: summaries, not rows
+@dataclass
+class Step:
+    """What one planned row adds to the plan."""
+
+    requests: list[Request] = field(default_factory=list)  # first pass: rows
+    drafts: list[Request] = field(default_factory=list)  # first pass: summaries
     followups: list[Followup] = field(default_factory=list)  # second pass: rows
 
+
+@dataclass(frozen=True)
+class Block:
+    """A label's rows of one strategy: plan positions `start` to `start + count`."""
+
+    label: str
+    strategy: str
+    start: int  # plan position of its first row: labels in task order, then blocks
+    index: int  # the label's row number of its first row (the number in its key)
+    count: int
+    first_followup: int  # the block's rows from this one on are asked in the second pass
+
+    @property
+    def stop(self) -> int:
+        return self.start + self.count
+
+    @property
+    def followups(self) -> int:
+        return self.count - self.first_followup
+
+    @property
+    def drafts(self) -> int:
+        return self.count if self.strategy == "hierarchical" else 0
+
+    def key(self, position: int) -> str:
+        return f"{self.label}-{self.index + position - self.start:06d}"
+
+
+def request_seeds(seed: int, start: int, n: int) -> list[int]:
+    """The seeds of plan positions start .. start + n: one stream (PCG64) per plan seed,
+    entered at any position without drawing the ones before, so any request can be built
+    alone and a window of a billion-row plan costs what its own rows cost."""
+    stream = np.random.PCG64(seed)
+    stream.advance(start)
+    return (stream.random_raw(n) >> np.uint64(33)).tolist()  # 31 bits
+
+
+SEEDS_AT_ONCE = 4_096  # seeds drawn at once while walking the plan
+
+
+class Plan:
+    """The requests of a run, built on demand from their position in the plan and never
+    all held at once: a plan of a billion rows costs what its counts and the requests
+    asked for cost. Positions run over the labels in task order, each label's rows in
+    blocks, one per strategy (`Block`); `make(position, block, seed)` builds a position's
+    `Step`. `definition` holds what the requests are built from (task, seed, data, counts),
+    so that equal definitions give equal plans."""
+
+    def __init__(
+        self,
+        *,
+        seed: int,
+        notes: list[str],
+        limits: str,
+        blocks: list[Block],
+        make: Callable[[int, Block, int], Step],
+        definition: dict[str, Any],
+        fit: PromptFit | None = None,
+    ) -> None:
+        self.seed = seed
+        self.notes = notes  # things the user should know (e.g. a label fell back to zero-shot)
+        self.limits = limits  # the bound every row gets: characters and tokens
+        self.blocks = [b for b in blocks if b.count]
+        self.fit = fit  # measures every prompt built against the context, when given
+        self._make = make
+        self._definition = definition
+        self._starts = [b.start for b in self.blocks]
+        self._fingerprint: str | None = None
+
+    # Counts, known without building a request.
     @property
     def rows(self) -> int:
         """Rows planned (drafts are not rows)."""
-        return len(self.requests) + len(self.followups)
+        return sum(b.count for b in self.blocks)
 
     @property
-    def row_keys(self) -> list[str]:
-        return [r.key for r in self.requests] + [f.key for f in self.followups]
+    def second_pass_rows(self) -> int:
+        return sum(b.followups for b in self.blocks)
 
     @property
-    def fingerprint(self) -> str:
-        """Hash of every prompt, schema and sampling setting: equal plans give equal hashes."""
-        h = hashlib.sha256()
-        items = [(r, r.prompt) for r in self.requests + self.drafts] + [
-            (f.request, [f.template.hash, f.variables, f.earlier]) for f in self.followups
-        ]
-        for r, prompt in items:
-            fields = [r.key, prompt, r.schema.json_schema, r.max_tokens, r.temperature, r.top_p]
-            h.update(json.dumps([*fields, r.seed], sort_keys=True).encode())
-        return h.hexdigest()[:16]
+    def first_pass_rows(self) -> int:
+        return self.rows - self.second_pass_rows
+
+    @property
+    def summaries(self) -> int:
+        return sum(b.drafts for b in self.blocks)
 
     def counts(self) -> dict[str, dict[str, int]]:
         """Planned rows per label and strategy."""
-        rows = self.requests + [f.request for f in self.followups]
         out: dict[str, dict[str, int]] = {}
-        for (label, strategy), n in Counter((r.label, r.strategy) for r in rows).items():
-            out.setdefault(label, {})[strategy] = n
+        for b in self.blocks:
+            by_strategy = out.setdefault(b.label, {})
+            by_strategy[b.strategy] = by_strategy.get(b.strategy, 0) + b.count
         return out
+
+    def row_keys(self) -> Iterator[str]:
+        for b in self.blocks:
+            for position in range(b.start, b.stop):
+                yield b.key(position)
+
+    def earlier_keys(self, per_label: int) -> set[str]:
+        """The keys of each label's first `per_label` first-pass rows: the rows a
+        contrastive second-pass prompt may show as already written."""
+        keys: set[str] = set()
+        taken: Counter[str] = Counter()
+        for b in self.blocks:
+            n = min(b.first_followup, per_label - taken[b.label])
+            keys.update(b.key(b.start + i) for i in range(n))
+            taken[b.label] += n
+        return keys
+
+    # Requests, built on demand.
+    def step(self, position: int) -> Step:
+        block = self.blocks[bisect.bisect_right(self._starts, position) - 1]
+        return self._make(position, block, request_seeds(self.seed, position, 1)[0])
+
+    def steps(self, start: int = 0, stop: int | None = None) -> Iterator[Step]:
+        """The step of every position from `start` to `stop`, in plan order."""
+        for position, block, seed in self._walk(start, self.rows if stop is None else stop):
+            yield self._make(position, block, seed)
+
+    def _walk(self, start: int, stop: int) -> Iterator[tuple[int, Block, int]]:
+        for block in self.blocks:
+            lo, hi = max(start, block.start), min(stop, block.stop)
+            for first in range(lo, hi, SEEDS_AT_ONCE):
+                seeds = request_seeds(self.seed, first, min(SEEDS_AT_ONCE, hi - first))
+                for i, seed in enumerate(seeds):
+                    yield first + i, block, seed
+
+    def first_pass(
+        self, done: Container[str] = (), drafted: Container[str] = ()
+    ) -> Iterator[Request]:
+        """First-pass requests in plan order, rows and summaries, but for the rows in
+        `done` and the summaries in `drafted` (or of a row in `done`); a position with
+        nothing left to ask is not built."""
+        for position, block, seed in self._walk(0, self.rows):
+            key = block.key(position)
+            if key in done:
+                continue
+            row = position - block.start < block.first_followup
+            draft = block.drafts > 0 and key + SUMMARY_SUFFIX not in drafted
+            if row or draft:
+                step = self._make(position, block, seed)
+                yield from step.requests if row else ()
+                yield from step.drafts if draft else ()
+
+    def second_pass(self, done: Container[str] = ()) -> Iterator[Followup]:
+        """Second-pass requests not in `done`, in plan order (their prompts wait for the
+        first pass's outputs: `Followup.complete`)."""
+        for block in self.blocks:
+            for position, _, seed in self._walk(block.start + block.first_followup, block.stop):
+                if block.key(position) not in done:
+                    yield from self._make(position, block, seed).followups
+
+    @property
+    def requests(self) -> list[Request]:
+        """Every first-pass row, all built now: for small plans and tests."""
+        return [r for step in self.steps() for r in step.requests]
+
+    @property
+    def drafts(self) -> list[Request]:
+        """Every summary, all built now: for small plans and tests."""
+        return [r for step in self.steps() for r in step.drafts]
+
+    @property
+    def followups(self) -> list[Followup]:
+        """Every second-pass request, all built now: for small plans and tests."""
+        return [f for step in self.steps() for f in step.followups]
+
+    # What identifies the plan, and what measuring its prompts found.
+    def probes(self) -> list[int]:
+        """Positions that show every kind of request: each block's first row, its first
+        second-pass row, and its last."""
+        found: set[int] = set()
+        for b in self.blocks:
+            found.update((b.start, b.stop - 1, b.start + min(b.first_followup, b.count - 1)))
+        return sorted(found)
+
+    def check(self) -> None:
+        """Build the requests at the probes, every kind the plan has: a prompt that cannot
+        be built (one that cannot fit the context) fails now, not in the middle of a run."""
+        _ = self.fingerprint
+
+    @property
+    def fingerprint(self) -> str:
+        """Hash of what the plan is built from and of its requests at the probes (prompt,
+        schema, sampling settings, seed): equal plans give equal hashes, and a change in
+        how a prompt is written changes it."""
+        if self._fingerprint is None:
+            h = hashlib.sha256(json.dumps(self._definition, sort_keys=True).encode())
+            with self.unmeasured():
+                for position in self.probes():
+                    step = self.step(position)
+                    items = [(r, r.prompt) for r in step.requests + step.drafts] + [
+                        (f.request, [f.template.hash, f.variables, f.earlier])
+                        for f in step.followups
+                    ]
+                    for r, prompt in items:
+                        fields: list[Any] = [r.key, prompt, r.schema.json_schema]
+                        fields += [r.max_tokens, r.temperature, r.top_p, r.seed]
+                        h.update(json.dumps(fields, sort_keys=True).encode())
+            self._fingerprint = h.hexdigest()[:16]
+        return self._fingerprint
+
+    @contextmanager
+    def unmeasured(self) -> Iterator[None]:
+        """Requests built inside are not counted in `measured_notes`."""
+        if self.fit is None:
+            yield
+            return
+        saved = self.fit.tally()
+        try:
+            yield
+        finally:
+            self.fit.restore(saved)
+
+    def measured_notes(self) -> list[str]:
+        """What fitting the prompts built so far to the context found."""
+        return [] if self.fit is None else self.fit.notes()
+
+    def sample_notes(self, limit: int = 2_000) -> list[str]:
+        """What fitting the prompts of every position, or of `limit` evenly spaced ones
+        in a larger plan, to the context finds; not counted in `measured_notes`."""
+        if self.fit is None:
+            return []
+        with self.unmeasured():
+            self.fit.restore(({}, {}, None))
+            positions: Iterable[int] = range(self.rows)
+            if self.rows > limit:
+                positions = sorted({i * self.rows // limit for i in range(limit)})
+            for position in positions:
+                for followup in self.step(position).followups:
+                    followup.complete(PLACEHOLDER_SUMMARY, PLACEHOLDER_EARLIER)
+            notes = self.fit.notes()
+        if notes and self.rows > limit:
+            notes.append(f"prompts measured: {limit} evenly spaced of the plan's {self.rows}")
+        return notes

@@ -1,11 +1,13 @@
 """The five strategies, one function each: how one request of a label is asked.
 
-Every strategy gets the label's shared context and a request that has its key, seed and
-sampling settings but no prompt yet, and returns a `Step`: the requests it adds to the
+Every strategy gets the label's shared context, a request that has its key, seed and
+sampling settings but no prompt yet, and the row's number among the label's rows of that
+strategy, and returns a `Step`: the requests it adds to the
 first pass, the hierarchical summaries (drafts) and the second-pass followups. All the
 randomness of a request comes from `random.Random(request.seed)`, so a plan is
-reproducible request by request. `localgen.planning.plan` decides which strategy each
-row uses; this module does not count rows.
+reproducible request by request, and any request can be built alone.
+`localgen.planning.plan` decides which strategy each row uses; this module does not count
+rows.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -22,7 +24,14 @@ import polars as pl
 from localgen.data import LabeledData
 from localgen.planning.fit import PromptFit
 from localgen.planning.prompts import PromptLibrary
-from localgen.planning.requests import SUMMARY_SUFFIX, Followup, Rejected, Request, render
+from localgen.planning.requests import (
+    SUMMARY_SUFFIX,
+    Followup,
+    Rejected,
+    Request,
+    Step,
+    render,
+)
 from localgen.planning.schema import RowSchema
 from localgen.planning.task import Task
 from localgen.vectors.encoder import TextEncoder
@@ -65,15 +74,6 @@ class Neighbours:
         centre = self.vectors[pos].mean(axis=0)
         others = np.flatnonzero(self.labels != label)
         return pos, self.nearest(centre, others, boundary)
-
-
-@dataclass
-class Step:
-    """What one planned row adds to the plan."""
-
-    requests: list[Request] = field(default_factory=list)  # first pass: rows
-    drafts: list[Request] = field(default_factory=list)  # first pass: summaries
-    followups: list[Followup] = field(default_factory=list)  # second pass: rows
 
 
 @dataclass(frozen=True)
@@ -157,7 +157,15 @@ class LabelContext:
     schema: RowSchema
     variables: dict[str, Any]  # the template variables every strategy fills in
     contrastive_total: int = 0  # contrastive rows of this label
-    contrastive_seen: int = 0
+
+    def first_followup(self, strategy: str, count: int) -> int:
+        """How many of a block of `count` rows of `strategy` are asked in the first pass:
+        the rest wait for its outputs."""
+        if strategy == "hierarchical":
+            return 0
+        if strategy == "contrastive" and self.shared.task.generation.contrastive.earlier:
+            return math.ceil(count / 2)
+        return count
 
     def request(self, index: int, strategy: str, seed: int) -> Request:
         """The label's request number `index`, before its strategy writes the prompt."""
@@ -187,12 +195,12 @@ class LabelContext:
         return Followup(request, template, variables, fit=self.shared.fit, **links)
 
 
-def zero_shot(ctx: LabelContext, request: Request) -> Step:
+def zero_shot(ctx: LabelContext, request: Request, nth: int) -> Step:
     """Context, label description, style and length."""
     return ctx.rendered(request, dict(ctx.variables))
 
 
-def few_shot(ctx: LabelContext, request: Request) -> Step:
+def few_shot(ctx: LabelContext, request: Request, nth: int) -> Step:
     """k real examples of the label, to imitate without rewriting."""
     assert ctx.examples is not None, "the plan falls back to zero-shot without examples"
     pick = random.Random(request.seed)
@@ -211,13 +219,13 @@ def _with_attributes(
     return replace(request, attributes=drawn), ctx.variables | {"attributes": list(drawn.items())}
 
 
-def attributes(ctx: LabelContext, request: Request) -> Step:
+def attributes(ctx: LabelContext, request: Request, nth: int) -> Step:
     """One value from each attribute pool of the label."""
     request, variables = _with_attributes(ctx, request, random.Random(request.seed))
     return ctx.rendered(request, variables)
 
 
-def hierarchical(ctx: LabelContext, request: Request) -> Step:
+def hierarchical(ctx: LabelContext, request: Request, nth: int) -> Step:
     """A first pass writes a one-line summary, a second writes the text from it."""
     request, variables = _with_attributes(ctx, request, random.Random(request.seed))
     settings = ctx.shared.task.generation.hierarchical
@@ -236,7 +244,7 @@ def hierarchical(ctx: LabelContext, request: Request) -> Step:
     )
 
 
-def contrastive(ctx: LabelContext, request: Request) -> Step:
+def contrastive(ctx: LabelContext, request: Request, nth: int) -> Step:
     """The real examples nearest to an anchor ("similar to these") and negatives
     ("different from these"): the nearest examples of other labels, rejected rows and, for
     the second half of the label's requests, rows the first pass wrote."""
@@ -247,7 +255,7 @@ def contrastive(ctx: LabelContext, request: Request) -> Step:
     anchor_row = None
     if ctx.shared.anchors is not None:  # the anchors take turns
         ids = ctx.shared.anchors[ctx.label]["id"].to_list()
-        anchor_row = neighbours.row_of_id[ids[ctx.contrastive_seen % len(ids)]]
+        anchor_row = neighbours.row_of_id[ids[nth % len(ids)]]
     pos, near = neighbours.pick(ctx.label, pick, settings.positives, settings.boundary, anchor_row)
     frame = neighbours.frame
     own_rejects = [r for r in ctx.shared.rejects if r.label in (None, ctx.label)]
@@ -264,14 +272,14 @@ def contrastive(ctx: LabelContext, request: Request) -> Step:
         positive_ids=tuple(frame["id"][pos]),
         negative_ids=tuple(frame["id"][near]) + tuple(r.id for r in rejected),
     )
-    ctx.contrastive_seen += 1
-    if settings.earlier and ctx.contrastive_seen > math.ceil(ctx.contrastive_total / 2):
+    if nth >= ctx.first_followup("contrastive", ctx.contrastive_total):
         variables.pop("earlier")  # the second pass fills it in
         return Step(followups=[ctx.followup(request, variables, earlier=settings.earlier)])
     return ctx.rendered(request, variables)
 
 
-STRATEGY: dict[str, Callable[[LabelContext, Request], Step]] = {
+# Each builds one row's step; `nth` is the row's number among the label's rows of the strategy.
+STRATEGY: dict[str, Callable[[LabelContext, Request, int], Step]] = {
     "zero-shot": zero_shot,
     "few-shot": few_shot,
     "contrastive": contrastive,

@@ -108,7 +108,8 @@ def test_ctrl_c_exits_130_with_one_line_and_resumes(
         "interrupted; rows already written are kept: rerun the same command to resume"
     ]
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["status"] == "interrupted" and manifest["counts"]["stored"] >= 6
+    stored = pl.scan_parquet(out / "shards").select(pl.len()).collect().item()
+    assert manifest["status"] == "interrupted" and manifest["counts"]["stored"] == stored >= 2
     child = _start(out)
     _, err = child.communicate(timeout=120)
     assert child.returncode == 0, err

@@ -38,7 +38,7 @@ def test_prompts_that_fit_are_left_alone(task_file: Path, seed_csv: Path) -> Non
     fitted = build_plan(task, strategy="few-shot", seed_data=data, fit=fit)
     assert [r.prompt for r in fitted.requests] == [r.prompt for r in plain.requests]
     assert all(r.schema.whole for r in fitted.requests)
-    assert fit.shortened == {} and fitted.notes == plain.notes
+    assert fit.shortened == {} and fitted.sample_notes() == []
 
 
 def test_long_examples_are_dropped_then_cut_to_fit(task_file: Path, tmp_path: Path) -> None:
@@ -48,13 +48,15 @@ def test_long_examples_are_dropped_then_cut_to_fit(task_file: Path, tmp_path: Pa
     fit = PromptFit(words, context=context)
     plan = build_plan(task, strategy="few-shot", seed_data=data, fit=fit)
     texts = dict(zip(data.frame["id"], data.frame["text"], strict=True))
-    for r in plan.requests:
+    requests = plan.requests  # built now, each measured once
+    for r in requests:
         assert words(r.prompt) + r.max_tokens <= context
         assert len(r.positive_ids) == 1  # two of three examples dropped
         shown = texts[r.positive_ids[0]]
         assert shown not in r.prompt and shown[:40] in r.prompt and CUT_MARK in r.prompt
-    assert fit.shortened == {"few-shot": len(plan.requests)}
-    assert any("6 few-shot prompts shortened" in note for note in plan.notes)
+    assert fit.shortened == {"few-shot": len(requests)} == {"few-shot": 6}
+    assert plan.measured_notes() == plan.sample_notes()  # the sample is the whole plan
+    assert any("6 few-shot prompts shortened" in note for note in plan.sample_notes())
 
 
 def test_contrastive_negatives_recorded_are_the_ones_shown(task_file: Path, tmp_path: Path) -> None:
@@ -63,8 +65,9 @@ def test_contrastive_negatives_recorded_are_the_ones_shown(task_file: Path, tmp_
     fit = PromptFit(words, context=800)
     plan = build_plan(task, strategy="contrastive", seed_data=data, fit=fit, encoder=BagOfWords())
     texts = dict(zip(data.frame["id"], data.frame["text"], strict=True))
+    requests = plan.requests
     assert fit.shortened  # the boundary examples went first
-    for r in plan.requests:
+    for r in requests:
         for row_id in r.positive_ids + r.negative_ids:
             assert texts[row_id][:30] in r.prompt
         assert words(r.prompt) + r.max_tokens <= 800
@@ -77,7 +80,7 @@ def test_a_row_longer_than_half_the_context_gets_what_is_left(write_task) -> Non
     for r in plan.requests:
         assert r.schema.token_bound > 16000 and not r.schema.whole
         assert r.max_tokens == 4096 - words(r.prompt) - 32
-    assert any("fewer than the longest row could take" in note for note in plan.notes)
+    assert any("fewer than the longest row could take" in note for note in plan.sample_notes())
 
 
 def test_a_prompt_that_cannot_fit_is_a_clear_error(write_task) -> None:

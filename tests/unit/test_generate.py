@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import polars as pl
+import pyarrow.parquet as pq
 import pytest
 
 from localgen.config import EngineSettings, GenerateConfig
@@ -194,3 +195,36 @@ def test_the_label_check_asks_the_model_about_every_row_once(
     _run(_config(task_file, tmp_path / "off", seed=3, check_labels=False), off)
     assert len(off.calls) == 1
     assert pl.read_parquet(tmp_path / "off" / "synthetic.parquet")["check_label"].null_count() == 6
+
+
+def test_windows_hand_the_engine_a_bounded_batch_and_change_no_row(
+    task_file: Path, tmp_path: Path
+) -> None:
+    engine = FakeEngine()
+    engine.enqueue("bug-000001", '{"text":"truncated')  # retried within its window
+    _run(_config(task_file, tmp_path / "small", count=7, window=3), engine)
+    rows = [c for c in engine.calls if not c[0].endswith("/check")]
+    assert max(len(c) for c in rows) == 3 and sum(len(c) for c in rows) == 15  # 14 + 1 retry
+    assert ["bug-000001"] in rows
+    columns = ["request_key", "id", "text", "label", "seed", "attempt"]
+    one = FakeEngine()
+    one.enqueue("bug-000001", '{"text":"truncated')
+    _run(_config(task_file, tmp_path / "whole", count=7), one)
+    read = lambda d: pl.read_parquet(tmp_path / d / "synthetic.parquet").select(columns)  # noqa: E731
+    assert read("small").equals(read("whole"))
+
+
+def test_the_output_table_is_written_a_bucket_at_a_time_in_key_order(
+    task_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("localgen.generation.store.SORTED_AT_ONCE", 4)
+    engine = FakeEngine()
+    engine.enqueue("billing-000002", '{"text":"truncated')  # stored late: a retry
+    _run(_config(task_file, tmp_path / "run", count=10, shard_rows=3), engine)
+    table = tmp_path / "run" / "synthetic.parquet"
+    rows = pl.read_parquet(table)
+    assert rows["request_key"].to_list() == [
+        f"{label}-{i:06d}" for label in ("billing", "bug") for i in range(10)
+    ]
+    assert rows.columns == list(OUTPUT_SCHEMA) and rows["check_label"].null_count() == 0
+    assert pq.ParquetFile(table).num_row_groups == 6  # buckets of 4, 4 and 2 per label

@@ -1,12 +1,17 @@
+import shutil
+import time
+import tracemalloc
 from pathlib import Path
 
 import pytest
 
-from localgen.data import read_labeled
+from localgen.data import LabeledData, read_labeled
 from localgen.errors import TaskError
 from localgen.planning.plan import build_plan
 from localgen.planning.prompts import PromptLibrary, Template
+from localgen.planning.requests import request_seeds
 from localgen.planning.task import load_task
+from tests.conftest import BagOfWords
 
 
 def test_counts_keys_and_schema_per_label(task_file: Path) -> None:
@@ -67,3 +72,73 @@ def test_templates_are_strict(tmp_path: Path) -> None:
         PromptLibrary(tmp_path).get("broken")
     with pytest.raises(TaskError, match="not found"):
         PromptLibrary(tmp_path).get("absent")
+
+
+def test_any_request_is_built_alone_and_equals_the_walked_one(
+    task_file: Path, seed_csv: Path
+) -> None:
+    # Windows, resume and `plan` build requests by position: each must be the request a
+    # walk from the start builds, whatever came before it.
+    data = read_labeled(seed_csv, "body", "cls")
+    strategies = ["zero-shot", "few-shot", "contrastive", "hierarchical"]
+    plan = build_plan(
+        load_task(task_file),
+        seed=3,
+        count=9,
+        strategy=strategies,
+        seed_data=data,
+        encoder=BagOfWords(),
+    )
+    walked = list(plan.steps())
+    assert len(walked) == plan.rows == 18
+    for position in (17, 0, 5, 9, 12, 3):
+        assert plan.step(position) == walked[position]
+    assert list(plan.steps(4, 11)) == walked[4:11]
+    seeds = request_seeds(3, 0, 10_000)
+    assert request_seeds(3, 4_095, 3) == seeds[4_095:4_098]  # across a draw of SEEDS_AT_ONCE
+    assert len(set(seeds)) == len(seeds) and all(0 <= s < 2**31 for s in seeds)
+
+
+def test_a_plan_of_a_billion_rows_is_counted_and_sampled_without_building_them(
+    task_file: Path,
+) -> None:
+    tracemalloc.start()
+    started = time.perf_counter()
+    plan = build_plan(
+        load_task(task_file), count=500_000_000, strategy=["zero-shot", "hierarchical"]
+    )
+    first = plan.step(0)
+    last = plan.step(plan.rows - 1)
+    fingerprint = plan.fingerprint
+    seconds = time.perf_counter() - started
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert plan.rows == 1_000_000_000 and plan.counts()["bug"]["hierarchical"] == 250_000_000
+    assert plan.summaries == plan.second_pass_rows == 500_000_000
+    assert first.requests[0].key == "billing-000000"
+    [summary], [followup] = last.drafts, last.followups
+    assert followup.key == "bug-499999999" and summary.key == "bug-499999999/summary"
+    assert (
+        fingerprint
+        == build_plan(
+            load_task(task_file), count=500_000_000, strategy=["zero-shot", "hierarchical"]
+        ).fingerprint
+    )
+    assert peak < 20 * 2**20, f"{peak / 2**20:.0f} MB held"  # a built plan would be ~3 TB
+    assert seconds < 30  # generous on a loaded machine; it takes well under a second
+
+
+def test_the_fingerprint_sees_the_data_and_the_templates(
+    task_file: Path, seed_csv: Path, tmp_path: Path
+) -> None:
+    task = load_task(task_file)
+    data = read_labeled(seed_csv, "body", "cls")
+    base = build_plan(task, strategy="few-shot", seed_data=data).fingerprint
+    fewer = data.frame.head(4)
+    other = build_plan(task, strategy="few-shot", seed_data=LabeledData(fewer, "x", 0))
+    assert other.fingerprint != base
+    folder = tmp_path / "prompts"
+    shutil.copytree(PromptLibrary().folder, folder)
+    (folder / "few-shot.jinja").write_text((folder / "few-shot.jinja").read_text() + "\nMore.")
+    edited = build_plan(task, strategy="few-shot", seed_data=data, prompts=PromptLibrary(folder))
+    assert edited.fingerprint != base

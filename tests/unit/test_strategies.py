@@ -158,7 +158,7 @@ def test_mixed_plan_counts_and_keys(strategy_task: Path, seed_file: Path) -> Non
         "billing": {"zero-shot": 2, "attributes": 2, "few-shot": 2},
         "bug": {"zero-shot": 2, "attributes": 2, "few-shot": 2},
     }
-    assert len(set(plan.row_keys)) == plan.rows == 12
+    assert len(set(plan.row_keys())) == plan.rows == 12
     assert not plan.drafts and not plan.followups
 
 
@@ -392,3 +392,26 @@ def test_reject_file_of_texts_and_ids(strategy_task: Path, tmp_path: Path) -> No
     reject.write_text("\n \n")
     with pytest.raises(DataError, match="no rejected texts"):
         read_rejects(reject)
+
+
+def test_earlier_rows_come_from_a_bounded_pool_of_the_first_ones(
+    strategy_task: Path, seed_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A large run must not read every stored row to show two: the pool is each label's
+    # first EARLIER_POOL first-pass rows, the same in a resumed run.
+    monkeypatch.setattr("localgen.vectors.encoder.default_encoder", lambda: PlantedEncoder())
+    monkeypatch.setattr("localgen.generation.generate.EARLIER_POOL", 1)
+    _generate(
+        strategy_task,
+        tmp_path / "run",
+        FakeEngine(),
+        strategy=("contrastive",),
+        seed_data=seed_file,
+    )
+    rows = pl.read_parquet(tmp_path / "run" / "synthetic.parquet")
+    key_of = dict(zip(rows["id"], rows["request_key"], strict=True))
+    second = rows.filter(pl.col("request_key").str.contains(r"00000[345]$"))
+    assert second.height == 6
+    for row in second.iter_rows(named=True):
+        earlier = [key_of[i] for i in row["negative_ids"] if i.startswith("syn-")]
+        assert earlier == [f"{row['label']}-000000"]

@@ -164,14 +164,22 @@ class RunFolder:
         except (pl.exceptions.PolarsError, OSError) as e:
             raise OutputError(f"{table}: cannot read: {str(e).strip().splitlines()[0]}") from None
 
-    def chosen_rows(self, source: str = "auto") -> tuple[pl.DataFrame, str]:
-        """(rows, file name): curated rows (auto: when curate has run) or all rows (raw)."""
+    def chosen_table(self, source: str = "auto") -> Path:
+        """The table of the rows to use: curated rows (auto: when curate has run) or all
+        rows (raw); a clear error when it is missing."""
         curated = self.path / CURATED
         if source == "curated" or (source == "auto" and curated.is_file()):
             if not curated.is_file():
                 raise OutputError(f"{self.path} has no {CURATED}; run localgen curate first")
-            return pl.read_parquet(curated), CURATED
-        return self.read_rows(), f"{OUTPUT_STEM}.parquet"
+            return curated
+        self.read_rows(columns=[])  # a clear error when the run is missing or unfinished
+        return self.output_table
+
+    def chosen_rows(self, source: str = "auto") -> tuple[pl.DataFrame, str]:
+        """(rows, file name) of `chosen_table`."""
+        table = self.chosen_table(source)
+        rows = self.read_rows() if table == self.output_table else pl.read_parquet(table)
+        return rows, table.name
 
     def real_data(
         self, path: Path | None, text_column: str = "text", label_column: str = "label"
@@ -302,7 +310,7 @@ def export_rows(
     run = RunFolder(run_dir)
     if not run_dir.is_dir() or run.read_manifest() is None:
         raise OutputError(f"{run_dir} is not a localgen run folder (no manifest.json)")
-    table = _chosen_table(run, source)
+    table = run.chosen_table(source)
     rows = pl.scan_parquet(table)
     if columns == "minimal":
         rows = rows.select("text", "label")
@@ -332,17 +340,6 @@ def export_rows(
         why = str(e).strip().splitlines()[0]
         raise OutputError(f"{table}: cannot read: {why}") from None
     return out, count
-
-
-def _chosen_table(run: RunFolder, source: str) -> Path:
-    """The table `export` reads: curated rows (auto: when curate has run) or all rows."""
-    curated = run.path / CURATED
-    if source == "curated" or (source == "auto" and curated.is_file()):
-        if not curated.is_file():
-            raise OutputError(f"{run.path} has no {CURATED}; run localgen curate first")
-        return curated
-    run.read_rows(columns=[])  # a clear error when the run is missing or unfinished
-    return run.output_table
 
 
 def _json_arrays(values: pl.Series) -> pl.Series:

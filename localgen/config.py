@@ -18,6 +18,8 @@ RESAMPLES = 1000  # bootstrap resamples behind every confidence interval
 LEVEL = 0.95  # of every confidence interval
 # Requests handed to the engine at once: enough to keep vLLM's batch full across the end
 # of a window, few enough that memory does not grow with the run (docs/measurements.md).
+KEEP_BUDGET = 4.0  # run --keep N generates at most this many times N rows per label
+KEEP_ROUNDS = 8  # ... in at most this many rounds
 WINDOW = 4_096
 
 
@@ -54,6 +56,7 @@ class GenerateConfig:
     language: str | None = None  # the language rows are written in; None = the task file's
     reject: Path | None = None  # rejected rows, shown as negatives by the contrastive strategy
     anchors: Path | None = None  # examples to write close variants of: count rows per anchor
+    more: tuple[dict[str, int], ...] = ()  # rounds of rows per label added to the plan (--keep)
     text_column: str = "text"
     label_column: str = "label"
     model: str | None = None  # None = the built-in model
@@ -93,6 +96,7 @@ class CurateConfig:
     mislabeled: str = "confident"  # label-fidelity: "flag", "drop" or "confident" (below)
     judge_confidence: float = 0.9  # confident: the judge's probability for its label ...
     judge_accuracy: float = 0.8  # ... and its cross-validated accuracy on the real data
+    keep: int | None = None  # surplus: at most this many rows per label; None: every one
 
 
 @dataclass(frozen=True)
@@ -158,6 +162,12 @@ class RunConfig:
     test: Path
     settings: TrainSettings = field(default_factory=TrainSettings)
     resamples: int = RESAMPLES
+    keep: int | None = None  # grow the run in rounds until this many rows per label pass
+    keep_budget: float = KEEP_BUDGET  # ... generating at most this many times keep per label
+
+    def __post_init__(self) -> None:
+        if self.keep is not None and self.generation.balance is not None:
+            raise UsageError("give either --keep or --balance, not both")
 
 
 @dataclass(frozen=True)

@@ -114,6 +114,13 @@ _REAL_HELP = "[default: the run's --seed-data]"
     show_default=True,
     help="--mislabeled confident: the judge's cross-validated accuracy on the real data.",
 )
+@click.option(
+    "--keep",
+    type=click.IntRange(min=1),
+    default=None,
+    help="surplus: keep at most this many rows per label, the first in row order, of "
+    "those the other rules keep. [default: every one]",
+)
 @json_option("curation.json instead of a table")
 @quiet_option
 def curate(
@@ -133,6 +140,7 @@ def curate(
     mislabeled: str,
     judge_confidence: float,
     judge_accuracy: float,
+    keep: int | None,
     as_json: bool,
     quiet: bool,
 ) -> None:
@@ -168,6 +176,7 @@ def curate(
         mislabeled=mislabeled,
         judge_confidence=judge_confidence,
         judge_accuracy=judge_accuracy,
+        keep=keep,
     )
     summary = run_curation(config, say=say(quiet))
     click.echo(

@@ -29,7 +29,14 @@ from localgen.cli.options import (
     strict_option,
     task_argument,
 )
-from localgen.config import BoostConfig, EngineSettings, GenerateConfig, RunConfig, TrainSettings
+from localgen.config import (
+    KEEP_BUDGET,
+    BoostConfig,
+    EngineSettings,
+    GenerateConfig,
+    RunConfig,
+    TrainSettings,
+)
 
 
 @click.command("run")
@@ -55,6 +62,22 @@ from localgen.config import BoostConfig, EngineSettings, GenerateConfig, RunConf
 @engine_options
 @retries_option
 @check_labels_option
+@click.option(
+    "--keep",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Grow the run in rounds until N rows of each label pass curation (the first "
+    "round: --count, or the task's count), and train on the first N of each. "
+    "[default: train on every row that passes]",
+)
+@click.option(
+    "--keep-budget",
+    type=click.FloatRange(min=1),
+    default=KEEP_BUDGET,
+    show_default=True,
+    help="--keep: plan at most this many times N rows per label, all rounds together; a "
+    "label still short then trains on what passed, with a warning.",
+)
 @train_options
 @resamples_option
 @overwrite_option()
@@ -77,6 +100,8 @@ def run_command(
     engine: EngineSettings,
     retries: int,
     check_labels: bool,
+    keep: int | None,
+    keep_budget: float,
     settings: TrainSettings,
     resamples: int,
     overwrite: bool,
@@ -89,7 +114,8 @@ def run_command(
 
     Prints the comparison (macro-F1 and accuracy with 95% bootstrap intervals, and the
     paired difference against real only) and writes it to OUT/comparison.json and
-    OUT/report.html. Rerunning after an interruption resumes the generation.
+    OUT/report.html. Rerunning after an interruption resumes the generation. With
+    --keep N, the run grows in rounds until N rows of each label pass curation.
 
     \b
     Example:
@@ -120,7 +146,7 @@ def run_command(
         quiet=quiet,
         strict=strict,
     )
-    config = RunConfig(generation, test, settings, resamples)
+    config = RunConfig(generation, test, settings, resamples, keep, keep_budget)
     comparison = run_pipeline(config, say=say(quiet))
     click.echo(
         json.dumps(comparison, indent=2, ensure_ascii=False)

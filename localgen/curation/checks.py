@@ -3,6 +3,7 @@ about itself. None of them drops a row; `localgen.curation.curate` charges the d
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -272,4 +273,18 @@ def on_topic(labels: list[str], likelihood: list[float | None], config: CurateCo
             )
     result.info["cutoff_per_label"] = cutoffs
     result.info["unscored"] = sum(v is None for v in likelihood)
+    return result
+
+
+def surplus(labels: list[str], dropped_by: list[str | None], keep: int) -> RuleResult:
+    """The rows of each label beyond the first `keep` (in row order) that no other rule
+    dropped: what `--keep N` leaves out so that every label trains on N rows."""
+    result = RuleResult(info={"keep_per_label": keep})
+    passed: Counter[str] = Counter()
+    for i, (label, dropped) in enumerate(zip(labels, dropped_by, strict=True)):
+        if dropped is None:
+            passed[label] += 1
+            if passed[label] > keep:
+                result.findings[i] = Finding("surplus", f"the label already has {keep} rows")
+    result.info["passed_per_label"] = dict(sorted(passed.items()))
     return result

@@ -22,6 +22,9 @@ charged to the first rule in `RULES` that fired on it. The rules:
 - label-fidelity: a linear classifier trained on the real data disagrees with the row's
   label. Flagged (kept, with the judge's label in the table), dropped, or dropped only
   where the judge is confident and cross-validates well on the real data ("confident").
+- surplus: with `keep` N, a label's rows beyond the first N (in row order) that every
+  other rule kept, so that each label keeps N (`localgen run --keep` grows the run
+  until they are there).
 
 The raw rows are never touched: `curated.parquet` and `curation.json` are new files.
 """
@@ -67,7 +70,7 @@ def curate(
             active = [r for r in RULES if r not in config.skip]
             encoder_name = _embed(data, config, active, encoder, say)
             results, report = _run_rules(data, config, active, say)
-            dropped_by = _charge(results, config, len(data.ids))
+            dropped_by = _charge(results, config, data.labels, active)
             curated, summary = _summary(data, results, report, dropped_by, encoder_name)
         summary["egress"] = audit.as_dict()
         write_table(curated, config.run_dir / CURATED)
@@ -206,6 +209,10 @@ def _run_rules(
         if rule not in active:
             report[rule] = _skipped("switched off (--skip)")
             continue
+        if rule == "surplus":  # it counts what the others keep: `_charge` runs it
+            if config.keep is None:
+                report[rule] = _skipped("keeps every row the other rules keep (no --keep)")
+            continue
         say(f"rule {rule}")
         outcome = _apply(rule, data, config)
         if isinstance(outcome, str):
@@ -215,10 +222,15 @@ def _run_rules(
     return results, report
 
 
-def _charge(results: dict[str, RuleResult], config: CurateConfig, n: int) -> list[str | None]:
-    """The rule each dropped row is charged to: the first in RULES that drops it."""
-    dropped_by: list[str | None] = [None] * n
+def _charge(
+    results: dict[str, RuleResult], config: CurateConfig, labels: list[str], active: list[str]
+) -> list[str | None]:
+    """The rule each dropped row is charged to: the first in RULES that drops it. The
+    surplus rule, last, runs here on what the others keep (its result joins `results`)."""
+    dropped_by: list[str | None] = [None] * len(labels)
     for rule in RULES:
+        if rule == "surplus" and rule in active and config.keep is not None:
+            results[rule] = checks.surplus(labels, dropped_by, config.keep)
         if rule not in results:
             continue
         if rule == "label-fidelity":
@@ -340,6 +352,8 @@ def summary_table(summary: dict[str, Any]) -> str:
             + ", ".join(f"{k} {v:.0%}" for k, v in entry.get("agreement_per_label", {}).items()),
             "on-topic": f"the most likely {entry.get('keep_share', 0):.0%} of each label kept",
             "label-fidelity": _judge_setting(entry),
+            "surplus": f"at most {entry.get('keep_per_label')} rows per label, "
+            "the first in row order",
         }[rule]
         lines.append(f"{rule:<16} {entry['flagged']:>8} {entry['dropped']:>8}  {setting}")
     return "\n".join(lines)

@@ -13,6 +13,7 @@ RULES = (
     "label-consistency",
     "on-topic",
     "label-fidelity",
+    "surplus",  # after the others: rows of a label beyond --keep, of those still kept
 )
 # What curation does with the rows the label judge disputes: keep them flagged, drop them
 # all, or drop only those it is confident about when it cross-validates well.

@@ -150,6 +150,7 @@ def prepare_plan(
         anchors=anchors,
         language=config.language,
         fit=fit,
+        more=config.more,
     )
     return task, seed_data, plan
 
@@ -338,10 +339,14 @@ def generate(
             run = RunFolder(config.out)
             created = run.is_empty()
             holding.enter_context(writing(config.out, "generate"))  # one writer per run folder
-            previous = run.prepare(plan.fingerprint, config.overwrite)
+            previous = run.prepare(plan.fingerprints, config.overwrite)
             done = run.rows.keys()
             if previous is not None and done:
-                say(f"resuming {config.out}: {len(done)} of {plan.rows} rows already stored")
+                grows = previous["plan"]["fingerprint"] != plan.fingerprint
+                how = "adding rows to" if grows else "resuming"
+                say(f"{how} {config.out}: {len(done)} of {plan.rows} rows already stored")
+                if grows:
+                    run.forget_curation()  # it judged the rows before these
             manifest = manifests.started(config, task, seed_data, plan, notes)
             manifest["timings"] = timings = {}
             writer = _Writer(run, manifest, len(done), config.shard_rows)

@@ -39,6 +39,7 @@ def started(
             "summaries": plan.summaries,
             "second_pass_rows": plan.second_pass_rows,
             "per_label": plan.counts(),
+            "more": plan.more,  # rounds of rows per label added to the first plan (--keep)
             "notes": notes,
             "limits": plan.limits,
         },

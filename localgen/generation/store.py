@@ -112,8 +112,9 @@ class RunFolder:
             return None
         return data if isinstance(data, dict) else None
 
-    def prepare(self, fingerprint: str, overwrite: bool) -> dict[str, Any] | None:
-        """Make the folder ready; return the previous manifest when resuming the same plan."""
+    def prepare(self, fingerprints: list[str], overwrite: bool) -> dict[str, Any] | None:
+        """Make the folder ready; return the previous manifest when resuming the same plan,
+        or one this plan extends (`Plan.fingerprints`)."""
         if self.path.exists() and not self.path.is_dir():
             raise OutputError(f"--out {self.path} is a file; give a folder for the run")
         previous = self.read_manifest()
@@ -123,7 +124,7 @@ class RunFolder:
                     f"{self.path} is not empty and holds no localgen run; "
                     "choose another --out or pass --overwrite"
                 )
-            if previous.get("plan", {}).get("fingerprint") != fingerprint:
+            if previous.get("plan", {}).get("fingerprint") not in fingerprints:
                 raise OutputError(
                     f"{self.path} holds a different run (other task, count, seed or data); "
                     "choose another --out or pass --overwrite to replace it"
@@ -141,6 +142,12 @@ class RunFolder:
             for stale in folder.glob(".*.tmp"):
                 stale.unlink(missing_ok=True)
         return previous
+
+    def forget_curation(self) -> None:
+        """Remove curated.parquet and curation.json: what the rows read by other commands
+        (`--rows auto`) would come from, once the run has grown past what they judged."""
+        for name in (CURATED, CURATION):
+            (self.path / name).unlink(missing_ok=True)
 
     def is_empty(self) -> bool:
         """No folder yet, or one with nothing in it but the writer lock."""

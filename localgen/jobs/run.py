@@ -1,7 +1,8 @@
 """`localgen run`: the whole job, and the answer to "did the synthetic rows help?".
 
 generate (with the real training data as seed data; resumes) -> curate (against the real
-training data, and against the test data for contamination) -> train three classifiers
+training data, and against the test data for contamination; with `keep`, in rounds until
+enough rows pass: `localgen.jobs.keep`) -> train three classifiers
 on the same encoder: real only, synthetic only, real + synthetic -> score each on the
 same real test data, with bootstrap intervals and paired differences -> write
 `comparison.json` and the report, which shows the comparison.
@@ -22,12 +23,10 @@ from localgen.classify.train import TrainingSet, check_known, fit, load_encoder,
 from localgen.config import (
     METHOD_TITLES,
     RESAMPLES,
-    CurateConfig,
     ReportConfig,
     RunConfig,
     TrainSettings,
 )
-from localgen.curation.curate import curate, summary_table
 from localgen.data import (
     LabeledData,
     data_warnings,
@@ -35,8 +34,9 @@ from localgen.data import (
     read_task_data,
     shared_texts,
 )
-from localgen.generation.generate import GenerateResult, generate
+from localgen.generation.generate import GenerateResult
 from localgen.generation.store import COMPARISON
+from localgen.jobs.keep import generate_and_curate
 from localgen.locks import writing
 from localgen.offline import egress_guard
 from localgen.planning.task import Task, load_task
@@ -199,31 +199,25 @@ def _run(
     timings: dict[str, float] = {}
 
     def stage(number: int, title: str) -> float:
-        say(f"{number}/4 {title}")
+        say(f"{number}/3 {title}")
         return time.monotonic()
 
-    t0 = stage(1, "generating")
-    result = generate(gen, engine=engine, model=model, say=say)
-    timings["generate_s"] = round(time.monotonic() - t0, 1)
+    t0 = stage(1, "generating and curating" + ("" if config.keep is None else " in rounds"))
+    result, curation, rounds = generate_and_curate(config, say, engine, model)
+    timings["generate_curate_s"] = round(time.monotonic() - t0, 1)
 
-    t0 = stage(2, "curating")
-    text_column, label_column = gen.text_column, gen.label_column
-    curation = curate(
-        CurateConfig(gen.out, gen.seed_data, config.test, text_column, label_column), say=say
-    )
-    say(summary_table(curation))
-    timings["curate_s"] = round(time.monotonic() - t0, 1)
-
-    t0 = stage(3, "training and evaluating")
+    t0 = stage(2, "training and evaluating")
     outcome, encoder, egress = _train_and_compare(config, task.label_names, real, test, say)
     timings["train_evaluate_s"] = round(time.monotonic() - t0, 1)
     comparison = _comparison(config, task.name, real, test, result, curation, outcome)
+    comparison["synthetic"]["keep"] = rounds
     comparison["egress"] = egress
     write_json(gen.out / COMPARISON, comparison)
 
-    t0 = stage(4, "writing the report")
+    t0 = stage(3, "writing the report")
     write_report(
-        ReportConfig(gen.out, gen.seed_data, "curated", text_column, label_column), encoder
+        ReportConfig(gen.out, gen.seed_data, "curated", gen.text_column, gen.label_column),
+        encoder,
     )
     timings["report_s"] = round(time.monotonic() - t0, 1)
     timings["total_s"] = round(time.monotonic() - started, 1)

@@ -29,6 +29,7 @@ import dataclasses
 import hashlib
 import json
 import math
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 import polars as pl
@@ -132,11 +133,12 @@ def _label_blocks(
     ctx: strategies.LabelContext,
     start: int,
     notes: list[str],
+    index: int = 0,
 ) -> list[Block]:
-    """The label's n rows as blocks, one per strategy in listed order; a strategy that
-    cannot run falls back to zero-shot, with a note."""
+    """The label's n rows as blocks, one per strategy in listed order, from plan position
+    `start` and the label's row number `index`; a strategy that cannot run falls back to
+    zero-shot, with a note."""
     blocks: list[Block] = []
-    index = 0
     for name, share in split_count(n, weights).items():
         fallback = (name in NEEDS_EXAMPLES and ctx.examples is None) or (
             name == "attributes" and not ctx.pools
@@ -145,10 +147,9 @@ def _label_blocks(
             why = "no real examples" if name != "attributes" else "no attribute pools"
             notes.append(f"label '{label}' has {why}: {share} {name} rows use zero-shot")
         strategy = "zero-shot" if fallback else name
-        blocks.append(
-            Block(label, strategy, start + index, index, share, ctx.first_followup(strategy, share))
-        )
-        index += share
+        first_followup = ctx.first_followup(strategy, share)
+        blocks.append(Block(label, strategy, start, index, share, first_followup))
+        start, index = start + share, index + share
     return blocks
 
 
@@ -167,9 +168,13 @@ def build_plan(
     anchors: LabeledData | None = None,
     language: str | None = None,
     fit: PromptFit | None = None,
+    more: Sequence[Mapping[str, int]] = (),
 ) -> Plan:
     """Plan the requests of a run; arguments left at None take the task file's setting.
-    With `fit`, every prompt is measured and fitted to the context (`planning/fit.py`)."""
+    With `fit`, every prompt is measured and fitted to the context (`planning/fit.py`).
+    `more` extends the plan by rounds of rows per label, each after the last: the plan
+    without them is a prefix of the plan with them (the same requests at the same
+    positions), so a finished run can grow (`localgen run --keep`)."""
     gen = task.generation
     weights: dict[str, float] = strategy_weights(strategy) if strategy else gen.strategy
     if anchors is not None:
@@ -196,26 +201,33 @@ def build_plan(
         language=_language(language or task.language),
         fit=fit,
     )
-    contexts: dict[str, strategies.LabelContext] = {}
+    contexts = {label: shared.for_label(label) for label in task.labels}
     blocks: list[Block] = []
-    for label in task.labels:
-        ctx = contexts[label] = shared.for_label(label)
-        start = blocks[-1].stop if blocks else 0
-        blocks += _label_blocks(label, counts[label], weights, ctx, start, notes)
-    for b in blocks:
-        if b.strategy == "contrastive":
-            contexts[b.label].contrastive_total = b.count
+    rounds: list[list[Block]] = []  # the blocks of the plan without `more`, then each round
+    planned: dict[str, int] = dict.fromkeys(task.labels, 0)  # the labels' rows so far
+    for extra in [counts, *more]:
+        if unknown := sorted(set(extra) - set(task.labels)):
+            raise TaskError(f"unknown label '{unknown[0]}' in a round of rows")
+        for label in task.labels:
+            n = extra.get(label, 0)
+            if rounds and not n:
+                continue  # a label a round adds nothing to leaves the plan as it was
+            start = blocks[-1].stop if blocks else 0
+            ctx = contexts[label]
+            blocks += _label_blocks(label, n, weights, ctx, start, notes, planned[label])
+            planned[label] += n
+        rounds.append(list(blocks))
 
     def make(position: int, block: Block, request_seed: int) -> Step:
         ctx = contexts[block.label]
         nth = position - block.start  # the row's number among the block's
         request = ctx.request(block.index + nth, block.strategy, request_seed)
-        return strategies.STRATEGY[block.strategy](ctx, request, nth)
+        second = nth >= block.first_followup
+        return strategies.STRATEGY[block.strategy](ctx, request, nth, second)
 
     definition = {
         "seed": seed,
         "task": task.model_dump(mode="json"),
-        "blocks": [dataclasses.astuple(b) for b in blocks],
         "seed_data": _frame_hash(seed_data),
         "anchors": _frame_hash(anchors),
         "rejects": [dataclasses.astuple(r) for r in rejects or []],
@@ -229,11 +241,19 @@ def build_plan(
         limits=_limits(task, fit),
         blocks=blocks,
         make=make,
-        definition=definition,
+        definitions=[
+            (len([b for b in these if b.count]), definition | {"blocks": _astuples(these)})
+            for these in rounds
+        ],
         fit=fit,
+        more=[dict(extra) for extra in more],
     )
     plan.check()  # a prompt that cannot be built fails here, before any engine work
     return plan
+
+
+def _astuples(blocks: list[Block]) -> list[tuple[object, ...]]:
+    return [dataclasses.astuple(b) for b in blocks]
 
 
 def _frame_hash(data: LabeledData | None) -> str | None:

@@ -173,8 +173,10 @@ class Plan:
     all held at once: a plan of a billion rows costs what its counts and the requests
     asked for cost. Positions run over the labels in task order, each label's rows in
     blocks, one per strategy (`Block`); `make(position, block, seed)` builds a position's
-    `Step`. `definition` holds what the requests are built from (task, seed, data, counts),
-    so that equal definitions give equal plans."""
+    `Step`. A definition holds what the requests are built from (task, seed, data, blocks),
+    so that equal definitions give equal plans; `definitions` has one per round of rows
+    (the plan as first asked for, then each round `more` added): (the blocks the plan had
+    then, the definition)."""
 
     def __init__(
         self,
@@ -184,18 +186,20 @@ class Plan:
         limits: str,
         blocks: list[Block],
         make: Callable[[int, Block, int], Step],
-        definition: dict[str, Any],
+        definitions: list[tuple[int, dict[str, Any]]],
         fit: PromptFit | None = None,
+        more: list[dict[str, int]] | None = None,
     ) -> None:
         self.seed = seed
         self.notes = notes  # things the user should know (e.g. a label fell back to zero-shot)
         self.limits = limits  # the bound every row gets: characters and tokens
         self.blocks = [b for b in blocks if b.count]
         self.fit = fit  # measures every prompt built against the context, when given
+        self.more = more or []  # the rounds of rows per label added to the first plan
         self._make = make
-        self._definition = definition
+        self._definitions = definitions
         self._starts = [b.start for b in self.blocks]
-        self._fingerprint: str | None = None
+        self._fingerprints: list[str] | None = None
 
     # Counts, known without building a request.
     @property
@@ -298,11 +302,11 @@ class Plan:
         return [f for step in self.steps() for f in step.followups]
 
     # What identifies the plan, and what measuring its prompts found.
-    def probes(self) -> list[int]:
+    def probes(self, blocks: int | None = None) -> list[int]:
         """Positions that show every kind of request: each block's first row, its first
-        second-pass row, and its last."""
+        second-pass row, and its last (of the first `blocks` blocks, else of all)."""
         found: set[int] = set()
-        for b in self.blocks:
+        for b in self.blocks[:blocks]:
             found.update((b.start, b.stop - 1, b.start + min(b.first_followup, b.count - 1)))
         return sorted(found)
 
@@ -316,21 +320,29 @@ class Plan:
         """Hash of what the plan is built from and of its requests at the probes (prompt,
         schema, sampling settings, seed): equal plans give equal hashes, and a change in
         how a prompt is written changes it."""
-        if self._fingerprint is None:
-            h = hashlib.sha256(json.dumps(self._definition, sort_keys=True).encode())
-            with self.unmeasured():
-                for position in self.probes():
-                    step = self.step(position)
-                    items = [(r, r.prompt) for r in step.requests + step.drafts] + [
-                        (f.request, [f.template.hash, f.variables, f.earlier])
-                        for f in step.followups
-                    ]
-                    for r, prompt in items:
-                        fields: list[Any] = [r.key, prompt, r.schema.json_schema]
-                        fields += [r.max_tokens, r.temperature, r.top_p, r.seed]
-                        h.update(json.dumps(fields, sort_keys=True).encode())
-            self._fingerprint = h.hexdigest()[:16]
-        return self._fingerprint
+        return self.fingerprints[-1]
+
+    @property
+    def fingerprints(self) -> list[str]:
+        """The fingerprint of the plan as first asked for, then of the plan after each
+        round `more` added: a run stored under any of them is a prefix of this plan."""
+        if self._fingerprints is None:
+            self._fingerprints = [self._hash(*d) for d in self._definitions]
+        return self._fingerprints
+
+    def _hash(self, blocks: int, definition: dict[str, Any]) -> str:
+        h = hashlib.sha256(json.dumps(definition, sort_keys=True).encode())
+        with self.unmeasured():
+            for position in self.probes(blocks):
+                step = self.step(position)
+                items = [(r, r.prompt) for r in step.requests + step.drafts] + [
+                    (f.request, [f.template.hash, f.variables, f.earlier]) for f in step.followups
+                ]
+                for r, prompt in items:
+                    fields: list[Any] = [r.key, prompt, r.schema.json_schema]
+                    fields += [r.max_tokens, r.temperature, r.top_p, r.seed]
+                    h.update(json.dumps(fields, sort_keys=True).encode())
+        return h.hexdigest()[:16]
 
     @contextmanager
     def unmeasured(self) -> Iterator[None]:

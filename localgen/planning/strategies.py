@@ -156,7 +156,6 @@ class LabelContext:
     examples: pl.DataFrame | None
     schema: RowSchema
     variables: dict[str, Any]  # the template variables every strategy fills in
-    contrastive_total: int = 0  # contrastive rows of this label
 
     def first_followup(self, strategy: str, count: int) -> int:
         """How many of a block of `count` rows of `strategy` are asked in the first pass:
@@ -195,12 +194,12 @@ class LabelContext:
         return Followup(request, template, variables, fit=self.shared.fit, **links)
 
 
-def zero_shot(ctx: LabelContext, request: Request, nth: int) -> Step:
+def zero_shot(ctx: LabelContext, request: Request, nth: int, second: bool) -> Step:
     """Context, label description, style and length."""
     return ctx.rendered(request, dict(ctx.variables))
 
 
-def few_shot(ctx: LabelContext, request: Request, nth: int) -> Step:
+def few_shot(ctx: LabelContext, request: Request, nth: int, second: bool) -> Step:
     """k real examples of the label, to imitate without rewriting."""
     assert ctx.examples is not None, "the plan falls back to zero-shot without examples"
     pick = random.Random(request.seed)
@@ -219,13 +218,13 @@ def _with_attributes(
     return replace(request, attributes=drawn), ctx.variables | {"attributes": list(drawn.items())}
 
 
-def attributes(ctx: LabelContext, request: Request, nth: int) -> Step:
+def attributes(ctx: LabelContext, request: Request, nth: int, second: bool) -> Step:
     """One value from each attribute pool of the label."""
     request, variables = _with_attributes(ctx, request, random.Random(request.seed))
     return ctx.rendered(request, variables)
 
 
-def hierarchical(ctx: LabelContext, request: Request, nth: int) -> Step:
+def hierarchical(ctx: LabelContext, request: Request, nth: int, second: bool) -> Step:
     """A first pass writes a one-line summary, a second writes the text from it."""
     request, variables = _with_attributes(ctx, request, random.Random(request.seed))
     settings = ctx.shared.task.generation.hierarchical
@@ -244,7 +243,7 @@ def hierarchical(ctx: LabelContext, request: Request, nth: int) -> Step:
     )
 
 
-def contrastive(ctx: LabelContext, request: Request, nth: int) -> Step:
+def contrastive(ctx: LabelContext, request: Request, nth: int, second: bool) -> Step:
     """The real examples nearest to an anchor ("similar to these") and negatives
     ("different from these"): the nearest examples of other labels, rejected rows and, for
     the second half of the label's requests, rows the first pass wrote."""
@@ -272,14 +271,15 @@ def contrastive(ctx: LabelContext, request: Request, nth: int) -> Step:
         positive_ids=tuple(frame["id"][pos]),
         negative_ids=tuple(frame["id"][near]) + tuple(r.id for r in rejected),
     )
-    if nth >= ctx.first_followup("contrastive", ctx.contrastive_total):
+    if second:
         variables.pop("earlier")  # the second pass fills it in
         return Step(followups=[ctx.followup(request, variables, earlier=settings.earlier)])
     return ctx.rendered(request, variables)
 
 
-# Each builds one row's step; `nth` is the row's number among the label's rows of the strategy.
-STRATEGY: dict[str, Callable[[LabelContext, Request, int], Step]] = {
+# Each builds one row's step; `nth` is the row's number among its block's rows (the label's
+# rows of the strategy in one round), `second` whether it waits for the first pass.
+STRATEGY: dict[str, Callable[[LabelContext, Request, int, bool], Step]] = {
     "zero-shot": zero_shot,
     "few-shot": few_shot,
     "contrastive": contrastive,

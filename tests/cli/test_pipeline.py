@@ -146,3 +146,52 @@ def test_run_trains_all_three_with_the_method_and_says_so(tmp_path: Path) -> Non
         )
         assert json.loads(scored.stdout)["macro_f1"] == comparison["results"][name]["macro_f1"]
     assert "tuned by SetFit on 16 pairs" in (out / "report.html").read_text()
+
+
+def test_run_keep_grows_the_run_until_each_label_has_n_rows_and_trains_on_n(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "run"
+    args = ["run", str(EXAMPLE_TASK), "--real", str(EXAMPLE_SEED), "--test", str(EXAMPLE_TEST)]
+    args += [*COLUMNS, "--out", str(out), "-n", "4", "--engine", "fake", "--resamples", "0"]
+    first = CliRunner().invoke(cli, [*args, "--keep", "6"])
+    assert first.exit_code == 0, first.output
+    assert "round 2: labels short of 6 rows: asking" in first.stderr
+    manifest = json.loads((out / "manifest.json").read_text())
+    [round_two] = manifest["plan"]["more"]
+    assert manifest["counts"]["stored"] == 16 + sum(round_two.values())
+    comparison = json.loads((out / "comparison.json").read_text())
+    keep = comparison["synthetic"]["keep"]
+    assert keep["rounds"] == 2 and keep["short"] == 0
+    assert all(entry["passed"] >= 6 for entry in keep["per_label"].values())
+    trained = comparison["results"]["synthetic"]["training_rows"]["synthetic"]
+    assert trained == dict.fromkeys(["account_access", "billing", "bug", "feature_request"], 6)
+    assert comparison["synthetic"]["kept"] == 24
+    curation = json.loads((out / "curation.json").read_text())
+    surplus = sum(entry["passed"] - 6 for entry in keep["per_label"].values())
+    assert curation["rules"]["surplus"]["dropped"] == surplus
+    # The same command again finds the rounds done; a larger N adds a round to the same
+    # run, and the rows already stored stay as they were.
+    import polars as pl
+
+    before = pl.read_parquet(out / "synthetic.parquet").select("request_key", "text", "seed")
+    again = CliRunner().invoke(cli, [*args, "--keep", "6"])
+    assert again.exit_code == 0 and "round" not in again.stderr.replace("rounds", "")
+    more = CliRunner().invoke(cli, [*args, "--keep", "9", "--keep-budget", "2"])
+    assert more.exit_code == 0, more.output
+    assert "adding rows to" in more.stderr
+    after = pl.read_parquet(out / "synthetic.parquet").select("request_key", "text", "seed")
+    assert (
+        before.join(after, on="request_key")
+        .filter((pl.col("text") != pl.col("text_right")) | (pl.col("seed") != pl.col("seed_right")))
+        .is_empty()
+        and after.height > before.height
+    )
+    keep = json.loads((out / "comparison.json").read_text())["synthetic"]["keep"]
+    assert keep["rounds"] == 3 and keep["budget_per_label"] == 18
+    # A budget too small for N: the label trains on what passed, with a warning.
+    small = CliRunner().invoke(cli, [*args, "--keep", "40", "--keep-budget", "1"])
+    assert small.exit_code == 0, small.output
+    assert "warning: label 'billing' has" in small.stderr and "of 40 rows" in small.stderr
+    refused = CliRunner().invoke(cli, [*args[:-6], "--balance", "majority", "--keep", "4"])
+    assert refused.exit_code == 2 and "either --keep or --balance" in refused.output

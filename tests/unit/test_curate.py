@@ -296,3 +296,27 @@ def test_above_the_exact_limit_near_duplicates_come_from_the_index(
         x, [f"r{i}" for i in range(len(x))], None, x[:0], CurateConfig(Path("."))
     )
     assert result.info["search"].startswith("approximate") and result.info["within_synthetic"] == 40
+
+
+def test_keep_drops_a_labels_rows_beyond_the_first_n_that_pass(tmp_path: Path) -> None:
+    texts = [f"message number {n} about the invoice and a refund" for n in range(7)]
+    labels = ["billing", "billing", "billing", "billing", "access", "access", "billing"]
+    rows = [{"text": t, "label": lab} for t, lab in zip(texts, labels, strict=True)]
+    rows[1]["text"] = "too short"  # length drops it: it does not count towards keep
+    run = make_run(tmp_path, rows)
+    off = frozenset({"near-duplicate"})
+    summary = curate(CurateConfig(run, keep=2, skip=off), BagOfWords())
+    rule = summary["rules"]["surplus"]
+    assert rule["enabled"] and rule["dropped"] == 2 and rule["keep_per_label"] == 2
+    assert rule["passed_per_label"] == {"access": 2, "billing": 4}
+    assert summary["counts"]["per_label"]["billing"] == {"input": 5, "kept": 2}
+    kept = pl.read_parquet(run / CURATED)["text"].to_list()
+    assert kept == [texts[0], texts[2], texts[4], texts[5]]  # the first two of each
+    by_row = {r["id"]: r["dropped_by"] for r in summary["rows"]}
+    assert by_row == {
+        "syn-0000000000000001": "length",
+        "syn-0000000000000003": "surplus",
+        "syn-0000000000000006": "surplus",
+    }
+    without = curate(CurateConfig(run, skip=off), BagOfWords())["rules"]["surplus"]
+    assert without["enabled"] is False and "no --keep" in without["reason"]

@@ -142,3 +142,35 @@ def test_the_fingerprint_sees_the_data_and_the_templates(
     (folder / "few-shot.jinja").write_text((folder / "few-shot.jinja").read_text() + "\nMore.")
     edited = build_plan(task, strategy="few-shot", seed_data=data, prompts=PromptLibrary(folder))
     assert edited.fingerprint != base
+
+
+def test_a_plan_grown_by_rounds_starts_with_the_plan_it_grew_from(
+    task_file: Path, seed_csv: Path
+) -> None:
+    # run --keep grows a finished run: the rows stored must be the first rows of the
+    # larger plan, unchanged, and its fingerprints must name the smaller plan.
+    task, data = load_task(task_file), read_labeled(seed_csv, "body", "cls")
+    strategies = ["zero-shot", "contrastive"]
+    common = {"seed": 5, "strategy": strategies, "seed_data": data, "encoder": BagOfWords()}
+    base = build_plan(task, count=4, **common)
+    grown = build_plan(task, count=4, more=[{"bug": 6}, {"billing": 2, "bug": 0}], **common)
+    assert base.rows == 8 and grown.rows == 16
+    assert list(grown.steps(0, base.rows)) == list(base.steps())
+    assert grown.fingerprints[0] == base.fingerprint != grown.fingerprint
+    assert len(grown.fingerprints) == 3 and len(set(grown.fingerprints)) == 3
+    # A round that asks a label for nothing leaves the plan as it was.
+    assert (
+        grown.fingerprint
+        == build_plan(task, count=4, more=[{"bug": 6}, {"billing": 2}], **common).fingerprint
+    )
+    # Keys go on numbering the label's rows; seeds are new; each round splits its rows
+    # among the strategies and contrastive asks its second half after the first pass.
+    added = [k for k in grown.row_keys()][base.rows :]
+    assert added == [f"bug-{i:06d}" for i in range(4, 10)] + ["billing-000004", "billing-000005"]
+    assert grown.counts()["bug"] == {"zero-shot": 5, "contrastive": 5}
+    seeds = [r.seed for r in grown.requests] + [f.request.seed for f in grown.followups]
+    assert len(set(seeds)) == 16
+    round_two = [b for b in grown.blocks if b.label == "bug" and b.index == 7]
+    assert [(b.strategy, b.count, b.first_followup) for b in round_two] == [("contrastive", 3, 2)]
+    with pytest.raises(TaskError, match="unknown label 'nope'"):
+        build_plan(task, count=4, more=[{"nope": 1}], **common)

@@ -17,6 +17,10 @@ WEIGHTS (1, and auto), scored on the same real test rows: macro-F1 with 95% boot
 intervals and the paired difference to real only. The reference is the same classifier
 on every training row.
 
+Stage 4 (keep): `run --keep 24` for each model, dataset and size: the same 24 rows per
+label first, then rounds until 24 per label pass run's default curation; scored against
+that run's first round alone (what `run` without --keep trains on), paired.
+
 Prints a Markdown table and writes it, with every number as JSON, to
 runs/bench-real-data/results.md and results.json, beside each dataset's train.csv,
 train-N.csv and test.csv and each run folder (`<model>-<N>`), so `localgen curate`,
@@ -48,6 +52,7 @@ from localgen.config import (
     CurateConfig,
     EngineSettings,
     GenerateConfig,
+    RunConfig,
     TrainSettings,
     parse_weight,
 )
@@ -57,6 +62,7 @@ from localgen.engines.loader import load_engine
 from localgen.generation.generate import generate
 from localgen.generation.store import RunFolder
 from localgen.jobs.boost import boost
+from localgen.jobs.keep import generate_and_curate
 from localgen.models.resolve import resolve_model
 from localgen.offline import apply_offline_env
 
@@ -327,6 +333,7 @@ def evaluate_all(args: argparse.Namespace) -> None:
             "reference": reference(train, test, folder / "reference-model"),
             "settings": (results.get(name) or {}).get("settings", {}),
             "boost": (results.get(name) or {}).get("boost", {}),
+            "keep": (results.get(name) or {}).get("keep", {}),
         }
         for model_name in args.models:
             for size in args.sizes:
@@ -415,6 +422,141 @@ def boost_all(args: argparse.Namespace, model_name: str) -> None:
         engine.close()
 
 
+def _first_round(run_dir: Path, out: Path, per_label: int) -> Path:
+    """A run folder holding the first `per_label` rows of each label of `run_dir`: the
+    rows `run` without --keep would have had (row numbers below the first round's count)."""
+    rows = RunFolder(run_dir).read_rows()
+    number = pl.col("request_key").str.extract(r"-(\d+)$", 1).cast(pl.Int64)
+    out.mkdir(parents=True, exist_ok=True)
+    rows.filter(number < per_label).write_parquet(out / "synthetic.parquet")
+    (out / "manifest.json").write_text((run_dir / "manifest.json").read_text())
+    return out
+
+
+def _rounds_only(line: str) -> None:
+    if line.startswith(("round ", "warning")):
+        print(f"    {line}", flush=True)
+
+
+def keep_all(args: argparse.Namespace, model_name: str) -> None:
+    """Stage 4: `run --keep N` (N = --synthetic) per dataset and size, with run's default
+    curation and an engine shared by all; scored against the same run's first round (the
+    N rows per label generated before any round, curated the same way), with weight auto
+    (run's default) and 1."""
+    model = resolve_model(None if model_name == "builtin" else model_name, print)
+    engine = load_engine(EngineSettings(name="vllm", seed=args.seed), model, print)
+    encoder = Memo(load_encoder(None))
+    saved = args.out / "results.json"
+    results: dict[str, Any] = json.loads(saved.read_text()) if saved.is_file() else {}
+    try:
+        for name in args.datasets:
+            folder = args.out / name
+            train, test = pl.read_csv(folder / "train.csv"), pl.read_csv(folder / "test.csv")
+            labels = sorted(train["label"].unique().to_list())
+            truth = test["label"].to_list()
+            test_vectors = encoder.encode(test["text"].to_list())
+            for size in args.sizes:
+                t0 = time.monotonic()
+                run_dir = folder / f"keep-{model_name}-{size}"
+                generation = GenerateConfig(
+                    task_path=TASKS / f"{name}.toml",
+                    out=run_dir,
+                    count=args.synthetic,
+                    seed=args.seed,
+                    seed_data=folder / f"train-{size}.csv",
+                    quiet=True,
+                )
+                config = RunConfig(generation, folder / "test.csv", keep=args.synthetic)
+                _, kept, rounds = generate_and_curate(config, _rounds_only, engine, model)
+                first = _first_round(run_dir, folder / f"first-{model_name}-{size}", args.synthetic)
+                first_curation = curate(
+                    CurateConfig(first, folder / f"train-{size}.csv", folder / "test.csv"),
+                    encoder=encoder,
+                )
+                real = read_labeled(folder / f"train-{size}.csv")
+                real_model = fit(
+                    training_set(encoder, real, None),
+                    TrainSettings(),
+                    run_dir / "models" / "real",
+                    labels,
+                )
+                real_pred = real_model.head.predict(test_vectors)
+                entry: dict[str, Any] = {"real": score(truth, real_pred), "rounds": rounds}
+                predictions: dict[str, list[str]] = {}
+                for which, source, curation in (
+                    ("first", first, first_curation),
+                    ("keep", run_dir, kept),
+                ):
+                    data = training_set(encoder, real, source, "curated")
+                    entry[which] = {
+                        "kept": curation["counts"]["kept"],
+                        "generated": curation["counts"]["input"],
+                    }
+                    for weight in WEIGHTS:
+                        settings = TrainSettings(synthetic_weight=weight)
+                        trained = fit(data, settings, source / "models" / f"w-{weight}", labels)
+                        predicted = trained.head.predict(test_vectors)
+                        predictions[f"{which}-{weight}"] = predicted
+                        entry[which][str(weight)] = score(truth, predicted) | {
+                            "diff": _diff(truth, real_pred, predicted),
+                            "weight": trained.info["training"]["synthetic_weight"],
+                        }
+                for weight in WEIGHTS:
+                    entry[f"keep_minus_first_{weight}"] = _diff(
+                        truth, predictions[f"first-{weight}"], predictions[f"keep-{weight}"]
+                    )
+                entry["seconds"] = round(time.monotonic() - t0, 1)
+                results.setdefault(name, {}).setdefault("keep", {})[f"{model_name}-{size}"] = entry
+                print(
+                    f"  keep {name} {model_name} {size}: {entry['keep']['kept']} of "
+                    f"{entry['keep']['generated']} kept in {rounds['rounds']} rounds, first round "
+                    f"{entry['first']['kept']} of {entry['first']['generated']} "
+                    f"({entry['seconds']} s)",
+                    flush=True,
+                )
+                saved.write_text(json.dumps(results, indent=2) + "\n")
+    finally:
+        engine.close()
+    text = keep_table(results)
+    print(text)
+    (args.out / "keep.md").write_text(text + "\n")
+
+
+def keep_table(results: dict[str, Any]) -> str:
+    """One line per dataset, size and model: the first round against --keep."""
+    lines = [
+        "| dataset | real/label | model | rounds | rows kept / generated: first round, keep "
+        "| real only | first round, auto | keep, auto | keep - first, auto "
+        "| first round, weight 1 | keep, weight 1 | keep - first, weight 1 |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, entry in results.items():
+        for key, k in sorted(entry.get("keep", {}).items()):
+            model, size = key.rsplit("-", 1)
+            first, keep = k["first"], k["keep"]
+            cells = [
+                name,
+                size,
+                model,
+                str(k["rounds"]["rounds"]),
+                f"{first['kept']} / {first['generated']}, {keep['kept']} / {keep['generated']}",
+                ci(k["real"]["macro_f1"]),
+                f"{_short(first['auto'])} ({first['auto']['weight']['chosen']:g})",
+                f"{_short(keep['auto'])} ({keep['auto']['weight']['chosen']:g})",
+                _signed(k["keep_minus_first_auto"]),
+                _short(first["1.0"]),
+                _short(keep["1.0"]),
+                _signed(k["keep_minus_first_1.0"]),
+            ]
+            lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _signed(d: dict[str, Any]) -> str:
+    low, high = d["ci"]
+    return f"{d['macro_f1_difference']:+.3f} [{low:+.3f}, {high:+.3f}]"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "bench-real-data")
@@ -430,7 +572,9 @@ def main() -> None:
         help="boost's synthetic weight (its rounds are judged on validation rows already; "
         "with auto, cross-validation on 8 real rows per label kept none)",
     )
-    parser.add_argument("--stage", choices=["all", "generate", "evaluate", "boost"], default="all")
+    parser.add_argument(
+        "--stage", choices=["all", "generate", "evaluate", "boost", "keep"], default="all"
+    )
     args = parser.parse_args()
     apply_offline_env()
     os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")
@@ -444,6 +588,9 @@ def main() -> None:
     if args.stage in ("all", "boost"):
         for model_name in args.models:
             boost_all(args, model_name)
+    if args.stage in ("all", "keep"):
+        for model_name in args.models:
+            keep_all(args, model_name)
     if args.stage in ("all", "evaluate"):
         evaluate_all(args)
 

@@ -6,7 +6,7 @@ building rows, writing shards, the label check, and writing the output table a b
 a time. Each size runs in a fresh child process that reports its own peak memory (max
 RSS); the last column is that peak over the first size's, measured in the same run.
 Prints a Markdown table.
-Run: make bench-scale (1,000 to 100,000 rows, about 2 minutes)
+Run: make bench-scale (1,000 to 100,000 rows, about 2 minutes; --window N to compare)
      make bench-scale-1m (1,000 and 1,000,000 rows, about 15 minutes)
 """
 
@@ -21,12 +21,14 @@ import tempfile
 import time
 from pathlib import Path
 
+from localgen.config import WINDOW
+
 ROOT = Path(__file__).resolve().parent.parent
 TASK = ROOT / "examples" / "support-tickets" / "task.toml"
 SIZES = (1_000, 10_000, 100_000)
 
 
-def child(rows: int) -> None:
+def child(rows: int, window: int) -> None:
     from localgen.config import EngineSettings, GenerateConfig
     from localgen.engines.fake import FakeEngine
     from localgen.generation.generate import generate
@@ -40,6 +42,7 @@ def child(rows: int) -> None:
             count=rows // 4,  # 4 labels
             strategy=("zero-shot", "attributes"),
             engine=EngineSettings(name="fake"),
+            window=window,
             quiet=True,
         )
         start = time.perf_counter()
@@ -69,16 +72,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--rows", type=int, nargs="+", default=SIZES, help="sizes to run")
+    parser.add_argument("--window", type=int, default=WINDOW, help="generate's --window")
     args = parser.parse_args()
     if args.child:
-        child(args.child)
+        child(args.child, args.window)
         return
     print("| rows | wall s | rows/s | shards | RSS after imports MB | peak RSS MB | peak / first |")
     print("|---|---|---|---|---|---|---|")
     first = None
     for rows in args.rows:
         out = subprocess.run(
-            [sys.executable, __file__, "--child", str(rows)],
+            [sys.executable, __file__, "--child", str(rows), "--window", str(args.window)],
             capture_output=True,
             text=True,
             check=True,

@@ -47,6 +47,7 @@ class ShardSet:
     def __init__(self, folder: Path, key_column: str) -> None:
         self.folder = folder
         self.key_column = key_column
+        self._next: int | None = None  # the next shard's number, once the folder was listed
 
     def files(self) -> list[Path]:
         return sorted(self.folder.glob("part-*.parquet"))
@@ -79,8 +80,11 @@ class ShardSet:
 
     def write(self, records: list[dict[str, Any]], schema: dict[str, Any]) -> Path:
         self.folder.mkdir(parents=True, exist_ok=True)
-        path = self.folder / f"part-{len(self.files()):05d}.parquet"
+        if self._next is None:  # listed once: a run of a million rows writes 5,000 shards
+            self._next = len(self.files())
+        path = self.folder / f"part-{self._next:05d}.parquet"
         write_table(pl.DataFrame(records, schema=schema, orient="row"), path)
+        self._next += 1
         return path
 
 

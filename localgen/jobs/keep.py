@@ -118,7 +118,7 @@ def next_round(
             extra[label] = ask
             continue
         why = f"the budget ({budget} rows, --keep-budget {config.keep_budget:g})"
-        if stalled:
+        if ask > 0 and stalled:
             why = "a round that added no row passing curation to a short label"
         elif ask > 0:
             why = f"the last of {KEEP_ROUNDS} rounds"

@@ -33,3 +33,13 @@ def test_the_rounds_stop_at_the_budget_at_a_stall_and_after_the_last_round() -> 
     assert last == {} and f"the last of {KEEP_ROUNDS} rounds" in notes["notes"][0]
     done, notes = next_round({"a": 20}, {"a": 10}, config(10), 1)
     assert done == {} and notes["notes"] == [] and notes["short"] == 0
+
+
+def test_a_label_out_of_budget_says_so_even_when_the_round_stalled() -> None:
+    extra, outcome = next_round(
+        {"a": 40, "b": 20}, {"a": 7, "b": 5}, config(10), 2, {"a": 7, "b": 5}
+    )
+    assert extra == {}
+    budget, stall = outcome["notes"]
+    assert "label 'a'" in budget and "budget" in budget
+    assert "label 'b'" in stall and "added no row" in stall

@@ -1,0 +1,153 @@
+"""Where the memory of writing the output table goes, at 1,000 to 1,000,000 rows.
+
+`generate` ends by joining its shards into synthetic.parquet a bucket at a time
+(`RunFolder.finalize`). This measures that step alone, in a fresh process per size, on
+shard sets made by copying the shards of one 1,000-row fake-engine run (row numbers
+shifted per copy, so the sets are what a run of that size stores, in 200-row shards).
+Each child imports everything first, then reports its RSS before the step, after the
+shards' buckets are found, after the first row group, every 100 row groups, and its
+peak, and the same step with the rows read and sorted but nothing written (so the
+Parquet writer's share shows). Prints a Markdown table.
+Run: .venv/bin/python bench/finalize_memory.py (about 5 minutes; the sets go to a
+temporary folder, about 0.5 GB)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+TASK = ROOT / "examples" / "support-tickets" / "task.toml"
+SIZES = (1_000, 100_000, 1_000_000)
+COPY = 1_000  # rows per copy of the base run: 250 per label
+
+
+def rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def make_sets(folder: Path, sizes: list[int]) -> None:
+    import polars as pl
+
+    from localgen.config import EngineSettings, GenerateConfig
+    from localgen.engines.fake import FakeEngine
+    from localgen.generation.generate import generate
+    from localgen.models.resolve import ModelRef
+
+    base = folder / "base"
+    config = GenerateConfig(
+        task_path=TASK,
+        out=base,
+        count=COPY // 4,
+        strategy=("zero-shot", "attributes"),
+        engine=EngineSettings(name="fake"),
+        quiet=True,
+    )
+    generate(config, engine=FakeEngine(), model=ModelRef("fake", Path("."), "-"))
+    label = pl.col("request_key").str.extract(r"^(.*)-\d+$", 1)
+    number = pl.col("request_key").str.extract(r"-(\d+)$", 1).cast(pl.Int64)
+    for part in ("shards", "checks"):
+        frames = [pl.read_parquet(p) for p in sorted((base / part).glob("part-*.parquet"))]
+        for n in sizes:
+            out = folder / f"set-{n}" / part
+            out.mkdir(parents=True, exist_ok=True)
+            i = 0
+            for k in range(n // COPY):
+                shift = number + k * (COPY // 4)
+                key = (label + "-" + shift.cast(pl.Utf8).str.zfill(6)).alias("request_key")
+                for frame in frames:
+                    copy = frame.with_columns(key)
+                    if "id" in copy.columns:
+                        copy = copy.with_columns(pl.col("id") + f"-{k}")
+                    copy.write_parquet(out / f"part-{i:05d}.parquet")
+                    i += 1
+    for n in sizes:
+        shutil.copy(base / "manifest.json", folder / f"set-{n}" / "manifest.json")
+
+
+def child(folder: Path, write: bool) -> None:
+    import polars as pl
+    import pyarrow.parquet as pq
+
+    from localgen.generation import store
+    from localgen.generation.generate import CHECK_SCHEMA
+    from localgen.generation.rows import ROW_SCHEMA
+
+    trace: dict[str, float] = {"before": rss_mb()}
+    original = store.ShardSet.buckets
+
+    def buckets(self: store.ShardSet) -> dict[tuple[str, int], list[Path]]:
+        out = original(self)
+        trace["buckets found"] = rss_mb()
+        return out
+
+    def write_parts(path: Path, fmt: str, parts, schema) -> None:  # type: ignore[no-untyped-def]
+        arrow_schema = pl.DataFrame(schema=schema).to_arrow().schema
+        writer = pq.ParquetWriter(path, arrow_schema, compression="zstd") if write else None
+        for i, part in enumerate(parts):
+            table = part.to_arrow().cast(arrow_schema)
+            if writer is not None:
+                writer.write_table(table)
+            if i == 0 or (i + 1) % 100 == 0:
+                trace[f"row group {i + 1}"] = rss_mb()
+            trace["groups"] = i + 1
+        if writer is not None:
+            writer.close()
+        trace["closed"] = rss_mb()
+
+    store.ShardSet.buckets = buckets  # type: ignore[method-assign]
+    store._write_parts = write_parts  # the same writer as store._write_parts, traced
+    store.RunFolder(folder).finalize(("parquet",), ROW_SCHEMA, CHECK_SCHEMA)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"trace": {k: round(v, 1) for k, v in trace.items()}, "peak": round(peak, 1)}))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--no-write", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--rows", type=int, nargs="+", default=list(SIZES))
+    args = parser.parse_args()
+    if args.child:
+        child(args.child, not args.no_write)
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        make_sets(Path(tmp), args.rows)
+        print(
+            "| rows | row groups | RSS before MB | buckets found | after row group 1 "
+            "| last traced | closed | peak | peak - before | peak, nothing written |"
+        )
+        print("|---|---|---|---|---|---|---|---|---|---|")
+        for n in args.rows:
+            runs = {}
+            for no_write in (False, True):
+                cmd = [sys.executable, __file__, "--child", str(Path(tmp) / f"set-{n}")]
+                out = subprocess.run(
+                    cmd + (["--no-write"] if no_write else []),
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                )
+                runs[no_write] = json.loads(out.stdout.strip().splitlines()[-1])
+            t, peak = runs[False]["trace"], runs[False]["peak"]
+            last = [k for k in t if k.startswith("row group")][-1]
+            print(
+                f"| {n:,} | {t['groups']:.0f} | {t['before']:.0f} | {t['buckets found']:.0f} "
+                f"| {t['row group 1']:.0f} | {t[last]:.0f} | {t['closed']:.0f} | {peak:.0f} "
+                f"| +{peak - t['before']:.0f} | {runs[True]['peak']:.0f} |",
+                flush=True,
+            )
+
+
+if __name__ == "__main__":
+    main()

@@ -17,9 +17,10 @@ WEIGHTS (1, and auto), scored on the same real test rows: macro-F1 with 95% boot
 intervals and the paired difference to real only. The reference is the same classifier
 on every training row.
 
-Stage 4 (keep): `run --keep 24` for each model, dataset and size: the same 24 rows per
-label first, then rounds until 24 per label pass run's default curation; scored against
-that run's first round alone (what `run` without --keep trains on), paired.
+Stage 4 (`--stage keep`, not part of "all", about an hour): `run --keep 24` for each
+model, dataset and size: the same 24 rows per label first, then rounds until 24 per label
+pass run's default curation; scored against that run's first round alone (what `run`
+without --keep trains on), paired; the table goes to runs/bench-real-data/keep.md.
 
 Prints a Markdown table and writes it, with every number as JSON, to
 runs/bench-real-data/results.md and results.json, beside each dataset's train.csv,
@@ -588,7 +589,7 @@ def main() -> None:
     if args.stage in ("all", "boost"):
         for model_name in args.models:
             boost_all(args, model_name)
-    if args.stage in ("all", "keep"):
+    if args.stage == "keep":  # not in "all": about an hour more
         for model_name in args.models:
             keep_all(args, model_name)
     if args.stage in ("all", "evaluate"):

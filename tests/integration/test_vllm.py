@@ -19,9 +19,10 @@ import jsonschema
 import polars as pl
 import pytest
 
-from localgen.config import EngineSettings, GenerateConfig
+from localgen.config import EngineSettings, GenerateConfig, RunConfig
 from localgen.data import read_labeled
 from localgen.generation.generate import generate
+from localgen.jobs.keep import generate_and_curate
 from localgen.planning.plan import build_plan
 from localgen.planning.schema import RowSchema
 from localgen.planning.task import load_task
@@ -73,6 +74,45 @@ def test_zero_shot_rows_are_valid_with_requested_labels(
     assert rows["mean_logprob"].null_count() == 0 and (rows["mean_logprob"] < 0).all()
     assert rows["mean_logprob"].n_unique() > 1
     assert rows["check_label"].null_count() == 0 and set(rows["check_label"]) <= set(labels)
+
+
+def test_run_keep_grows_a_real_run_in_rounds_on_one_engine(
+    vllm_engine,
+    builtin_model,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+) -> None:
+    """`run --keep`'s generation and curation on the real engine: the rounds extend the
+    run (new keys and seeds, every row valid, label-checked and scored), and curation
+    keeps at most N of each label."""
+    out = tmp_path / "run"
+    generation = GenerateConfig(
+        task_path=EXAMPLE_TASK,
+        out=out,
+        count=2,
+        seed=3,
+        seed_data=EXAMPLE_SEED,
+        text_column="message",
+        label_column="team",
+        strategy=("zero-shot",),
+        quiet=True,
+    )
+    config = RunConfig(generation, EXAMPLE_TEST, keep=3)
+    _, curation, rounds = generate_and_curate(config, lambda _: None, vllm_engine, builtin_model)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert rounds is not None and rounds["rounds"] == len(manifest["plan"]["more"]) + 1 >= 2
+    rows = pl.read_parquet(out / "synthetic.parquet")
+    assert rows.height == manifest["counts"]["stored"] == manifest["plan"]["rows"] > 8
+    assert manifest["counts"]["failed"] == 0, manifest["failures"]
+    assert rows["request_key"].n_unique() == rows["seed"].n_unique() == rows.height
+    assert (rows["request_key"].str.extract(r"-(\d+)$", 1).cast(int) >= 2).any()
+    assert rows["check_label"].null_count() == 0 and rows["mean_logprob"].null_count() == 0
+    for row in rows.iter_rows(named=True):
+        assert row["request_key"].rsplit("-", 1)[0] == row["label"] and row["text"]
+    kept = curation["counts"]["per_label"]
+    assert all(entry["kept"] <= 3 for entry in kept.values())
+    for label, entry in rounds["per_label"].items():
+        assert kept[label]["kept"] == min(entry["passed"], 3)
+        assert entry["passed"] >= 3 or rounds["notes"]  # short only with a warning
 
 
 UNICODE_INSTRUCTIONS = (

@@ -41,7 +41,7 @@ from localgen.generation.rows import (
     make_draft,
     make_row,
 )
-from localgen.generation.store import MANIFEST, RunFolder
+from localgen.generation.store import MANIFEST, KeySet, RunFolder
 from localgen.locks import writing
 from localgen.models.context import context_length, token_counter
 from localgen.models.resolve import ModelRef
@@ -171,7 +171,7 @@ def _windows(items: Iterable[T], size: int) -> Iterator[list[T]]:
 def _second_pass(
     plan: Plan,
     run: RunFolder,
-    done: set[str],
+    done: KeySet,
     failures: dict[str, dict[str, Any]],
     window: int,
 ) -> Iterator[Request]:
@@ -388,7 +388,7 @@ def _generate_with_engine(
     model: ModelRef,
     plan: Plan,
     run: RunFolder,
-    done: set[str],
+    done: KeySet,
     writer: _Writer,
     say: Say,
 ) -> None:
@@ -422,7 +422,7 @@ def _generate_passes(
     engine: Engine,
     plan: Plan,
     run: RunFolder,
-    done: set[str],
+    done: KeySet,
     model: ModelRef,
     config: GenerateConfig,
     writer: _Writer,
@@ -465,7 +465,7 @@ def _check_labels(engine: Engine, task: Task, run: RunFolder, config: GenerateCo
     progress.close()
 
 
-def _unchecked(run: RunFolder, checked: set[str]) -> Iterator[tuple[str, str, str, int]]:
+def _unchecked(run: RunFolder, checked: KeySet) -> Iterator[tuple[str, str, str, int]]:
     """(key, text, label, seed) of the stored rows not checked yet, a shard at a time."""
     for shard in run.rows.files():
         rows = pl.read_parquet(shard, columns=["request_key", "text", "label", "seed"])

@@ -228,3 +228,24 @@ def test_the_output_table_is_written_a_bucket_at_a_time_in_key_order(
     ]
     assert rows.columns == list(OUTPUT_SCHEMA) and rows["check_label"].null_count() == 0
     assert pq.ParquetFile(table).num_row_groups == 6  # buckets of 4, 4 and 2 per label
+
+
+def test_stored_keys_are_held_as_numbers_and_answer_like_a_set() -> None:
+    import polars as pl
+
+    from localgen.generation.store import KeySet
+
+    stored = [f"billing-{n:06d}" for n in (0, 7, 123456)] + ["bill-ing-000002"]
+    stored += ["a/b-000003/summary", "billing-1234567", "odd key", "billing-07"]
+    keys = KeySet(pl.Series(stored + stored[:2]))
+    assert len(keys) == len(stored)
+    for key in stored:
+        assert key in keys
+    absent = ["billing-000001", "billing-000007/summary", "bill-ing-000003", "billing-7"]
+    absent += ["a/b-000003", "billing-0000007", "billing-1234568", "other-000000", "odd"]
+    for key in absent:
+        assert key not in keys, key
+    assert (
+        "x" not in KeySet(pl.Series([], dtype=pl.Utf8))
+        and len(KeySet(pl.Series([], dtype=pl.Utf8))) == 0
+    )

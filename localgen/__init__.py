@@ -11,7 +11,7 @@ it and the shared primitives:
 5. `curation/`    which rows to keep, and why the others were dropped
 6. `report/`      the rows measured against the real data: metrics.json, report.html
 7. `classify/`    a classifier trained on real and synthetic rows, scored on real data
-8. `jobs/`        whole jobs over every stage: `run` and `boost`
+8. `jobs/`        whole jobs over every stage: `run` (and its `--keep` rounds) and `boost`
 9. `cli/`         the command line, by the same stages
 
 Shared primitives: `config` (every setting and default), `errors`, `offline` (the egress

@@ -23,6 +23,7 @@ from localgen.curation.curate import curate, summary_table
 from localgen.engines.loader import resolve_engine_model, running
 from localgen.generation.generate import GenerateResult, generate
 from localgen.generation.store import RunFolder
+from localgen.offline import egress_guard
 from localgen.progress import Say
 
 MIN_RATE = 0.1  # the pass rate a round assumes for a label of which no row passed yet
@@ -65,7 +66,8 @@ def generate_and_curate(
             rows = ", ".join(f"{label} {n}" for label, n in extra.items())
             say(f"round {len(more) + 1}: labels short of {config.keep} rows: asking {rows}")
             if engine is None:  # one engine for every round that follows
-                engine = stack.enter_context(running(gen.engine, model, None, say))
+                with egress_guard(gen.engine.allow_hosts):  # started as generate starts it
+                    engine = stack.enter_context(running(gen.engine, model, None, say))
     for note in outcome["notes"]:
         say(note)
     return result, curation, outcome

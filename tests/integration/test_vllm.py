@@ -383,7 +383,7 @@ def test_sigkill_mid_run_then_resume_on_the_real_engine(
     columns = ["request_key", "id", "text", "seed"]
     before = stored_before.select(columns).sort("request_key")
     assert before.equals(
-        cut.filter(pl.col("request_key").is_in(before["request_key"]))
+        cut.filter(pl.col("request_key").is_in(before["request_key"].to_list()))
         .select(columns)
         .sort("request_key")
     )

@@ -254,6 +254,14 @@ def comparison_table(comparison: dict[str, Any]) -> str:
         f"synthetic rows: {synthetic['kept']} of {synthetic['generated']} kept"
         + (f" (removed: {removed})" if removed else "")
     )
+    keep = synthetic.get("keep")
+    if keep:
+        planned = sum(entry["planned"] for entry in keep["per_label"].values())
+        short = [lab for lab, e in keep["per_label"].items() if e["passed"] < keep["keep"]]
+        lines.append(
+            f"--keep {keep['keep']}: {keep['rounds']} round(s), {planned} rows planned; "
+            + (f"short of {keep['keep']}: {', '.join(short)}" if short else "every label has them")
+        )
     mix = comparison["results"]["combined"].get("synthetic_weight")
     if mix:
         how = " (auto: cross-validation on the real rows)" if mix["setting"] == "auto" else ""

@@ -163,6 +163,8 @@ def test_run_keep_grows_the_run_until_each_label_has_n_rows_and_trains_on_n(
     comparison = json.loads((out / "comparison.json").read_text())
     keep = comparison["synthetic"]["keep"]
     assert keep["rounds"] == 2 and keep["short"] == 0
+    planned = sum(entry["planned"] for entry in keep["per_label"].values())
+    assert f"--keep 6: 2 round(s), {planned} rows planned; every label has them" in first.stdout
     assert all(entry["passed"] >= 6 for entry in keep["per_label"].values())
     trained = comparison["results"]["synthetic"]["training_rows"]["synthetic"]
     assert trained == dict.fromkeys(["account_access", "billing", "bug", "feature_request"], 6)
@@ -193,5 +195,6 @@ def test_run_keep_grows_the_run_until_each_label_has_n_rows_and_trains_on_n(
     small = CliRunner().invoke(cli, [*args, "--keep", "40", "--keep-budget", "1"])
     assert small.exit_code == 0, small.output
     assert "warning: label 'billing' has" in small.stderr and "of 40 rows" in small.stderr
+    assert "short of 40: " in small.stdout and "billing" in small.stdout
     refused = CliRunner().invoke(cli, [*args[:-6], "--balance", "majority", "--keep", "4"])
     assert refused.exit_code == 2 and "either --keep or --balance" in refused.output

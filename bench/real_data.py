@@ -39,6 +39,8 @@ import os
 import random
 import re
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -183,9 +185,7 @@ def prepare(name: str, out: Path, sizes: list[int], seed: int) -> Path:
 
 def generate_all(args: argparse.Namespace, model_name: str) -> None:
     """Stage 1: every dataset and size with one model, one engine (resumes)."""
-    model = resolve_model(None if model_name == "builtin" else model_name, print)
-    engine = load_engine(EngineSettings(name="vllm", seed=args.seed), model, print)
-    try:
+    with _engine(args, model_name) as (model, engine):
         for name in args.datasets:
             folder = args.out / name
             for size in args.sizes:
@@ -207,8 +207,6 @@ def generate_all(args: argparse.Namespace, model_name: str) -> None:
                     f"({time.monotonic() - t0:.0f} s)",
                     flush=True,
                 )
-    finally:
-        engine.close()
 
 
 # The selections compared: curation settings on top of the rules every run has (length,
@@ -318,17 +316,40 @@ class Memo:
         return np.stack([self.vectors[t] for t in texts]) if texts else self.encoder.encode([])
 
 
+def _results(args: argparse.Namespace) -> tuple[Path, dict[str, Any]]:
+    """results.json and what it holds: settings scored by an earlier call (other --models,
+    another stage) stay in the table."""
+    saved = args.out / "results.json"
+    return saved, json.loads(saved.read_text()) if saved.is_file() else {}
+
+
+def _dataset(
+    args: argparse.Namespace, name: str, encoder: Memo
+) -> tuple[Path, pl.DataFrame, pl.DataFrame, list[str], np.ndarray]:
+    """(folder, every training row, the test rows, the labels, the test rows' vectors)."""
+    folder = args.out / name
+    train, test = pl.read_csv(folder / "train.csv"), pl.read_csv(folder / "test.csv")
+    labels = sorted(train["label"].unique().to_list())
+    return folder, train, test, labels, encoder.encode(test["text"].to_list())
+
+
+@contextmanager
+def _engine(args: argparse.Namespace, model_name: str) -> Iterator[tuple[Any, Any]]:
+    """(the model, one vLLM engine on it for a whole stage), closed when the stage ends."""
+    model = resolve_model(None if model_name == "builtin" else model_name, print)
+    engine = load_engine(EngineSettings(name="vllm", seed=args.seed), model, print)
+    try:
+        yield model, engine
+    finally:
+        engine.close()
+
+
 def evaluate_all(args: argparse.Namespace) -> None:
     """Stage 2: every selection and weight on every generated run; the table."""
     encoder = Memo(load_encoder(None))
-    # Settings scored by an earlier call with other --models stay in the table.
-    saved = args.out / "results.json"
-    results: dict[str, Any] = json.loads(saved.read_text()) if saved.is_file() else {}
+    _, results = _results(args)
     for name in args.datasets:
-        folder = args.out / name
-        train, test = pl.read_csv(folder / "train.csv"), pl.read_csv(folder / "test.csv")
-        labels = sorted(train["label"].unique().to_list())
-        test_vectors = encoder.encode(test["text"].to_list())
+        folder, train, test, labels, test_vectors = _dataset(args, name, encoder)
         entry: dict[str, Any] = {
             "test_rows": test.height,
             "reference": reference(train, test, folder / "reference-model"),
@@ -356,18 +377,12 @@ def boost_all(args: argparse.Namespace, model_name: str) -> None:
     """Stage 3: `localgen boost` per dataset and size, its validation rows drawn from the
     training pool (disjoint from train-N, the same number per label), so it spends twice
     the labeled rows; scored against real only on N and on the 2N labeled rows."""
-    model = resolve_model(None if model_name == "builtin" else model_name, print)
-    engine = load_engine(EngineSettings(name="vllm", seed=args.seed), model, print)
     encoder = Memo(load_encoder(None))
-    saved = args.out / "results.json"
-    results: dict[str, Any] = json.loads(saved.read_text()) if saved.is_file() else {}
-    try:
+    saved, results = _results(args)
+    with _engine(args, model_name) as (model, engine):
         for name in args.datasets:
-            folder = args.out / name
-            train, test = pl.read_csv(folder / "train.csv"), pl.read_csv(folder / "test.csv")
-            labels = sorted(train["label"].unique().to_list())
+            folder, train, test, labels, test_vectors = _dataset(args, name, encoder)
             truth = test["label"].to_list()
-            test_vectors = encoder.encode(test["text"].to_list())
             for size in args.sizes:
                 real = pl.read_csv(folder / f"train-{size}.csv")
                 pool = train.join(real, on=["text", "label"], how="anti")
@@ -419,8 +434,6 @@ def boost_all(args: argparse.Namespace, model_name: str) -> None:
                     flush=True,
                 )
                 saved.write_text(json.dumps(results, indent=2) + "\n")
-    finally:
-        engine.close()
 
 
 def _first_round(run_dir: Path, out: Path, per_label: int) -> Path:
@@ -444,18 +457,12 @@ def keep_all(args: argparse.Namespace, model_name: str) -> None:
     curation and an engine shared by all; scored against the same run's first round (the
     N rows per label generated before any round, curated the same way), with weight auto
     (run's default) and 1."""
-    model = resolve_model(None if model_name == "builtin" else model_name, print)
-    engine = load_engine(EngineSettings(name="vllm", seed=args.seed), model, print)
     encoder = Memo(load_encoder(None))
-    saved = args.out / "results.json"
-    results: dict[str, Any] = json.loads(saved.read_text()) if saved.is_file() else {}
-    try:
+    saved, results = _results(args)
+    with _engine(args, model_name) as (model, engine):
         for name in args.datasets:
-            folder = args.out / name
-            train, test = pl.read_csv(folder / "train.csv"), pl.read_csv(folder / "test.csv")
-            labels = sorted(train["label"].unique().to_list())
+            folder, train, test, labels, test_vectors = _dataset(args, name, encoder)
             truth = test["label"].to_list()
-            test_vectors = encoder.encode(test["text"].to_list())
             for size in args.sizes:
                 t0 = time.monotonic()
                 run_dir = folder / f"keep-{model_name}-{size}"
@@ -516,8 +523,6 @@ def keep_all(args: argparse.Namespace, model_name: str) -> None:
                     flush=True,
                 )
                 saved.write_text(json.dumps(results, indent=2) + "\n")
-    finally:
-        engine.close()
     text = keep_table(results)
     print(text)
     (args.out / "keep.md").write_text(text + "\n")

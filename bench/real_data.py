@@ -22,6 +22,15 @@ model, dataset and size: the same 24 rows per label first, then rounds until 24 
 pass run's default curation; scored against that run's first round alone (what `run`
 without --keep trains on), paired; the table goes to runs/bench-real-data/keep.md.
 
+Stage 5 (`--stage gate`, not part of "all", minutes): how `auto` should choose. For
+each generated run and selection, the paired test difference at every factor `auto`
+chooses from, and the factor each rule of mixing.GATES chose from one cross-validation
+on the real rows: macro_f1 (today's: beat 0 on pooled macro-F1 in 90% of resamples),
+log_loss (lower class-balanced log-loss per real row in 90%; the lowest log-loss) and
+log_loss_gate (that gate, then the highest macro-F1). Decided before it was first run:
+a rule replaces macro_f1 if its mean difference over all lines is higher and it has no
+more lines with a significant loss; runs/bench-real-data/gate.md.
+
 Prints a Markdown table and writes it, with every number as JSON, to
 runs/bench-real-data/results.md and results.json, beside each dataset's train.csv,
 train-N.csv and test.csv and each run folder (`<model>-<N>`), so `localgen curate`,
@@ -49,7 +58,9 @@ import polars as pl
 
 from localgen.classify.classifier import TextClassifier
 from localgen.classify.evaluation import paired_difference, score
-from localgen.classify.train import fit, load_encoder, training_set
+from localgen.classify.mixing import GATES, choose_weight, factors, pick
+from localgen.classify.mixing import WEIGHTS as FACTORS
+from localgen.classify.train import TrainingSet, fit, load_encoder, training_set
 from localgen.config import (
     BoostConfig,
     CurateConfig,
@@ -68,6 +79,7 @@ from localgen.jobs.boost import boost
 from localgen.jobs.keep import generate_and_curate
 from localgen.models.resolve import resolve_model
 from localgen.offline import apply_offline_env
+from localgen.vectors.linear import fit_linear
 
 ROOT = Path(__file__).resolve().parent.parent
 TASKS = ROOT / "bench" / "tasks"
@@ -225,25 +237,34 @@ def _diff(truth: list[str], real: list[str], other: list[str]) -> dict[str, Any]
     return paired_difference(truth, real, other)
 
 
+def _selected(
+    folder: Path, run_dir: Path, size: int, encoder: Any
+) -> Iterator[tuple[str, dict[str, Any], TrainingSet]]:
+    """(selection, what curation did, real + kept synthetic rows) for each of SELECTIONS
+    on one generated run."""
+    real_file = folder / f"train-{size}.csv"
+    real = read_labeled(real_file)
+    for name, selection in SELECTIONS.items():
+        curation = curate(
+            CurateConfig(run_dir, real=real_file, eval=folder / "test.csv", **selection),
+            encoder=encoder,
+        )
+        yield name, curation, training_set(encoder, real, run_dir, "curated")
+
+
 def evaluate_setting(
     folder: Path, run_dir: Path, size: int, encoder: Any, test_vectors: Any, labels: list[str]
 ) -> dict[str, Any]:
     """Every selection and weight on one generated run: scores on the test rows."""
     test = read_labeled(folder / "test.csv")
     truth = test.frame["label"].to_list()
-    real_file = folder / f"train-{size}.csv"
-    real = read_labeled(real_file)
+    real = read_labeled(folder / f"train-{size}.csv")
     out: dict[str, Any] = {"generated": RunFolder(run_dir).read_rows().height, "variants": {}}
     real_set = training_set(encoder, real, None)
     real_model = fit(real_set, TrainSettings(), run_dir / "models" / "real", labels)
     real_pred = real_model.head.predict(test_vectors)
     out["real"] = score(truth, real_pred)
-    for name, selection in SELECTIONS.items():
-        curation = curate(
-            CurateConfig(run_dir, real=real_file, eval=folder / "test.csv", **selection),
-            encoder=encoder,
-        )
-        data = training_set(encoder, real, run_dir, "curated")
+    for name, curation, data in _selected(folder, run_dir, size, encoder):
         removed = {r: e["dropped"] for r, e in curation["rules"].items() if e.get("dropped")}
         entry: dict[str, Any] = {"kept": curation["counts"]["kept"], "removed": removed}
         if name == "basic":
@@ -558,6 +579,103 @@ def keep_table(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def gate_setting(
+    folder: Path, run_dir: Path, size: int, encoder: Any, test_vectors: Any, labels: list[str]
+) -> dict[str, Any]:
+    """Stage 5 on one generated run: for each selection, the test rows' paired difference
+    to real only at every factor `auto` chooses from, and the factor each rule of
+    mixing.GATES chose from the same cross-validation on the real rows."""
+    truth = read_labeled(folder / "test.csv").frame["label"].to_list()
+    settings = TrainSettings()
+
+    def predict(data: TrainingSet, weight: float) -> list[str]:
+        f = factors(data.sources, weight)
+        head = fit_linear(
+            data.vectors, data.labels, labels, settings.c, settings.balanced, factors=f
+        )
+        return head.predict(test_vectors)
+
+    real_pred = predict(training_set(encoder, read_labeled(folder / f"train-{size}.csv"), None), 1)
+    out: dict[str, Any] = {}
+    for name, curation, data in _selected(folder, run_dir, size, encoder):
+        choice = choose_weight(
+            data.vectors,
+            data.labels,
+            data.sources,
+            labels,
+            data.ids,
+            settings.c,
+            settings.balanced,
+            settings.seed,
+        )
+        out[name] = {
+            "kept": curation["counts"]["kept"],
+            "test": {str(w): _diff(truth, real_pred, predict(data, w)) for w in FACTORS},
+            "chosen": {g: pick(choice["scores"], g)["weight"] for g in GATES},
+            "scores": choice["scores"],
+        }
+    return out
+
+
+def gate_all(args: argparse.Namespace) -> None:
+    """Stage 5: the rules for `auto` side by side on every generated run; gate.md."""
+    encoder = Memo(load_encoder(None))
+    saved, results = _results(args)
+    for name in args.datasets:
+        folder, _, _, labels, test_vectors = _dataset(args, name, encoder)
+        for model_name in args.models:
+            for size in args.sizes:
+                run_dir = folder / f"{model_name}-{size}"
+                if not RunFolder(run_dir).output_table.is_file():
+                    continue
+                t0 = time.monotonic()
+                entry = gate_setting(folder, run_dir, size, encoder, test_vectors, labels)
+                results.setdefault(name, {}).setdefault("gate", {})[f"{model_name}-{size}"] = entry
+                print(f"  gate {name} {model_name} {size} ({time.monotonic() - t0:.0f} s)")
+                saved.write_text(json.dumps(results, indent=2) + "\n")
+    text = gate_table(results)
+    print(text)
+    (args.out / "gate.md").write_text(text + "\n")
+
+
+def gate_table(results: dict[str, Any]) -> str:
+    """One line per run and selection (the test difference at each factor, then each
+    rule's factor and its difference), and a summary per rule over all lines."""
+    lines = [
+        "| dataset | run | selection | kept | "
+        + " | ".join(f"weight {w:g}" for w in FACTORS if w)
+        + " | "
+        + " | ".join(f"{g} (weight)" for g in GATES)
+        + " |",
+        "|---|---|---|---|" + "---|" * (len(FACTORS) - 1 + len(GATES)),
+    ]
+    chosen: dict[str, list[dict[str, Any]]] = {g: [] for g in GATES}
+    for name, entry in results.items():
+        for run, by_selection in sorted(entry.get("gate", {}).items()):
+            for sel, v in by_selection.items():
+                cells = [_signed(v["test"][str(w)]) for w in FACTORS if w]
+                for g in GATES:
+                    d = v["test"][str(v["chosen"][g])]
+                    chosen[g].append(d)
+                    cells.append(f"{_signed(d)} ({v['chosen'][g]:g})")
+                lines.append(
+                    f"| {name} | {run} | {sel} | {v['kept']} | " + " | ".join(cells) + " |"
+                )
+    lines += [
+        "",
+        "| rule | lines | mean difference | gains (95% CI above 0) | losses (below 0) |",
+        "|---|---|---|---|---|",
+    ]
+    for g, diffs in chosen.items():
+        if not diffs:
+            continue
+        mean = np.mean([d["macro_f1_difference"] for d in diffs])
+        gains = sum(d["ci"][0] > 0 for d in diffs)
+        losses = sum(d["ci"][1] < 0 for d in diffs)
+        lines.append(f"| {g} | {len(diffs)} | {mean:+.4f} | {gains} | {losses} |")
+    return "\n".join(lines)
+
+
 def _signed(d: dict[str, Any]) -> str:
     low, high = d["ci"]
     return f"{d['macro_f1_difference']:+.3f} [{low:+.3f}, {high:+.3f}]"
@@ -579,7 +697,7 @@ def main() -> None:
         "with auto, cross-validation on 8 real rows per label kept none)",
     )
     parser.add_argument(
-        "--stage", choices=["all", "generate", "evaluate", "boost", "keep"], default="all"
+        "--stage", choices=["all", "generate", "evaluate", "boost", "keep", "gate"], default="all"
     )
     args = parser.parse_args()
     apply_offline_env()
@@ -599,6 +717,8 @@ def main() -> None:
             keep_all(args, model_name)
     if args.stage in ("all", "evaluate"):
         evaluate_all(args)
+    if args.stage == "gate":  # not in "all": a study of `auto` on the rows stage 1 made
+        gate_all(args)
 
 
 if __name__ == "__main__":

@@ -57,6 +57,31 @@ def _better_share(
     return round(wins / len(draws), 3)
 
 
+def _lower_loss_share(
+    loss: np.ndarray, base: np.ndarray, row_weight: np.ndarray, draws: list[np.ndarray]
+) -> float:
+    """Share of resamples of the real rows in which `loss` (REPEATS, rows) has the lower
+    weighted mean than `base`: the paired per-row log-loss."""
+    gain = (base - loss).mean(axis=0) * row_weight
+    wins = sum(float(gain[rows].sum()) > 0 for rows in draws)
+    return round(wins / len(draws), 3)
+
+
+GATES = ("macro_f1", "log_loss", "log_loss_gate")
+
+
+def pick(table: list[dict[str, Any]], gate: str = "macro_f1") -> dict[str, Any]:
+    """The entry of `table` a rule chooses. macro_f1: a weight above 0 must beat 0 on
+    pooled macro-F1 in GATE of the resamples; the highest macro-F1 of those. log_loss: it
+    must have the lower log-loss in GATE of them; the lowest log-loss. log_loss_gate: the
+    log-loss gate, then the highest macro-F1."""
+    share = "better_than_0_share" if gate == "macro_f1" else "lower_loss_share"
+    trusted = [e for e in table if e["weight"] == 0.0 or e[share] >= GATE]
+    if gate == "log_loss":
+        return min(trusted, key=lambda e: (e["log_loss"], e["weight"]))
+    return max(trusted, key=lambda e: (e["macro_f1"], -e["log_loss"], -e["weight"]))
+
+
 def factors(sources: Sequence[str], weight: float) -> np.ndarray:
     """Per-row factors: 1 for real rows, `weight` for synthetic ones."""
     return np.array([weight if s == "synthetic" else 1.0 for s in sources], dtype=np.float64)
@@ -72,6 +97,7 @@ def choose_weight(
     balanced: bool = True,
     seed: int = 0,
     weights: Sequence[float] = WEIGHTS,
+    gate: str = "macro_f1",
 ) -> dict[str, Any]:
     """The factor cross-validation on the real rows prefers, with every score. `ids`: a
     real row's own id, and the real ids a synthetic row was written from (`TrainingSet.ids`)."""
@@ -92,9 +118,13 @@ def choose_weight(
     k = len(label_names)
     table: list[dict[str, Any]] = []
     guesses: dict[float, np.ndarray] = {}  # weight -> (REPEATS, real rows) label indices
+    losses: dict[float, np.ndarray] = {}  # weight -> (REPEATS, real rows) log-loss
+    counts = np.bincount(truth, minlength=k)
+    row_weight = 1.0 / counts[truth] if balanced else np.ones(len(real))
+    row_weight = row_weight / row_weight.sum()
     for weight in weights:
         guess = np.full((REPEATS, len(real)), -1)
-        losses: list[float] = []
+        loss = np.zeros((REPEATS, len(real)))
         per_fold: list[float] = []
         for n, (held, own) in enumerate(folds):
             train = np.concatenate([np.setdiff1d(real, held), own])
@@ -107,16 +137,16 @@ def choose_weight(
             proba = head.proba(vectors[held])
             at = [position[int(i)] for i in held]
             guess[n // FOLDS, at] = proba.argmax(axis=1)
-            losses += list(-np.log(proba[np.arange(len(held)), truth[at]] + 1e-12))
+            loss[n // FOLDS, at] = -np.log(proba[np.arange(len(held)), truth[at]] + 1e-12)
             per_fold.append(round(_macro_f1(truth[at], proba.argmax(axis=1), k), 4))
         if (guess < 0).any():
             continue
-        guesses[weight] = guess
+        guesses[weight], losses[weight] = guess, loss
         table.append(
             {
                 "weight": weight,
                 "macro_f1": round(_macro_f1(np.tile(truth, REPEATS), guess.ravel(), k), 4),
-                "log_loss": round(float(np.mean(losses)), 4),
+                "log_loss": round(float(loss.mean(axis=0) @ row_weight), 4),
                 "fold_macro_f1": per_fold,
             }
         )
@@ -125,11 +155,10 @@ def choose_weight(
     rng = np.random.default_rng(seed)
     draws = [rng.integers(0, len(real), len(real)) for _ in range(RESAMPLES)]
     for entry in table:
-        entry["better_than_0_share"] = _better_share(
-            truth, guesses[entry["weight"]], guesses[0.0], draws, k
-        )
-    trusted = [e for e in table if e["weight"] == 0.0 or e["better_than_0_share"] >= GATE]
-    best = max(trusted, key=lambda e: (e["macro_f1"], -e["log_loss"], -e["weight"]))
+        w = entry["weight"]
+        entry["better_than_0_share"] = _better_share(truth, guesses[w], guesses[0.0], draws, k)
+        entry["lower_loss_share"] = _lower_loss_share(losses[w], losses[0.0], row_weight, draws)
+    best = pick(table, gate)
     return {
         "setting": "auto",
         "chosen": best["weight"],

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from localgen.classify.mixing import choose_weight, factors
+from localgen.classify.mixing import GATES, choose_weight, factors, pick
 from localgen.classify.train import TrainingSet, fit
 from localgen.cli import cli
 from localgen.config import TrainSettings, parse_weight
@@ -60,9 +60,17 @@ def test_auto_weighs_helpful_rows_and_turns_off_harmful_ones(flip: bool) -> None
     if flip:
         assert choice["chosen"] == 0.0
         assert by_weight[1.0]["macro_f1"] < by_weight[0.0]["macro_f1"]
+        assert by_weight[1.0]["log_loss"] > by_weight[0.0]["log_loss"]
+        assert by_weight[1.0]["lower_loss_share"] < 0.1
     else:
         assert choice["chosen"] > 0.0
         assert by_weight[choice["chosen"]]["better_than_0_share"] >= 0.9
+        assert by_weight[1.0]["lower_loss_share"] >= 0.9
+    for gate in GATES:  # every rule the bench compares turns them on and off alike
+        assert (pick(choice["scores"], gate)["weight"] > 0.0) is not flip
+    lowest = min(choice["scores"], key=lambda e: e["log_loss"])
+    if not flip:
+        assert pick(choice["scores"], "log_loss") is lowest
 
 
 def test_the_model_folder_records_the_choice(tmp_path: Path) -> None:

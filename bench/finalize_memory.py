@@ -5,7 +5,7 @@
 shard sets made by copying the shards of one 1,000-row fake-engine run (row numbers
 shifted per copy, so the sets are what a run of that size stores, in 200-row shards).
 Each child imports everything first, then reports its RSS before the step, after the
-shards' buckets are found, after the first row group, every 10 row groups, and its
+shards' buckets are found, after the first row group, every 100 row groups, and its
 peak, and the same step with the rows read and sorted but nothing written (so the
 Parquet writer's share shows). Prints a Markdown table.
 Run: .venv/bin/python bench/finalize_memory.py (about 5 minutes; the sets go to a
@@ -97,7 +97,7 @@ def child(folder: Path, write: bool) -> None:
         if write:
             write_table(self, table, row_group_size)
         n = trace["groups"] = trace.get("groups", 0) + 1
-        if n == 1 or n % 10 == 0:
+        if n == 1 or n % 100 == 0:
             trace[f"row group {n}"] = rss_mb()
 
     def traced_close(self) -> None:

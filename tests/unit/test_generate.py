@@ -214,16 +214,10 @@ def test_windows_hand_the_engine_a_bounded_batch_and_change_no_row(
     assert read("small").equals(read("whole"))
 
 
-@pytest.mark.parametrize("group_bytes, groups", [(1, 6), (4 * 2**20, 1)])
 def test_the_output_table_is_written_a_bucket_at_a_time_in_key_order(
-    task_file: Path,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    group_bytes: int,
-    groups: int,
+    task_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr("localgen.generation.store.SORTED_AT_ONCE", 4)
-    monkeypatch.setattr("localgen.generation.store.ROW_GROUP_BYTES", group_bytes)
     engine = FakeEngine()
     engine.enqueue("billing-000002", '{"text":"truncated')  # stored late: a retry
     _run(_config(task_file, tmp_path / "run", count=10, shard_rows=3), engine)
@@ -233,8 +227,7 @@ def test_the_output_table_is_written_a_bucket_at_a_time_in_key_order(
         f"{label}-{i:06d}" for label in ("billing", "bug") for i in range(10)
     ]
     assert rows.columns == list(OUTPUT_SCHEMA) and rows["check_label"].null_count() == 0
-    # Buckets of 4, 4 and 2 per label: a row group each, or gathered into one of 4 MB.
-    assert pq.ParquetFile(table).num_row_groups == groups
+    assert pq.ParquetFile(table).num_row_groups == 6  # buckets of 4, 4 and 2 per label
 
 
 def test_stored_keys_are_held_as_numbers_and_answer_like_a_set() -> None:

@@ -9,7 +9,8 @@ shards' buckets are found, after the first row group, every 100 row groups, and 
 peak, and the same step with the rows read and sorted but nothing written (so the
 Parquet writer's share shows). Prints a Markdown table.
 Run: .venv/bin/python bench/finalize_memory.py (about 5 minutes; the sets go to a
-temporary folder, about 0.5 GB)
+temporary folder, about 0.5 GB). `--footer 5 500 2000`: the writer alone, that many row
+groups of the same 1,000 output rows, and what it holds before and after close.
 """
 
 from __future__ import annotations
@@ -112,14 +113,62 @@ def child(folder: Path, write: bool) -> None:
     print(json.dumps({"trace": {k: round(v, 1) for k, v in trace.items()}, "peak": round(peak, 1)}))
 
 
+def footer(folder: Path, groups: int) -> None:
+    """The writer alone: `groups` row groups, each the same 1,000 output rows, through
+    pyarrow's ParquetWriter; RSS before the first, before close and after, and the
+    footer's size."""
+    import gc
+
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(folder / "base" / "synthetic.parquet")
+    with pq.ParquetWriter(folder / "warm.parquet", table.schema, compression="zstd") as w:
+        w.write_table(table)  # the writer's own first-use cost, outside the count
+    gc.collect()
+    before = rss_mb()
+    out = folder / f"footer-{groups}.parquet"
+    with pq.ParquetWriter(out, table.schema, compression="zstd") as writer:
+        for _ in range(groups):
+            writer.write_table(table)
+        open_mb = rss_mb()
+    size = pq.read_metadata(out).serialized_size
+    print(json.dumps({"before": before, "open": open_mb, "closed": rss_mb(), "footer": size}))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--no-write", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--footer-child", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--rows", type=int, nargs="+", default=list(SIZES))
+    parser.add_argument(
+        "--footer",
+        type=int,
+        nargs="+",
+        metavar="GROUPS",
+        help="instead: the writer alone, this many row groups of 1,000 rows each",
+    )
     args = parser.parse_args()
     if args.child:
-        child(args.child, not args.no_write)
+        if args.footer_child:
+            footer(args.child, args.footer_child)
+        else:
+            child(args.child, not args.no_write)
+        return
+    if args.footer:
+        with tempfile.TemporaryDirectory() as tmp:
+            make_sets(Path(tmp), [])
+            print("| row groups | before MB | before close | after close | footer MB |")
+            print("|---|---|---|---|---|")
+            for groups in args.footer:
+                cmd = [sys.executable, __file__, "--child", tmp, "--footer-child", str(groups)]
+                out = subprocess.run(cmd, capture_output=True, text=True, check=True)
+                r = json.loads(out.stdout.strip().splitlines()[-1])
+                print(
+                    f"| {groups} | {r['before']:.0f} | +{r['open'] - r['before']:.0f} "
+                    f"| +{r['closed'] - r['before']:.0f} | {r['footer'] / 1e6:.2f} |",
+                    flush=True,
+                )
         return
     with tempfile.TemporaryDirectory() as tmp:
         make_sets(Path(tmp), args.rows)

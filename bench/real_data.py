@@ -644,7 +644,8 @@ def gate_all(args: argparse.Namespace) -> None:
 
 def gate_table(results: dict[str, Any]) -> str:
     """One line per run and selection (the test difference at each factor, then each
-    rule's factor and its difference), and a summary per rule over all lines."""
+    rule's factor and its difference), and a summary per rule and fixed weight: over
+    each run's lines (model and size, all datasets), and over all."""
     lines = [
         "| dataset | run | selection | kept | "
         + " | ".join(f"weight {w:g}" for w in FACTORS if w)
@@ -653,33 +654,34 @@ def gate_table(results: dict[str, Any]) -> str:
         + " |",
         "|---|---|---|---|" + "---|" * (len(FACTORS) - 1 + len(GATES)),
     ]
-    chosen: dict[str, list[dict[str, Any]]] = {g: [] for g in GATES}
-    chosen |= {f"fixed {w:g}": [] for w in FACTORS if w}
+    # (run, rule) -> the test differences of the factor the rule gave each line
+    chosen: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for name, entry in results.items():
         for run, by_selection in sorted(entry.get("gate", {}).items()):
             for sel, v in by_selection.items():
                 cells = [_signed(v["test"][str(w)]) for w in FACTORS if w]
-                for w in FACTORS[1:]:
-                    chosen[f"fixed {w:g}"].append(v["test"][str(w)])
-                for g in GATES:
-                    d = v["test"][str(v["chosen"][g])]
-                    chosen[g].append(d)
-                    cells.append(f"{_signed(d)} ({v['chosen'][g]:g})")
+                picks = {g: v["chosen"][g] for g in GATES} | {
+                    f"fixed {w:g}": w for w in FACTORS[1:]
+                }
+                for rule, w in picks.items():
+                    for group in (run, "all"):
+                        chosen.setdefault((group, rule), []).append(v["test"][str(w)])
+                cells += [
+                    f"{_signed(v['test'][str(v['chosen'][g])])} ({v['chosen'][g]:g})" for g in GATES
+                ]
                 lines.append(
                     f"| {name} | {run} | {sel} | {v['kept']} | " + " | ".join(cells) + " |"
                 )
     lines += [
         "",
-        "| rule | lines | mean difference | gains (95% CI above 0) | losses (below 0) |",
-        "|---|---|---|---|---|",
+        "| run | rule | lines | mean difference | gains (95% CI above 0) | losses (below 0) |",
+        "|---|---|---|---|---|---|",
     ]
-    for g, diffs in chosen.items():
-        if not diffs:
-            continue
+    for (group, rule), diffs in sorted(chosen.items(), key=lambda kv: kv[0][0] == "all"):
         mean = np.mean([d["macro_f1_difference"] for d in diffs])
         gains = sum(d["ci"][0] > 0 for d in diffs)
         losses = sum(d["ci"][1] < 0 for d in diffs)
-        lines.append(f"| {g} | {len(diffs)} | {mean:+.4f} | {gains} | {losses} |")
+        lines.append(f"| {group} | {rule} | {len(diffs)} | {mean:+.4f} | {gains} | {losses} |")
     return "\n".join(lines)
 
 

@@ -16,7 +16,10 @@ written from a held-out real row is a near-copy of it, and would make synthetic 
 better than they are. So a fold leaves out, with its real rows, every synthetic row whose
 prompt showed one of them (the row's positive_ids), and weighs the others up so that the
 synthetic rows weigh as much in total as in the final fit. The model folder records the
-choice and every fold's score.
+choice and every fold's score, and for each weight the share of resamples in which its
+class-balanced per-row log-loss is lower than at 0 (`lower_loss_share`): a finer signal
+than macro-F1 that a benchmark found to let harmful weights through (docs/measurements.md,
+"How auto should choose"), so it is recorded, not used.
 """
 
 from __future__ import annotations
@@ -67,6 +70,8 @@ def _lower_loss_share(
     return round(wins / len(draws), 3)
 
 
+# The rules bench/real_data.py --stage gate compares on the same folds; `auto` uses the
+# first (docs/measurements.md, "How auto should choose").
 GATES = ("macro_f1", "log_loss", "log_loss_gate")
 
 
@@ -97,7 +102,6 @@ def choose_weight(
     balanced: bool = True,
     seed: int = 0,
     weights: Sequence[float] = WEIGHTS,
-    gate: str = "macro_f1",
 ) -> dict[str, Any]:
     """The factor cross-validation on the real rows prefers, with every score. `ids`: a
     real row's own id, and the real ids a synthetic row was written from (`TrainingSet.ids`)."""
@@ -158,7 +162,7 @@ def choose_weight(
         w = entry["weight"]
         entry["better_than_0_share"] = _better_share(truth, guesses[w], guesses[0.0], draws, k)
         entry["lower_loss_share"] = _lower_loss_share(losses[w], losses[0.0], row_weight, draws)
-    best = pick(table, gate)
+    best = pick(table)
     return {
         "setting": "auto",
         "chosen": best["weight"],

@@ -369,6 +369,15 @@ def _dataset(
     return folder, train, test, labels, encoder.encode(test["text"].to_list())
 
 
+def _generated(args: argparse.Namespace, folder: Path) -> Iterator[tuple[str, int, Path]]:
+    """("<model>-<size>", size, run folder) of each run stage 1 finished in `folder`."""
+    for model_name in args.models:
+        for size in args.sizes:
+            run_dir = folder / f"{model_name}-{size}"
+            if RunFolder(run_dir).output_table.is_file():
+                yield f"{model_name}-{size}", size, run_dir
+
+
 @contextmanager
 def _engine(args: argparse.Namespace, model_name: str) -> Iterator[tuple[Any, Any]]:
     """(the model, one vLLM engine on it for a whole stage), closed when the stage ends."""
@@ -393,15 +402,11 @@ def evaluate_all(args: argparse.Namespace) -> None:
             "boost": (results.get(name) or {}).get("boost", {}),
             "keep": (results.get(name) or {}).get("keep", {}),
         }
-        for model_name in args.models:
-            for size in args.sizes:
-                run_dir = folder / f"{model_name}-{size}"
-                if not RunFolder(run_dir).output_table.is_file():
-                    continue
-                t0 = time.monotonic()
-                setting = evaluate_setting(folder, run_dir, size, encoder, test_vectors, labels)
-                entry["settings"][f"{model_name}-{size}"] = setting
-                print(f"  evaluated {name} {model_name} {size} ({time.monotonic() - t0:.0f} s)")
+        for key, size, run_dir in _generated(args, folder):
+            t0 = time.monotonic()
+            setting = evaluate_setting(folder, run_dir, size, encoder, test_vectors, labels)
+            entry["settings"][key] = setting
+            print(f"  evaluated {name} {key} ({time.monotonic() - t0:.0f} s)")
         results[name] = entry
     text = table(results)
     print(text)
@@ -638,16 +643,12 @@ def gate_all(args: argparse.Namespace) -> None:
     saved, results = _results(args)
     for name in args.datasets:
         folder, _, _, labels, test_vectors = _dataset(args, name, encoder)
-        for model_name in args.models:
-            for size in args.sizes:
-                run_dir = folder / f"{model_name}-{size}"
-                if not RunFolder(run_dir).output_table.is_file():
-                    continue
-                t0 = time.monotonic()
-                entry = gate_setting(folder, run_dir, size, encoder, test_vectors, labels)
-                results.setdefault(name, {}).setdefault("gate", {})[f"{model_name}-{size}"] = entry
-                print(f"  gate {name} {model_name} {size} ({time.monotonic() - t0:.0f} s)")
-                saved.write_text(json.dumps(results, indent=2) + "\n")
+        for key, size, run_dir in _generated(args, folder):
+            t0 = time.monotonic()
+            entry = gate_setting(folder, run_dir, size, encoder, test_vectors, labels)
+            results.setdefault(name, {}).setdefault("gate", {})[key] = entry
+            print(f"  gate {name} {key} ({time.monotonic() - t0:.0f} s)")
+            saved.write_text(json.dumps(results, indent=2) + "\n")
     text = gate_table(results)
     print(text)
     (args.out / "gate.md").write_text(text + "\n")

@@ -16,11 +16,12 @@ from localgen.errors import UsageError
 SEED = 0  # of the plan, of every request, of fine-tuning and of the bootstrap
 RESAMPLES = 1000  # bootstrap resamples behind every confidence interval
 LEVEL = 0.95  # of every confidence interval
-# Requests handed to the engine at once: enough to keep vLLM's batch full across the end
-# of a window, few enough that memory does not grow with the run (docs/measurements.md).
 KEEP_BUDGET = 4.0  # run --keep N generates at most this many times N rows per label
 KEEP_ROUNDS = 8  # ... in at most this many rounds
-WINDOW = 4_096
+# Requests in flight (taken by the engine, not yet answered; topped up as each finishes):
+# 4x the batch vLLM runs at once on a CPU (256) and as many as on an H100 (1,024), so
+# its batch stays full; memory holds this many, not the run (docs/measurements.md).
+WINDOW = 1_024
 
 
 @dataclass(frozen=True)
@@ -65,7 +66,7 @@ class GenerateConfig:
     check_labels: bool = True  # ask the model which label each row belongs to (check_label)
     formats: tuple[str, ...] = ("parquet",)
     shard_rows: int = 200  # rows per shard: a kill loses at most this many finished rows
-    window: int = WINDOW  # requests handed to the engine at once; memory holds this many
+    window: int = WINDOW  # requests in flight at once; memory holds this many
     overwrite: bool = False
     quiet: bool = False
     strict: bool = False  # a seed-data text with two labels is an error, not a warning

@@ -115,7 +115,8 @@ def plan_command(
     type=click.IntRange(min=1, max=1_000_000),
     default=GenerateConfig.window,
     show_default=True,
-    help="Requests handed to the engine at once; memory holds this many, however large the run.",
+    help="Requests in flight: the engine takes more as each finishes, so its batch stays "
+    "full; memory holds this many, however large the run.",
 )
 @overwrite_option()
 @click.option(

@@ -1,9 +1,11 @@
-"""What every engine is: the Engine protocol, the completion it yields, and the
-constrained-decoding backends each engine accepts. Adapters import this module only."""
+"""What every engine is: the Engine protocol, the feed it takes requests from, the
+completion it yields, and the constrained-decoding backends each engine accepts.
+Adapters import this module only."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections import deque
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -36,13 +38,68 @@ class Completion:
     mean_logprob: float | None = None
 
 
+class Feed:
+    """The requests an engine takes as it has room: the planned ones in order, with the
+    ones put back (retries) first. An engine holds at most `in_flight` requests it has
+    taken and not yet answered, and takes more as answers come back, so its batch stays
+    full without the drain a fixed batch has at its end, and memory holds `in_flight`
+    requests however long the run (None: no bound, a list's requests all at once).
+
+    Unlike an iterator, a feed that is empty now may have more later: a retry is put back
+    when its answer is read. So an engine is done when it holds no request and `take`
+    gives none. Whoever reads the answers calls `answered` for each, which hands back the
+    request and forgets it."""
+
+    def __init__(self, requests: Iterable[Request], in_flight: int | None = None) -> None:
+        if in_flight is not None and in_flight < 1:
+            raise ValueError("a feed needs room for at least one request in flight")
+        self.in_flight = in_flight
+        self._planned = iter(requests)
+        self._back: deque[Request] = deque()
+        self._out: dict[str, Request] = {}  # taken, not yet answered
+
+    @classmethod
+    def of(cls, requests: Iterable[Request] | Feed) -> Feed:
+        """`requests` as a feed: a list is taken all at once, as one batch."""
+        if isinstance(requests, Feed):
+            return requests
+        if isinstance(requests, Sequence):
+            return cls(requests, max(1, len(requests)))
+        return cls(requests)
+
+    def room(self, holding: int) -> int | None:
+        """How many more an engine holding `holding` requests may take (None: any)."""
+        return None if self.in_flight is None else max(0, self.in_flight - holding)
+
+    def take(self, most: int | None) -> list[Request]:
+        """Up to `most` requests (None: every one there is now), put-back ones first."""
+        taken: list[Request] = []
+        while most is None or len(taken) < most:
+            if self._back:
+                request = self._back.popleft()
+            elif (request := next(self._planned, None)) is None:  # type: ignore[assignment]
+                break
+            self._out[request.key] = request
+            taken.append(request)
+        return taken
+
+    def answered(self, key: str) -> Request:
+        """The request an answer is for; it is no longer out."""
+        return self._out.pop(key)
+
+    def put_back(self, request: Request) -> None:
+        """Take `request` again before the planned ones (a retry, with its own seed)."""
+        self._back.append(request)
+
+
 class Engine(Protocol):
     name: str
     backend: str
     context: int | None  # tokens a prompt and its row may take together; None: unknown
 
-    def generate(self, requests: Sequence[Request]) -> Iterator[Completion]:
-        """Submit all requests, yield completions as they finish."""
+    def generate(self, requests: Iterable[Request] | Feed) -> Iterator[Completion]:
+        """Take requests from `requests` (`Feed.of`) as there is room, yield each
+        completion as it finishes."""
         ...
 
     def close(self) -> None:

@@ -14,9 +14,9 @@ import json
 import random
 import time
 from collections import defaultdict, deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator
 
-from localgen.engines.base import Completion
+from localgen.engines.base import Completion, Feed
 from localgen.planning.requests import Request
 from localgen.planning.schema import LabelChoice
 
@@ -40,7 +40,9 @@ _WORDS = (
 )
 
 
-RECORDED = 10_000
+# Requests a fake engine keeps for tests, in all: enough for any test, few enough that a
+# scale benchmark measures localgen and not this bookkeeping.
+RECORDED = 1_000
 
 
 class FakeEngine:
@@ -51,41 +53,58 @@ class FakeEngine:
     def __init__(self, tokens_per_s: float | None = None) -> None:
         self.tokens_per_s = tokens_per_s
         self.queued: dict[str, deque[str]] = defaultdict(deque)
-        self.calls: list[list[str]] = []  # keys of each generate() call, for tests...
+        self.calls: list[list[str]] = []  # keys taken by each generate() call that took any...
         self.recorded = 0  # ... up to RECORDED keys in all, so a large run stays flat
-        self.last_requests: list[Request] = []  # the requests of the last call
+        self.last_requests: list[Request] = []  # the requests of the last call (as many)
+        self.most_held = 0  # the most requests held at once, taken and not yet answered
 
     def enqueue(self, key: str, raw: str) -> None:
         self.queued[key].append(raw)
 
-    def generate(self, requests: Sequence[Request]) -> Iterator[Completion]:
-        if self.recorded < RECORDED:
-            self.calls.append([r.key for r in requests])
-            self.recorded += len(requests)
-        self.last_requests = list(requests)
-        for r in requests:
-            rng = random.Random(r.seed)
-            if self.queued.get(r.key):
-                raw = self.queued[r.key].popleft()
-            elif isinstance(r.schema, LabelChoice):  # a label check: agrees with the row
-                raw = json.dumps({"label": r.label}, ensure_ascii=False, separators=(",", ":"))
-            else:
-                words = [rng.choice(_WORDS) for _ in range(rng.randint(4, 12))]
-                text = " ".join(words).capitalize()[: r.schema.max_chars]
-                raw = json.dumps(
-                    {"text": text, "label": r.label}, ensure_ascii=False, separators=(",", ":")
-                )
-            completion = Completion(
-                key=r.key,
-                text=raw,
-                finish_reason="stop",
-                prompt_tokens=len(r.prompt.split()),
-                completion_tokens=len(raw.split()),
-                mean_logprob=-round(rng.uniform(0.5, 3.0), 4),
+    def generate(self, requests: Iterable[Request] | Feed) -> Iterator[Completion]:
+        """Take requests as a batched engine does (up to the feed's room), answer the
+        oldest, take more."""
+        feed = Feed.of(requests)
+        keys: list[str] = []
+        self.last_requests = []
+        held: deque[Request] = deque()
+        while True:
+            for r in feed.take(feed.room(len(held))):
+                held.append(r)
+                if self.recorded < RECORDED:
+                    if not keys:
+                        self.calls.append(keys)
+                    keys.append(r.key)
+                    self.last_requests.append(r)
+                    self.recorded += 1
+            if not held:
+                return
+            self.most_held = max(self.most_held, len(held))
+            yield self._answer(held.popleft())
+
+    def _answer(self, r: Request) -> Completion:
+        rng = random.Random(r.seed)
+        if self.queued.get(r.key):
+            raw = self.queued[r.key].popleft()
+        elif isinstance(r.schema, LabelChoice):  # a label check: agrees with the row
+            raw = json.dumps({"label": r.label}, ensure_ascii=False, separators=(",", ":"))
+        else:
+            words = [rng.choice(_WORDS) for _ in range(rng.randint(4, 12))]
+            text = " ".join(words).capitalize()[: r.schema.max_chars]
+            raw = json.dumps(
+                {"text": text, "label": r.label}, ensure_ascii=False, separators=(",", ":")
             )
-            if self.tokens_per_s:
-                time.sleep(completion.completion_tokens / self.tokens_per_s)
-            yield completion
+        completion = Completion(
+            key=r.key,
+            text=raw,
+            finish_reason="stop",
+            prompt_tokens=len(r.prompt.split()),
+            completion_tokens=len(raw.split()),
+            mean_logprob=-round(rng.uniform(0.5, 3.0), 4),
+        )
+        if self.tokens_per_s:
+            time.sleep(completion.completion_tokens / self.tokens_per_s)
+        return completion
 
     def close(self) -> None:
         pass

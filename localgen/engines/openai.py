@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import ssl
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,7 +29,7 @@ from urllib.parse import urlsplit
 
 from localgen.config import EngineSettings
 from localgen.engines.auth import KEY_ENV, read_key, trusted
-from localgen.engines.base import Completion
+from localgen.engines.base import Completion, Feed
 from localgen.errors import EngineError
 from localgen.models.resolve import ModelRef
 from localgen.offline import is_loopback_host
@@ -235,13 +235,15 @@ class OpenAIEngine:
                 f"the server answered something other than a completion: {snippet}"
             ) from None
 
-    def generate(self, requests: Sequence[Request]) -> Iterator[Completion]:
-        if not requests:
-            return
+    def generate(self, requests: Iterable[Request] | Feed) -> Iterator[Completion]:
+        feed = Feed.of(requests)
         pool = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="localgen")
-        pending: set[Future[Completion]] = {pool.submit(self._send, r) for r in requests}
+        pending: set[Future[Completion]] = set()
         try:
-            while pending:
+            while True:
+                pending |= {pool.submit(self._send, r) for r in feed.take(feed.room(len(pending)))}
+                if not pending:
+                    return
                 finished, pending = wait(pending, return_when=FIRST_COMPLETED)
                 for future in finished:
                     yield future.result()

@@ -20,14 +20,14 @@ import logging
 import math
 import os
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any
 
 from localgen.config import EngineSettings
 from localgen.engines.adapters import start_adapter
-from localgen.engines.base import Completion
+from localgen.engines.base import Completion, Feed
 from localgen.errors import EngineError
 from localgen.models.resolve import ModelRef
 from localgen.offline import apply_offline_env, egress_guard, is_loopback_host
@@ -152,26 +152,38 @@ class RayEngine:
         self.say = say
         self.lost = 0  # actors that died during the run
 
-    def generate(self, requests: Sequence[Request]) -> Iterator[Completion]:
+    def generate(self, requests: Iterable[Request] | Feed) -> Iterator[Completion]:
+        """What the feed has room for, cut into a few chunks per actor (as many as
+        `CHUNKS_PER_ACTOR` of what is waiting), each sent to an idle actor; a chunk's
+        completions are yielded when it comes back, and a lost actor's chunk goes first
+        to the next idle one."""
         import ray
 
-        if not requests:
-            return
-        size = max(1, math.ceil(len(requests) / (len(self.actors) * CHUNKS_PER_ACTOR)))
-        queue = deque(list(requests[i : i + size]) for i in range(0, len(requests), size))
+        feed = Feed.of(requests)
+        waiting: deque[Request] = deque()  # taken from the feed, not yet sent
+        lost: deque[list[Request]] = deque()  # chunks of actors that died, to send again
         idle = list(self.actors)
         running: dict[Any, tuple[Any, list[Request]]] = {}
-        while queue or running:
-            while queue and idle:
-                actor, chunk = idle.pop(0), queue.popleft()
+        while True:
+            sent = [chunk for _, chunk in running.values()] + list(lost)
+            held = len(waiting) + sum(len(chunk) for chunk in sent)
+            waiting.extend(feed.take(feed.room(held)))
+            size = max(1, math.ceil(len(waiting) / (len(self.actors) * CHUNKS_PER_ACTOR)))
+            while idle and (lost or waiting):
+                chunk = (
+                    lost.popleft() if lost else [waiting.popleft() for _ in range(size) if waiting]
+                )
+                actor = idle.pop(0)
                 running[actor.generate.remote(chunk)] = (actor, chunk)
+            if not running:
+                return
             [done], _ = ray.wait(list(running), num_returns=1)
             actor, chunk = running.pop(done)
             try:
                 completions = ray.get(done)
             except (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError) as e:
                 self._lose(actor, chunk, e)
-                queue.appendleft(chunk)
+                lost.append(chunk)
                 continue
             except ray.exceptions.RayError as e:
                 message = str(e).strip().splitlines()[-1][:300]

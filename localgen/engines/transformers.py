@@ -2,19 +2,20 @@
 does not support. About 5x slower than vLLM on a CPU (see docs/benchmarks), but it needs
 only torch and transformers.
 
-Requests are grouped by schema and sampling settings (a batch is sampled with one
-temperature and top-p, through one compiled generator) and sent in batches; a batch's
-completions are yielded when the batch finishes. The row's regex goes to Outlines (its
+The requests the feed has room for are grouped by schema and sampling settings (a batch
+is sampled with one temperature and top-p, through one compiled generator) and sent in
+batches; a batch's completions are yielded when the batch finishes, and more are taken
+once every taken one is answered. The row's regex goes to Outlines (its
 EBNF grammar where the backend is xgrammar, as in the vLLM engine).
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from typing import Any
 
-from localgen.engines.base import Completion
+from localgen.engines.base import Completion, Feed
 from localgen.errors import EngineError
 from localgen.models.resolve import ModelRef
 from localgen.planning.requests import Request
@@ -63,7 +64,12 @@ class TransformersEngine:
             self._generators[key] = outlines.Generator(self.model, term, backend)
         return self._generators[key]
 
-    def generate(self, requests: Sequence[Request]) -> Iterator[Completion]:
+    def generate(self, requests: Iterable[Request] | Feed) -> Iterator[Completion]:
+        feed = Feed.of(requests)
+        while taken := feed.take(feed.room(0)):
+            yield from self._generate(taken)
+
+    def _generate(self, requests: list[Request]) -> Iterator[Completion]:
         import torch
 
         groups: dict[tuple[RowSchema | LabelChoice, float, float], list[Request]]

@@ -1,4 +1,6 @@
-"""The vLLM engine: one in-process `vllm.LLM`, every request submitted at once.
+"""The vLLM engine: one in-process `vllm.LLM`, fed as it runs: it holds up to the feed's
+`in_flight` requests and takes more after each engine step that finishes some, so the
+scheduler always has requests waiting and no batch drains before the run's end.
 
 The engine core runs in this process (no worker processes, no ZMQ), with the settings of
 `engines/vllm_setup.py`. The constraint goes to vLLM's own structured outputs: the row's
@@ -8,10 +10,10 @@ regex for guidance and outlines, its EBNF grammar for xgrammar (`planning/schema
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from typing import Any
 
-from localgen.engines.base import Completion
+from localgen.engines.base import Completion, Feed
 from localgen.engines.vllm_setup import (
     ENV_DEFAULTS,
     INSTALL_HINT,
@@ -87,42 +89,49 @@ class VllmEngine:
             logprobs=0,  # the sampled token's raw log-probability: Completion.mean_logprob
         )
 
-    def generate(self, requests: Sequence[Request]) -> Iterator[Completion]:
-        if not requests:
-            return
-        # One at a time, so a request vLLM refuses (a prompt longer than the context) is one
-        # failed row, not a failed batch.
-        ids: list[str] = []
-        keys: dict[str, str] = {}
-        for r in requests:
-            conversation = [{"role": "user", "content": r.prompt}]
-            try:
-                [internal] = self.llm.enqueue_chat(
-                    conversation,  # type: ignore[arg-type]
-                    self.sampling_params(r),
-                    use_tqdm=False,
-                )
-            except Exception as e:  # vLLM raises ValueError and its own validation errors
-                yield Completion(r.key, "", "error", 0, 0, error=_first_line(e))
-                continue
-            ids.append(internal)
-            # enqueue returns internal ids ("7-a1b2c3"); outputs carry the external one ("7").
-            keys[internal] = keys[internal.rsplit("-", 1)[0]] = r.key
-        done: set[str] = set()
+    def generate(self, requests: Iterable[Request] | Feed) -> Iterator[Completion]:
+        feed = Feed.of(requests)
         engine = self.llm.llm_engine
+        keys: dict[str, str] = {}  # vLLM's internal request id -> request key, held ones
+        internal_of: dict[str, str] = {}  # external id -> internal id, held ones
         try:
-            # The same loop as LLM.wait_for_completion, but yielding each finished request
-            # so rows reach the disk (and the progress bar) while the batch runs.
-            while engine.has_unfinished_requests():
+            while True:
+                taken = feed.take(feed.room(len(keys)))
+                for r in taken:
+                    # One at a time, so a request vLLM refuses (a prompt longer than the
+                    # context) is one failed row, not a failed batch.
+                    try:
+                        [internal] = self.llm.enqueue_chat(
+                            [{"role": "user", "content": r.prompt}],  # type: ignore[arg-type]
+                            self.sampling_params(r),
+                            use_tqdm=False,
+                        )
+                    except Exception as e:  # vLLM raises ValueError and its own errors
+                        yield Completion(r.key, "", "error", 0, 0, error=_first_line(e))
+                        continue
+                    keys[internal] = r.key
+                    # enqueue returns internal ids ("7-a1b2c3"); outputs carry the external.
+                    internal_of[internal.rsplit("-", 1)[0]] = internal
+                if not keys:
+                    if taken:  # every one refused: there may be more
+                        continue
+                    return
+                if not engine.has_unfinished_requests():  # never seen; would loop for ever
+                    raise EngineError(f"vLLM dropped {len(keys)} requests without an answer")
+                # The loop of LLM.wait_for_completion, one step at a time, yielding each
+                # finished request so rows reach the disk (and the progress bar) as the
+                # batch runs, and the feed tops the batch up.
                 for out in engine.step():
                     if not out.finished:
                         continue
+                    internal = internal_of.pop(out.request_id, out.request_id)
+                    internal_of.pop(internal.rsplit("-", 1)[0], None)
+                    key = keys.pop(internal)
                     choice = out.outputs[0]  # type: ignore[index]
-                    done.add(out.request_id)
                     n_out = len(choice.token_ids)
                     total = choice.cumulative_logprob
                     yield Completion(
-                        key=keys[out.request_id],
+                        key=key,
                         text=choice.text,
                         finish_reason=str(choice.finish_reason),
                         prompt_tokens=len(out.prompt_token_ids or ()),
@@ -131,9 +140,8 @@ class VllmEngine:
                     )
         finally:
             # Interrupted mid-batch: drop what is still queued so the engine can be reused.
-            if engine.has_unfinished_requests():
-                pending = [i for i in ids if i.rsplit("-", 1)[0] not in done]
-                engine.abort_request(pending, internal=True)
+            if keys and engine.has_unfinished_requests():
+                engine.abort_request(list(keys), internal=True)
 
     def close(self) -> None:
         """Shut the engine down and give its memory back: on a GPU, what vLLM held (weights,

@@ -1,12 +1,12 @@
 """`localgen generate`: task file in, validated rows with provenance and a manifest out.
 
 Steps: read the task (and seed data) -> plan the requests -> skip the ones a previous,
-interrupted run of the same plan already stored -> send the rest to the engine a window
-at a time (`--window`, built as they are sent) -> validate each completion against its
-schema -> write rows in shards -> retry the invalid ones of the window with a new seed, a
-bounded number of times -> record what still failed -> ask the model which label each
-row belongs to (the label check) -> write the shards into the output table a bucket at a
-time. All of it under the egress guard; memory holds a window, not the run.
+interrupted run of the same plan already stored -> feed the rest to the engine, at most
+`--window` in flight (each built as it is taken) -> validate each completion against its
+schema -> write rows in shards -> put an invalid one back with a new seed, a bounded
+number of times -> record what still failed -> ask the model which label each row
+belongs to (the label check) -> write the shards into the output table a bucket at a
+time. All of it under the egress guard; memory holds the requests in flight, not the run.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import polars as pl
 from localgen.artifacts import write_json
 from localgen.config import GenerateConfig
 from localgen.data import LabeledData, data_warnings, label_conflicts, read_task_data
-from localgen.engines.base import Engine
+from localgen.engines.base import Engine, Feed
 from localgen.engines.loader import check_settings, resolve_engine_model, running
 from localgen.errors import OutputError
 from localgen.generation import manifest as manifests
@@ -258,58 +258,48 @@ def _run_pass(
     writer: _Writer,
     progress: Progress,
 ) -> None:
-    """The requests through the engine a window at a time (`config.window` in flight),
-    each window followed by bounded retries of its invalid outputs, each from the planned
-    request with a derived seed (`_retry_request`)."""
-    for window in _windows(requests, config.window):
-        _run_window(engine, window, model, config.max_retries, writer, progress)
+    """The requests through the engine, at most `config.window` in flight, an invalid
+    output retried a bounded number of times, each retry from the planned request with a
+    derived seed (`_retry_request`) and put back in front of the feed, so it joins the
+    running batch instead of waiting for it to drain. A pass with nothing to ask does
+    not call the engine."""
+    requests = iter(requests)
+    if (head := next(requests, None)) is None:
+        return
+    feed = Feed(itertools.chain([head], requests), in_flight=config.window)
+    retried: dict[str, tuple[Request, int]] = {}  # key -> (planned request, attempt)
+    for completion in engine.generate(feed):
+        request = feed.answered(completion.key)
+        planned, attempt = retried.pop(request.key, (request, 0))
+        writer.tokens["prompt"] += completion.prompt_tokens
+        writer.tokens["completion"] += completion.completion_tokens
+        parsed, reason = request.schema.parse(completion.text)
+        if completion.finish_reason == "length" and parsed is None:
+            reason = f"cut off at max_tokens ({request.max_tokens})"
+        if completion.error:
+            reason = f"engine: {completion.error}"
+        if parsed is None or completion.error:
+            writer.failures[request.key] = failure(
+                request.key,
+                request.label,
+                attempt + 1,
+                completion.finish_reason,
+                reason,
+                completion.text,
+            )
+            # A refused request would be refused again.
+            if not completion.error and attempt < config.max_retries:
+                retried[request.key] = (planned, attempt + 1)
+                feed.put_back(_retry_request(planned, attempt + 1))
+            continue
+        writer.failures.pop(request.key, None)
+        draft = request.key.endswith(SUMMARY_SUFFIX)
+        if draft:
+            writer.add(make_draft(request, parsed, completion, attempt), draft=True)
+        else:
+            writer.add(make_row(request, parsed, completion, model, engine, attempt), draft=False)
+        progress.advance(int(not draft), completion.completion_tokens)
     writer.flush()
-
-
-def _run_window(
-    engine: Engine,
-    requests: list[Request],
-    model: ModelRef,
-    max_retries: int,
-    writer: _Writer,
-    progress: Progress,
-) -> None:
-    pending = requests
-    for attempt in range(max_retries + 1):
-        if not pending:
-            break
-        batch = {r.key: _retry_request(r, attempt) for r in pending}
-        retry: set[str] = set()
-        for completion in engine.generate(list(batch.values())):
-            request = batch[completion.key]
-            writer.tokens["prompt"] += completion.prompt_tokens
-            writer.tokens["completion"] += completion.completion_tokens
-            parsed, reason = request.schema.parse(completion.text)
-            if completion.finish_reason == "length" and parsed is None:
-                reason = f"cut off at max_tokens ({request.max_tokens})"
-            if completion.error:
-                reason = f"engine: {completion.error}"
-            if parsed is None or completion.error:
-                writer.failures[request.key] = failure(
-                    request.key,
-                    request.label,
-                    attempt + 1,
-                    completion.finish_reason,
-                    reason,
-                    completion.text,
-                )
-                if not completion.error:  # a refused request would be refused again
-                    retry.add(request.key)
-                continue
-            writer.failures.pop(request.key, None)
-            draft = request.key.endswith(SUMMARY_SUFFIX)
-            if draft:
-                writer.add(make_draft(request, parsed, completion, attempt), draft=True)
-            else:
-                row = make_row(request, parsed, completion, model, engine, attempt)
-                writer.add(row, draft=False)
-            progress.advance(int(not draft), completion.completion_tokens)
-        pending = [r for r in pending if r.key in retry]
 
 
 def generate(
@@ -448,18 +438,16 @@ def _check_labels(engine: Engine, task: Task, run: RunFolder, config: GenerateCo
     check = LabelCheck(task)
     progress = Progress(unchecked, enabled=not config.quiet, label="checks")
     answers: list[dict[str, Any]] = []
-    for rows in _windows(_unchecked(run, checked), config.window):
-        requests = {
-            (r := check.request(key, text, label, seed)).key: r for key, text, label, seed in rows
-        }
-        for completion in engine.generate(list(requests.values())):
-            parsed, _ = requests[completion.key].schema.parse(completion.text)
-            key = completion.key.removesuffix(CHECK_SUFFIX)
-            answers.append({"request_key": key, "check_label": parsed and parsed["label"]})
-            progress.advance(1, completion.completion_tokens)
-            if len(answers) >= config.shard_rows:
-                run.checks.write(answers, CHECK_SCHEMA)
-                answers = []
+    requests = (check.request(*row) for row in _unchecked(run, checked))
+    feed = Feed(requests, in_flight=config.window)
+    for completion in engine.generate(feed):
+        parsed, _ = feed.answered(completion.key).schema.parse(completion.text)
+        key = completion.key.removesuffix(CHECK_SUFFIX)
+        answers.append({"request_key": key, "check_label": parsed and parsed["label"]})
+        progress.advance(1, completion.completion_tokens)
+        if len(answers) >= config.shard_rows:
+            run.checks.write(answers, CHECK_SCHEMA)
+            answers = []
     if answers:
         run.checks.write(answers, CHECK_SCHEMA)
     progress.close()

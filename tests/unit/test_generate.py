@@ -60,7 +60,8 @@ def test_invalid_output_is_retried_with_a_new_seed(task_file: Path, tmp_path: Pa
     engine = FakeEngine()
     engine.enqueue("bug-000001", '{"text":"truncated')  # first attempt only
     _run(_config(task_file, tmp_path / "run"), engine)
-    assert engine.calls[1] == ["bug-000001"]
+    # Put back into the same feed: the engine takes it as its batch runs, not after it.
+    assert engine.calls[0].count("bug-000001") == 2 and engine.calls[0][-1] == "bug-000001"
     rows = pl.read_parquet(tmp_path / "run" / "synthetic.parquet")
     retried = rows.filter(pl.col("request_key") == "bug-000001").row(0, named=True)
     assert retried["attempt"] == 1
@@ -197,15 +198,16 @@ def test_the_label_check_asks_the_model_about_every_row_once(
     assert pl.read_parquet(tmp_path / "off" / "synthetic.parquet")["check_label"].null_count() == 6
 
 
-def test_windows_hand_the_engine_a_bounded_batch_and_change_no_row(
+def test_the_window_bounds_the_requests_in_flight_and_changes_no_row(
     task_file: Path, tmp_path: Path
 ) -> None:
     engine = FakeEngine()
-    engine.enqueue("bug-000001", '{"text":"truncated')  # retried within its window
+    engine.enqueue("bug-000001", '{"text":"truncated')  # put back while the feed runs
     _run(_config(task_file, tmp_path / "small", count=7, window=3), engine)
-    rows = [c for c in engine.calls if not c[0].endswith("/check")]
-    assert max(len(c) for c in rows) == 3 and sum(len(c) for c in rows) == 15  # 14 + 1 retry
-    assert ["bug-000001"] in rows
+    [rows, checks] = engine.calls  # one feed per pass: the rows, then the label check
+    assert engine.most_held == 3  # never more in flight than the window
+    assert len(rows) == 15 and rows.count("bug-000001") == 2  # 14 + 1 retry
+    assert len(checks) == 14
     columns = ["request_key", "id", "text", "label", "seed", "attempt"]
     one = FakeEngine()
     one.enqueue("bug-000001", '{"text":"truncated')

@@ -108,36 +108,82 @@ def default_encoder() -> Encoder:
     return Encoder()
 
 
+CACHE_CHUNK = 65_536  # vectors copied at a time when the cache grows
+
+
 def cache_file(folder: Path, encoder: object) -> Path:
-    """Where a run folder keeps the vectors of its rows for one encoder."""
+    """Where a run folder keeps the vectors of its rows for one encoder: an .npy of the
+    vectors (read memory-mapped) and, beside it, an .ids.npy of their row ids."""
     key = hashlib.sha256(str(getattr(encoder, "path", type(encoder).__name__)).encode())
-    return folder / f".embeddings-{key.hexdigest()[:12]}.npz"
+    return folder / f".embeddings-{key.hexdigest()[:12]}.npy"
+
+
+def _ids_file(cache: Path) -> Path:
+    return cache.with_suffix(".ids.npy")
+
+
+def _read_cache(cache: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(ids as UTF-8 bytes, vectors memory-mapped): nothing is read into memory but the
+    ids. A missing, damaged or half-written pair is an empty cache: it is only a cache."""
+    try:
+        vectors = np.load(cache, mmap_mode="r")
+        ids = np.load(_ids_file(cache))
+    except (OSError, ValueError, EOFError):
+        return np.array([], dtype="S1"), np.zeros((0, 0), dtype=np.float32)
+    if vectors.ndim != 2 or ids.shape != (vectors.shape[0],) or ids.dtype.kind != "S":
+        return np.array([], dtype="S1"), np.zeros((0, 0), dtype=np.float32)
+    return ids, vectors
+
+
+def _positions(stored: np.ndarray, wanted: np.ndarray) -> np.ndarray:
+    """Where each wanted id is among the stored ones; -1 where it is not."""
+    if not len(stored):
+        return np.full(len(wanted), -1)
+    order = np.argsort(stored, kind="stable")
+    at = np.searchsorted(stored[order], wanted).clip(0, len(stored) - 1)
+    found = stored[order][at] == wanted
+    return np.where(found, order[at], -1)
 
 
 def encode_cached(
     encoder: Any, ids: Sequence[str], texts: Sequence[str], cache: Path
 ) -> np.ndarray:
     """Embed `texts`, reusing the vectors `cache` holds for their ids (an id names one text)
-    and storing the new ones, so curate and report embed each row once."""
+    and appending the new ones, so curate and report embed each row once. The cache is
+    read memory-mapped: only the vectors asked for are read into memory."""
     from localgen.artifacts import write_with
 
-    known: dict[str, np.ndarray] = {}
-    if cache.is_file():
-        try:
-            with np.load(cache) as stored:
-                known = dict(zip(stored["ids"].tolist(), stored["vectors"], strict=True))
-        except (OSError, ValueError, KeyError):
-            known = {}  # a damaged cache is only a cache
-    missing = [i for i, row_id in enumerate(ids) if row_id not in known]
-    if missing:
-        fresh = encoder.encode([texts[i] for i in missing])
-        known.update({ids[i]: fresh[k] for k, i in enumerate(missing)})
-
-        def save(path: Path) -> None:
-            with path.open("wb") as f:
-                np.savez(f, ids=np.array(list(known)), vectors=np.stack(list(known.values())))
-
-        write_with(cache, save)
     if not ids:
         return encoder.encode([])
-    return np.stack([known[row_id] for row_id in ids]).astype(np.float32, copy=False)
+    wanted = np.array([i.encode() for i in ids])
+    stored, vectors = _read_cache(cache)
+    where = _positions(stored, wanted)
+    if (where < 0).any():
+        new_ids, first = np.unique(wanted[where < 0], return_index=True)
+        missing = np.flatnonzero(where < 0)[first]
+        fresh = encoder.encode([texts[i] for i in missing]).astype(np.float32, copy=False)
+        if vectors.shape[1:] not in ((fresh.shape[1],), (0,)):
+            stored, vectors = stored[:0], vectors[:0]  # another width: start again
+        old = len(stored)
+
+        def save_vectors(path: Path) -> None:
+            grown = np.lib.format.open_memmap(
+                path, mode="w+", dtype=np.float32, shape=(old + len(fresh), fresh.shape[1])
+            )
+            for start in range(0, old, CACHE_CHUNK):
+                end = min(start + CACHE_CHUNK, old)
+                grown[start:end] = vectors[start:end]
+            grown[old:] = fresh
+            grown.flush()
+
+        stored = np.concatenate([stored, new_ids])
+        write_with(cache, save_vectors)  # vectors first: ids that do not match are ignored
+
+        def save_ids(path: Path) -> None:
+            with path.open("wb") as f:  # a file, not a name: np.save would add ".npy"
+                np.save(f, stored, allow_pickle=False)
+
+        write_with(_ids_file(cache), save_ids)
+        vectors = np.load(cache, mmap_mode="r")
+        where = _positions(stored, wanted)
+    return np.asarray(vectors[where], dtype=np.float32)

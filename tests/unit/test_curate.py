@@ -202,9 +202,14 @@ def test_row_vectors_are_cached_per_id_and_a_damaged_cache_is_ignored(tmp_path: 
     assert encoder.seen == ["refund me", "log me in", "it crashed"]  # each text once
     assert np.allclose(again[[2, 0]], first)
     assert np.allclose(again, BagOfWords().encode(["log me in", "it crashed", "refund me"]))
-    cache.write_bytes(b"not an npz file")
+    assert np.load(cache, mmap_mode="r").shape[0] == 3  # grown, not rewritten per call
+    cache.write_bytes(b"not an npy file")
     encode_cached(encoder, ["a"], ["refund me"], cache)
     assert encoder.seen[-1] == "refund me"
+    with cache.with_suffix(".ids.npy").open("wb") as f:  # killed between the two files
+        np.save(f, np.array([b"a", b"b"]))
+    encode_cached(encoder, ["a"], ["refund me"], cache)
+    assert encoder.seen[-2:] == ["refund me", "refund me"]  # a pair that disagrees is unused
     assert not list(tmp_path.glob(".*.tmp"))
 
 

@@ -1,9 +1,9 @@
 """localgen's own cost at scale: 1,000 to 1,000,000 rows through the fake engine.
 
 The fake engine answers instantly with schema-valid rows, so what is measured is
-localgen alone: planning and rendering prompts in windows, validating every output,
-building rows, writing shards, the label check, and writing the output table a bucket at
-a time. Each size runs in a fresh child process that reports its own peak memory (max
+localgen alone: planning, building each request as the engine takes it, validating every
+output, building rows, writing shards, the label check, and writing the output table a
+bucket at a time. Each size runs in a fresh child process that reports its own peak memory (max
 RSS); the last column is that peak over the first size's, measured in the same run.
 Prints a Markdown table.
 Run: make bench-scale (1,000 to 100,000 rows, about 2 minutes; --window N to compare)

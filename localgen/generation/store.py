@@ -296,6 +296,7 @@ class RunFolder:
 
 
 SORTED_AT_ONCE = 2_000  # rows of a label per bucket when the output table is written
+FREE_TEXT = ("text", "attributes", "intermediate")  # columns written without statistics
 
 
 def _row_number() -> pl.Expr:
@@ -338,7 +339,12 @@ def _write_parts(
     import pyarrow.parquet as pq  # only here: a large import
 
     arrow_schema = pl.DataFrame(schema=schema).to_arrow().schema
-    with pq.ParquetWriter(path, arrow_schema, compression="zstd") as writer:
+    # No min/max for free text: no reader filters on it, and the writer holds each row
+    # group's statistics until the file is closed (up to 4 KB a value for long texts).
+    statistics = [name for name in schema if name not in FREE_TEXT]
+    with pq.ParquetWriter(
+        path, arrow_schema, compression="zstd", write_statistics=statistics
+    ) as writer:
         for part in parts:
             writer.write_table(part.to_arrow().cast(arrow_schema))
 

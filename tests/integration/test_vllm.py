@@ -76,6 +76,29 @@ def test_zero_shot_rows_are_valid_with_requested_labels(
     assert rows["check_label"].null_count() == 0 and set(rows["check_label"]) <= set(labels)
 
 
+def test_the_real_engine_is_topped_up_as_requests_finish(vllm_engine) -> None:  # type: ignore[no-untyped-def]
+    """At most the feed's bound in flight, refilled as answers come back, and a request
+    put back after the plan ran out is still answered (a retry joins the running batch)."""
+    from dataclasses import replace
+
+    from localgen.engines.base import Feed
+
+    requests = build_plan(load_task(EXAMPLE_TASK), count=3, strategy="zero-shot").requests
+    feed, engine = Feed(requests, in_flight=5), vllm_engine.llm.llm_engine
+    held, answered = [], []
+    for completion in vllm_engine.generate(feed):
+        held.append(engine.get_num_unfinished_requests())
+        request = feed.answered(completion.key)
+        answered.append(request.key)
+        if request.key == requests[-1].key and answered.count(request.key) == 1:
+            feed.put_back(replace(request, seed=request.seed + 1))
+    assert sorted(answered) == sorted([r.key for r in requests] + [requests[-1].key])
+    # Never over the bound, and refilled: fed in windows of 5 instead, the counts would
+    # run 4, 3, 2, 1, 0 per window (4 of them at 3 or more over the 13 answers).
+    assert max(held) <= 5 and sum(h >= 3 for h in held) >= 6
+    assert not engine.has_unfinished_requests()
+
+
 def test_run_keep_grows_a_real_run_in_rounds_on_one_engine(
     vllm_engine,
     builtin_model,  # type: ignore[no-untyped-def]

@@ -4,7 +4,8 @@ The fake engine answers instantly with schema-valid rows, so what is measured is
 localgen alone: planning, building each request as the engine takes it, validating every
 output, building rows, writing shards, the label check, and writing the output table a
 bucket at a time. Each size runs in a fresh child process that reports its own peak memory (max
-RSS); the last column is that peak over the first size's, measured in the same run.
+RSS), and the peak before the label check (the generation passes) and before the output
+table is written; the last column is the peak over the first size's, in the same run.
 Prints a Markdown table.
 Run: make bench-scale (1,000 to 100,000 rows, about 2 minutes; --window N to compare)
      make bench-scale-1m (1,000 and 1,000,000 rows, about 15 minutes)
@@ -28,12 +29,31 @@ TASK = ROOT / "examples" / "support-tickets" / "task.toml"
 SIZES = (1_000, 10_000, 100_000)
 
 
+def _peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def child(rows: int, window: int) -> None:
     from localgen.config import EngineSettings, GenerateConfig
     from localgen.engines.fake import FakeEngine
+    from localgen.generation import generate as generation
     from localgen.generation.generate import generate
+    from localgen.generation.store import RunFolder
     from localgen.models.resolve import ModelRef
 
+    phases: dict[str, float] = {}
+    check, finalize = generation._check_labels, RunFolder.finalize
+
+    def traced_check(*args, **kwargs):  # type: ignore[no-untyped-def]
+        phases["passes_mb"] = _peak_mb()
+        return check(*args, **kwargs)
+
+    def traced_finalize(*args, **kwargs):  # type: ignore[no-untyped-def]
+        phases["before_write_mb"] = _peak_mb()
+        return finalize(*args, **kwargs)
+
+    generation._check_labels = traced_check  # type: ignore[assignment]
+    RunFolder.finalize = traced_finalize  # type: ignore[method-assign]
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     with tempfile.TemporaryDirectory() as tmp:
         config = GenerateConfig(
@@ -63,6 +83,7 @@ def child(rows: int, window: int) -> None:
                 "shards": shards,
                 "rss_after_import_mb": round(before / 1024, 1),
                 "peak_rss_mb": round(peak / 1024, 1),
+                **{k: round(v, 1) for k, v in phases.items()},
             }
         )
     )
@@ -77,8 +98,11 @@ def main() -> None:
     if args.child:
         child(args.child, args.window)
         return
-    print("| rows | wall s | rows/s | shards | RSS after imports MB | peak RSS MB | peak / first |")
-    print("|---|---|---|---|---|---|---|")
+    print(
+        "| rows | wall s | rows/s | shards | RSS after imports MB | peak, passes MB "
+        "| peak before writing MB | peak RSS MB | peak / first |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
     first = None
     for rows in args.rows:
         out = subprocess.run(
@@ -92,7 +116,8 @@ def main() -> None:
         first = first or r["peak_rss_mb"]
         print(
             f"| {r['rows']:,} | {r['wall_s']:.1f} | {r['rows'] / r['wall_s']:.0f} | "
-            f"{r['shards']} | {r['rss_after_import_mb']:.0f} | {r['peak_rss_mb']:.0f} | "
+            f"{r['shards']} | {r['rss_after_import_mb']:.0f} | {r['passes_mb']:.0f} | "
+            f"{r['before_write_mb']:.0f} | {r['peak_rss_mb']:.0f} | "
             f"{r['peak_rss_mb'] / first:.2f} |",
             flush=True,
         )

@@ -43,7 +43,7 @@ class Feed:
     ones put back (retries) first. An engine holds at most `in_flight` requests it has
     taken and not yet answered, and takes more as answers come back, so its batch stays
     full without the drain a fixed batch has at its end, and memory holds `in_flight`
-    requests however long the run (None: no bound, a list's requests all at once).
+    requests however long the run (None: no bound).
 
     Unlike an iterator, a feed that is empty now may have more later: a retry is put back
     when its answer is read. So an engine is done when it holds no request and `take`

@@ -231,7 +231,9 @@ def test_the_output_table_is_written_a_bucket_at_a_time_in_key_order(
     assert rows.columns == list(OUTPUT_SCHEMA) and rows["check_label"].null_count() == 0
     assert pq.ParquetFile(table).num_row_groups == 6  # buckets of 4, 4 and 2 per label
     group = pq.ParquetFile(table).metadata.row_group(0)
-    stats = {group.column(i).path_in_schema: group.column(i).statistics for i in range(group.num_columns)}
+    stats = {
+        group.column(i).path_in_schema: group.column(i).statistics for i in range(group.num_columns)
+    }
     assert stats["text"] is None and stats["attributes"] is None  # free text: no min/max
     assert stats["label"].min == stats["label"].max == "billing"
 

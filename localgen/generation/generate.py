@@ -156,8 +156,7 @@ def prepare_plan(
 
 
 def _retry_request(request: Request, attempt: int) -> Request:
-    if attempt == 0:
-        return request  # no copy: a pass may hold every request of a large run
+    """The planned request for retry `attempt` (1, 2, ...): a new seed derived from its own."""
     return dataclasses.replace(request, seed=(request.seed + attempt * RETRY_SEED_STEP) % 2**31)
 
 

@@ -85,7 +85,7 @@ model-qwen-1.5b: install
 
 # The fake engine at 1,000 and 1,000,000 rows: peak memory stays flat (~15 min, not in `make bench`)
 bench-scale-1m: install
-	$(BIN)/python bench/scale.py --rows 1000 1000000
+	$(BIN)/python bench/scale.py --rows 1000 1000000 --repeat 5
 
 # bench-NAME runs bench/NAME.py
 bench-%: install

@@ -5,8 +5,9 @@ localgen alone: planning, building each request as the engine takes it, validati
 output, building rows, writing shards, the label check, and writing the output table a
 bucket at a time. Each size runs in a fresh child process that reports its own peak memory (max
 RSS), and the peak before the label check (the generation passes) and before the output
-table is written; the last column is the peak over the first size's, in the same run.
-Prints a Markdown table.
+table is written. The first size is the baseline: it runs --repeat times, half before the
+other sizes and half after (its peak moves with the machine's load), and the last column
+is each peak over the median of those runs. Prints a Markdown table.
 Run: make bench-scale (1,000 to 100,000 rows, about 2 minutes; --window N to compare)
      make bench-scale-1m (1,000 and 1,000,000 rows, about 15 minutes)
 """
@@ -16,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -94,17 +96,18 @@ def main() -> None:
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--rows", type=int, nargs="+", default=SIZES, help="sizes to run")
     parser.add_argument("--window", type=int, default=WINDOW, help="generate's --window")
+    parser.add_argument(
+        "--repeat", type=int, default=3, help="runs of the first size (the baseline)"
+    )
     args = parser.parse_args()
     if args.child:
         child(args.child, args.window)
         return
-    print(
-        "| rows | wall s | rows/s | shards | RSS after imports MB | peak, passes MB "
-        "| peak before writing MB | peak RSS MB | peak / first |"
-    )
-    print("|---|---|---|---|---|---|---|---|---|")
-    first = None
-    for rows in args.rows:
+    first, rest = args.rows[0], list(args.rows[1:])
+    before = (args.repeat + 1) // 2
+    order = [first] * before + rest + [first] * (args.repeat - before)
+    results = []
+    for rows in order:
         out = subprocess.run(
             [sys.executable, __file__, "--child", str(rows), "--window", str(args.window)],
             capture_output=True,
@@ -112,15 +115,26 @@ def main() -> None:
             check=True,
             cwd=ROOT,
         )
-        r = json.loads(out.stdout.strip().splitlines()[-1])
-        first = first or r["peak_rss_mb"]
+        results.append(json.loads(out.stdout.strip().splitlines()[-1]))
+        print(f"{rows:,} rows: {results[-1]['peak_rss_mb']:.0f} MB", file=sys.stderr, flush=True)
+    base = [r["peak_rss_mb"] for rows, r in zip(order, results, strict=True) if rows == first]
+    median = statistics.median(base)
+    print(
+        "| rows | wall s | rows/s | shards | RSS after imports MB | peak, passes MB "
+        "| peak before writing MB | peak RSS MB | peak / baseline |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
+    for r in results:
         print(
             f"| {r['rows']:,} | {r['wall_s']:.1f} | {r['rows'] / r['wall_s']:.0f} | "
             f"{r['shards']} | {r['rss_after_import_mb']:.0f} | {r['passes_mb']:.0f} | "
             f"{r['before_write_mb']:.0f} | {r['peak_rss_mb']:.0f} | "
-            f"{r['peak_rss_mb'] / first:.2f} |",
-            flush=True,
+            f"{r['peak_rss_mb'] / median:.2f} |"
         )
+    print(
+        f"\nBaseline: {first:,} rows, {len(base)} runs, peak {min(base):.0f}-{max(base):.0f} MB, "
+        f"median {median:.0f} MB; the table's runs in the order they ran."
+    )
 
 
 if __name__ == "__main__":

@@ -47,11 +47,11 @@ class Progress:
         self.new_rows += rows
         self.tokens += tokens
         now = time.monotonic()
-        # Redraw at most 5 times a second on a terminal; every 10% in a log file.
+        # Redraw at most 5 times a second on a terminal; at each 10% passed in a log file.
         step = max(1, self.total // 10)
         if (
             (self._tty and now - self._last_draw > 0.2)
-            or (not self._tty and rows and self.done % step == 0)
+            or (not self._tty and self.done // step > (self.done - rows) // step)
             or self.done >= self.total
         ):
             self._last_draw = now

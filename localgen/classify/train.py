@@ -127,7 +127,7 @@ def training_set(
     if frame is not None and run_dir is not None:
         say(f"embedding {frame.height} synthetic rows from {name}")
         ids, run_texts = frame["id"].to_list(), frame["text"].to_list()
-        parts.append(encode_cached(encoder, ids, run_texts, cache_file(run_dir, encoder)))
+        parts.append(encode_cached(encoder, ids, run_texts, cache_file(run_dir, encoder), say))
         texts += run_texts
         sources += ["synthetic"] * frame.height
         shown = frame["positive_ids"].to_list() if "positive_ids" in frame.columns else None

@@ -157,7 +157,9 @@ def _embed(
 
         encoder = default_encoder()
     say(f"embedding {len(data.texts)} rows")
-    data.vectors = encode_cached(encoder, data.ids, data.texts, cache_file(config.run_dir, encoder))
+    data.vectors = encode_cached(
+        encoder, data.ids, data.texts, cache_file(config.run_dir, encoder), say
+    )
     if data.real is not None:
         data.real_vectors = encoder.encode(data.real.frame["text"].to_list())
     if data.evaluation is not None:

@@ -136,7 +136,7 @@ def compute(
     texts: list[str] = rows["text"].to_list()
     labels: list[str] = rows["label"].to_list()
     say(f"embedding {len(texts)} rows" + (f" and {real.frame.height} real" if real else ""))
-    vectors = encode_cached(encoder, rows["id"].to_list(), texts, cache_file(run_dir, encoder))
+    vectors = encode_cached(encoder, rows["id"].to_list(), texts, cache_file(run_dir, encoder), say)
     real_texts: list[str] = real.frame["text"].to_list() if real else []
     real_labels: list[str] = real.frame["label"].to_list() if real else []
     real_vectors = encoder.encode(real_texts) if real else None

@@ -213,6 +213,21 @@ def test_row_vectors_are_cached_per_id_and_a_damaged_cache_is_ignored(tmp_path: 
     assert not list(tmp_path.glob(".*.tmp"))
 
 
+def test_a_long_embedding_shows_progress_and_gives_the_same_vectors(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from localgen.vectors import encoder as vectors
+
+    monkeypatch.setattr(vectors, "EMBED_CHUNK", 2)
+    texts = ["refund me", "log me in", "it crashed", "billed twice", "reset link"]
+    ids = [str(i) for i in range(5)]
+    quiet = vectors.encode_cached(BagOfWords(), ids, texts, tmp_path / "a.npy")
+    assert capsys.readouterr().err == ""
+    told = vectors.encode_cached(BagOfWords(), ids, texts, tmp_path / "b.npy", say=print)
+    assert np.allclose(told, quiet)
+    assert "5/5 rows" in capsys.readouterr().err  # three calls of two, the last line at 5
+
+
 def test_label_consistency_drops_what_the_model_itself_labels_otherwise(tmp_path: Path) -> None:
     rows = [
         {"text": "Please refund the extra charge on my card", "label": "billing"},

@@ -50,6 +50,19 @@ def test_real_encoder_puts_paraphrases_close() -> None:
     assert v[0] @ v[1] > v[0] @ v[2] + 0.2
 
 
+def test_batches_cut_longest_first_return_vectors_in_the_callers_order(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from localgen.vectors import encoder
+
+    texts = ["short", "a much longer text about a refund that never came", "mid length text", ""]
+    monkeypatch.setattr(encoder, "BATCH", 2)  # two batches, each of texts far apart in order
+    together = encoder.default_encoder().encode(texts)
+    alone = np.concatenate([encoder.default_encoder().encode([t]) for t in texts])
+    assert np.allclose(together, alone, atol=1e-5)
+    assert encoder.default_encoder().encode([]).shape == (0, 384)
+
+
 def test_bleu_by_hand() -> None:
     hyp, ref = ["a", "b", "c", "d", "e"], ["a", "b", "c", "x", "y"]
     # precisions 3/5, 2/4, 1/3 and 0/2 (smoothed to 0.1/2); same length: no penalty

@@ -121,8 +121,8 @@ def default_encoder() -> Encoder:
     return Encoder()
 
 
-CACHE_CHUNK = 65_536  # vectors copied at a time when the cache grows
-EMBED_CHUNK = 4_096  # texts embedded between two progress lines
+CACHE_CHUNK = 65_536  # vectors copied at a time as the cache grows; its smallest new part
+EMBED_CHUNK = 4_096  # texts embedded between two progress updates
 
 
 def cache_file(folder: Path, encoder: object) -> Path:
@@ -159,17 +159,46 @@ def _positions(stored: np.ndarray, wanted: np.ndarray) -> np.ndarray:
     return np.where(found, order[at], -1)
 
 
-def _encode_with_progress(encoder: Any, texts: list[str], show: bool) -> np.ndarray:
-    """encoder.encode(texts), EMBED_CHUNK texts a call, with a progress line when `show`."""
-    if not show or len(texts) <= EMBED_CHUNK:
-        return np.asarray(encoder.encode(texts), dtype=np.float32)
-    progress = Progress(len(texts), tokens=False)
+def _encode(encoder: Any, texts: list[str], progress: Progress) -> np.ndarray:
+    """encoder.encode(texts), EMBED_CHUNK texts a call, advancing `progress`."""
     parts = []
     for start in range(0, len(texts), EMBED_CHUNK):
         parts.append(np.asarray(encoder.encode(texts[start : start + EMBED_CHUNK]), np.float32))
         progress.advance(len(parts[-1]))
-    progress.close()
     return np.concatenate(parts)
+
+
+def _append(
+    cache: Path, stored: np.ndarray, vectors: np.ndarray, ids: np.ndarray, fresh: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Write the cache with `ids` and their `fresh` vectors added; return it as read back.
+    The vectors are copied CACHE_CHUNK at a time into a new file, written atomically,
+    then the ids: a pair killed between the two does not match and is ignored."""
+    from localgen.artifacts import write_with
+
+    if vectors.shape[1:] not in ((fresh.shape[1],), (0,)):
+        stored, vectors = stored[:0], vectors[:0]  # another width: start again
+    old = len(stored)
+
+    def save_vectors(path: Path) -> None:
+        grown = np.lib.format.open_memmap(
+            path, mode="w+", dtype=np.float32, shape=(old + len(fresh), fresh.shape[1])
+        )
+        for start in range(0, old, CACHE_CHUNK):
+            end = min(start + CACHE_CHUNK, old)
+            grown[start:end] = vectors[start:end]
+        grown[old:] = fresh
+        grown.flush()
+
+    stored = np.concatenate([stored, ids])
+    write_with(cache, save_vectors)
+
+    def save_ids(path: Path) -> None:
+        with path.open("wb") as f:  # a file, not a name: np.save would add ".npy"
+            np.save(f, stored, allow_pickle=False)
+
+    write_with(_ids_file(cache), save_ids)
+    return stored, np.load(cache, mmap_mode="r")
 
 
 def encode_cached(
@@ -177,10 +206,12 @@ def encode_cached(
 ) -> np.ndarray:
     """Embed `texts`, reusing the vectors `cache` holds for their ids (an id names one text)
     and appending the new ones, so curate and report embed each row once. The cache is
-    read memory-mapped: only the vectors asked for are read into memory. With a `say`
-    other than silence, a progress line on stderr follows the embedding."""
-    from localgen.artifacts import write_with
+    read memory-mapped: only the vectors asked for are read into memory.
 
+    New rows are embedded and saved in parts, each as large as the cache already is (at
+    least CACHE_CHUNK rows): a killed run keeps at least half of what it embedded, and
+    copying the cache as it grows costs at most twice the rows. With a `say` other than
+    silence, a progress line on stderr follows the embedding."""
     if not ids:
         return encoder.encode([])
     wanted = np.array([i.encode() for i in ids])
@@ -189,29 +220,14 @@ def encode_cached(
     if (where < 0).any():
         new_ids, first = np.unique(wanted[where < 0], return_index=True)
         missing = np.flatnonzero(where < 0)[first]
-        fresh = _encode_with_progress(encoder, [texts[i] for i in missing], say is not silent)
-        if vectors.shape[1:] not in ((fresh.shape[1],), (0,)):
-            stored, vectors = stored[:0], vectors[:0]  # another width: start again
-        old = len(stored)
-
-        def save_vectors(path: Path) -> None:
-            grown = np.lib.format.open_memmap(
-                path, mode="w+", dtype=np.float32, shape=(old + len(fresh), fresh.shape[1])
-            )
-            for start in range(0, old, CACHE_CHUNK):
-                end = min(start + CACHE_CHUNK, old)
-                grown[start:end] = vectors[start:end]
-            grown[old:] = fresh
-            grown.flush()
-
-        stored = np.concatenate([stored, new_ids])
-        write_with(cache, save_vectors)  # vectors first: ids that do not match are ignored
-
-        def save_ids(path: Path) -> None:
-            with path.open("wb") as f:  # a file, not a name: np.save would add ".npy"
-                np.save(f, stored, allow_pickle=False)
-
-        write_with(_ids_file(cache), save_ids)
-        vectors = np.load(cache, mmap_mode="r")
+        shown = say is not silent and len(missing) > EMBED_CHUNK
+        progress = Progress(len(missing), tokens=False, enabled=shown)
+        done = 0
+        while done < len(missing):
+            part = slice(done, done + max(CACHE_CHUNK, len(stored)))
+            fresh = _encode(encoder, [texts[i] for i in missing[part]], progress)
+            stored, vectors = _append(cache, stored, vectors, new_ids[part], fresh)
+            done = part.stop
+        progress.close()
         where = _positions(stored, wanted)
     return np.asarray(vectors[where], dtype=np.float32)

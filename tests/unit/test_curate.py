@@ -228,6 +228,36 @@ def test_a_long_embedding_shows_progress_and_gives_the_same_vectors(
     assert "5/5 rows" in capsys.readouterr().err  # three calls of two, the last line at 5
 
 
+def test_a_killed_embedding_keeps_the_parts_it_saved(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from localgen.vectors import encoder as vectors
+
+    monkeypatch.setattr(vectors, "CACHE_CHUNK", 2)  # parts of 2, then as large as the cache
+    monkeypatch.setattr(vectors, "EMBED_CHUNK", 1)
+    texts = [f"ticket number {i}" for i in range(9)]
+    ids = [f"id-{i}" for i in range(9)]
+
+    class Killed(BagOfWords):
+        seen: list[str] = []
+
+        def encode(self, texts: Sequence[str]) -> np.ndarray:
+            if len(self.seen) == 5:
+                raise KeyboardInterrupt  # killed while embedding the third part (rows 4-7)
+            self.seen.extend(texts)
+            return super().encode(texts)
+
+    cache = tmp_path / "cache.npy"
+    with pytest.raises(KeyboardInterrupt):
+        vectors.encode_cached(Killed(), ids, texts, cache)
+    assert np.load(cache, mmap_mode="r").shape[0] == 4  # parts of 2 and 2 saved
+    Killed.seen = []
+    again = vectors.encode_cached(Killed(), ids, texts, cache)
+    assert Killed.seen == texts[4:]  # only what was not saved, in parts of 4 then 1
+    assert np.allclose(again, BagOfWords().encode(texts))
+    assert np.load(cache, mmap_mode="r").shape[0] == 9
+
+
 def test_label_consistency_drops_what_the_model_itself_labels_otherwise(tmp_path: Path) -> None:
     rows = [
         {"text": "Please refund the extra charge on my card", "label": "billing"},

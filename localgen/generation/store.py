@@ -17,6 +17,7 @@ module does not decide what goes into rows; `localgen.generation.rows` does.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 from collections.abc import Iterator
@@ -271,7 +272,8 @@ class RunFolder:
     ) -> list[Path]:
         """Join the row shards, with the label check's answers, into the output tables,
         rows in key order (label, then row number). Memory holds one bucket of a label's
-        rows (`SORTED_AT_ONCE`) and one shard, however large the run."""
+        rows (`SORTED_AT_ONCE`), one shard and one Parquet row group (`ROW_GROUP_ROWS`),
+        however large the run."""
         rows, answers = self.rows.buckets(), self.checks.buckets()
         output = schema | {name: t for name, t in checks.items() if name not in schema}
 
@@ -296,6 +298,10 @@ class RunFolder:
 
 
 SORTED_AT_ONCE = 2_000  # rows of a label per bucket when the output table is written
+# Output rows per Parquet row group: buckets gathered until there are this many. The
+# writer holds every row group's metadata (~25 KB for 27 columns) until the file closes;
+# a row group per bucket held ~25 MB more at a million rows (docs/measurements.md, "Scale").
+ROW_GROUP_ROWS = 6_000
 FREE_TEXT = ("text", "attributes", "intermediate")  # columns written without statistics
 
 
@@ -328,25 +334,35 @@ def _read_bucket(
 def _write_parts(
     path: Path, fmt: str, parts: Iterator[pl.DataFrame], schema: dict[str, Any]
 ) -> None:
-    """One Parquet file (a row group per part) or JSON Lines file from `parts`. Parts
-    gathered into fewer, 4 MB row groups (a smaller footer) peaked higher, not lower:
-    218 against 205 MB at 100,000 rows (docs/measurements.md, "Scale")."""
+    """One Parquet file (parts gathered into row groups of ROW_GROUP_ROWS rows) or JSON
+    Lines file from `parts`."""
     if fmt == "jsonl":
         with path.open("wb") as f:
             for part in parts:
                 part.write_ndjson(f)
         return
-    import pyarrow.parquet as pq  # only here: a large import
+    # Arrow picks its C++ allocator once, when pyarrow is first imported. The system one
+    # reuses what the rest of the process frees; pyarrow's default (mimalloc) kept the
+    # writer's freed buffers apart: 13 MB more at a million rows (docs, "Scale").
+    os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
+    import pyarrow as pa  # only here: a large import
+    import pyarrow.parquet as pq
 
     arrow_schema = pl.DataFrame(schema=schema).to_arrow().schema
     # No min/max for free text: no reader filters on it, and the writer holds each row
     # group's statistics until the file is closed (up to 4 KB a value for long texts).
     statistics = [name for name in schema if name not in FREE_TEXT]
+    held: list[pa.Table] = []
     with pq.ParquetWriter(
         path, arrow_schema, compression="zstd", write_statistics=statistics
     ) as writer:
         for part in parts:
-            writer.write_table(part.to_arrow().cast(arrow_schema))
+            held.append(part.to_arrow().cast(arrow_schema))
+            if sum(map(len, held)) >= ROW_GROUP_ROWS:
+                writer.write_table(pa.concat_tables(held))
+                held = []
+        if held:
+            writer.write_table(pa.concat_tables(held))
 
 
 EXPORT_FORMATS = ("parquet", "jsonl", "csv")

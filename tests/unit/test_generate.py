@@ -1,6 +1,9 @@
 """The generation pipeline around the engine, with the fake engine (fast)."""
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import polars as pl
@@ -220,6 +223,7 @@ def test_the_output_table_is_written_a_bucket_at_a_time_in_key_order(
     task_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr("localgen.generation.store.SORTED_AT_ONCE", 4)
+    monkeypatch.setattr("localgen.generation.store.ROW_GROUP_ROWS", 7)
     engine = FakeEngine()
     engine.enqueue("billing-000002", '{"text":"truncated')  # stored late: a retry
     _run(_config(task_file, tmp_path / "run", count=10, shard_rows=3), engine)
@@ -229,13 +233,39 @@ def test_the_output_table_is_written_a_bucket_at_a_time_in_key_order(
         f"{label}-{i:06d}" for label in ("billing", "bug") for i in range(10)
     ]
     assert rows.columns == list(OUTPUT_SCHEMA) and rows["check_label"].null_count() == 0
-    assert pq.ParquetFile(table).num_row_groups == 6  # buckets of 4, 4 and 2 per label
-    group = pq.ParquetFile(table).metadata.row_group(0)
+    # buckets of 4, 4 and 2 rows per label, gathered until a row group has 7 or more
+    meta = pq.ParquetFile(table).metadata
+    assert [meta.row_group(i).num_rows for i in range(meta.num_row_groups)] == [8, 10, 2]
+    group = meta.row_group(0)
     stats = {
         group.column(i).path_in_schema: group.column(i).statistics for i in range(group.num_columns)
     }
     assert stats["text"] is None and stats["attributes"] is None  # free text: no min/max
     assert stats["label"].min == stats["label"].max == "billing"
+
+
+def test_the_output_table_is_written_with_the_system_allocator(
+    task_file: Path, tmp_path: Path
+) -> None:
+    # Arrow reads its allocator's name once, when pyarrow is first imported: a fresh
+    # process shows whether localgen chose it before anything imported pyarrow.
+    script = (
+        "import sys\n"
+        "from localgen.cli import cli\n"
+        "try:\n"
+        "    cli.main(sys.argv[1:])\n"
+        "finally:\n"
+        "    import pyarrow as pa\n"
+        "    print(pa.default_memory_pool().backend_name)\n"
+    )
+    args = [str(task_file), "--out", str(tmp_path / "run"), "-n", "2", "--engine", "fake"]
+    env = {k: v for k, v in os.environ.items() if k != "ARROW_DEFAULT_MEMORY_POOL"}
+    done = subprocess.run(
+        [sys.executable, "-c", script, "generate", *args, "--quiet"],
+        capture_output=True, text=True, env=env, check=True,
+    )  # fmt: skip
+    assert done.stdout.split()[-1] == "system", done.stdout
+    assert (tmp_path / "run" / "synthetic.parquet").exists()
 
 
 def test_stored_keys_are_held_as_numbers_and_answer_like_a_set() -> None:

@@ -299,8 +299,9 @@ class RunFolder:
 
 SORTED_AT_ONCE = 2_000  # rows of a label per bucket when the output table is written
 # Output rows per Parquet row group: buckets gathered until there are this many. The
-# writer holds every row group's metadata (~25 KB for 27 columns) until the file closes;
-# a row group per bucket held ~25 MB more at a million rows (docs/measurements.md, "Scale").
+# writer holds every row group's metadata (~50 KB for 27 columns) until the file closes:
+# 167 row groups instead of 500 peak 10 MB lower at a million rows (docs/measurements.md,
+# "Scale").
 ROW_GROUP_ROWS = 6_000
 FREE_TEXT = ("text", "attributes", "intermediate")  # columns written without statistics
 
@@ -341,9 +342,9 @@ def _write_parts(
             for part in parts:
                 part.write_ndjson(f)
         return
-    # Arrow picks its C++ allocator once, when pyarrow is first imported. The system one
-    # reuses what the rest of the process frees; pyarrow's default (mimalloc) kept the
-    # writer's freed buffers apart: 13 MB more at a million rows (docs, "Scale").
+    # Arrow picks its C++ allocator once, when pyarrow is first imported. With pyarrow's
+    # default (mimalloc), a heap of its own, a million rows peaked 17 MB higher than with
+    # the system one (docs/measurements.md, "Scale").
     os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
     import pyarrow as pa  # only here: a large import
     import pyarrow.parquet as pq

@@ -211,8 +211,17 @@ class RunFolder:
         return not self.path.is_dir() or not self._contents()
 
     def _contents(self) -> list[Path]:
-        """What the folder holds besides the writer lock."""
-        return [p for p in self.path.iterdir() if p.name != LOCK_FILE]
+        """What the folder holds besides the writer lock and what a run makes before its
+        first manifest (an empty shard folder, the manifest's temporary file): a run
+        killed then, while its engine loaded, stored nothing and starts afresh."""
+        return [p for p in self.path.iterdir() if not self._before_manifest(p)]
+
+    def _before_manifest(self, entry: Path) -> bool:
+        if entry.name == LOCK_FILE:
+            return True
+        if entry.name in (SHARDS, DRAFTS, CHECKS):
+            return entry.is_dir() and not any(entry.iterdir())
+        return entry.name.startswith(f".{MANIFEST}.") and entry.name.endswith(".tmp")
 
     def read_rows(self, columns: list[str] | None = None) -> pl.DataFrame:
         """The finished run's rows (of `columns`, else all); a clear error when the run is

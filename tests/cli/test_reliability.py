@@ -74,8 +74,10 @@ def test_sigkill_at_random_points_then_resume_gives_the_same_rows(
     for _ in range(4):
         child = _start(out)
         time.sleep(rng.uniform(0.4, 2.0))  # from import time to deep into the run
-        if child.poll() is not None:
-            break  # it finished before the kill
+        if child.poll() is not None:  # it ended before the kill: it must have finished
+            _, err = child.communicate()
+            assert child.returncode == 0, err
+            break
         child.send_signal(signal.SIGKILL)
         child.wait(timeout=30)
         kills += 1

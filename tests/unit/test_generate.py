@@ -15,6 +15,7 @@ from localgen.engines.fake import FakeEngine
 from localgen.errors import DataError, OutputError, TaskError
 from localgen.generation.generate import generate
 from localgen.generation.rows import OUTPUT_SCHEMA
+from localgen.locks import LOCK_FILE
 from localgen.models.resolve import ModelRef
 
 FAKE_MODEL = ModelRef("fake-model", Path("/models/fake"), "cafe0000cafe0000")
@@ -141,6 +142,29 @@ def test_output_folder_errors(task_file: Path, tmp_path: Path) -> None:
     with pytest.raises(OutputError, match="holds a different run"):
         _run(_config(task_file, tmp_path / "run", seed=2))
     _run(_config(task_file, tmp_path / "run", seed=2, overwrite=True))
+
+
+def test_a_run_killed_before_its_first_manifest_starts_afresh(
+    task_file: Path, tmp_path: Path
+) -> None:
+    # What a run killed while its engine loads leaves: the writer lock, an empty shard
+    # folder, perhaps the manifest's temporary file; no manifest and no rows.
+    out = tmp_path / "run"
+    (out / "shards").mkdir(parents=True)
+    (out / LOCK_FILE).touch()
+    (out / ".manifest.json.k1ll.tmp").write_text('{"status": "runn')
+    _run(_config(task_file, out, seed=3))
+    _run(_config(task_file, tmp_path / "clean", seed=3))
+    resumed = pl.read_parquet(out / "synthetic.parquet").drop("created_at")
+    clean = pl.read_parquet(tmp_path / "clean" / "synthetic.parquet").drop("created_at")
+    assert resumed.equals(clean)
+    assert not list(out.glob(".*.tmp"))
+    other = tmp_path / "other"  # a shard folder holding anything is not a killed start
+    (other / "shards").mkdir(parents=True)
+    (other / "shards" / "mine.txt").write_text("mine")
+    with pytest.raises(OutputError, match="holds no localgen run"):
+        _run(_config(task_file, other))
+    assert (other / "shards" / "mine.txt").read_text() == "mine"
 
 
 def test_bad_input_writes_nothing(tmp_path: Path, write_task, seed_csv: Path) -> None:  # type: ignore[no-untyped-def]

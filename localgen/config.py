@@ -77,6 +77,38 @@ class GenerateConfig:
 
 
 @dataclass(frozen=True)
+class LabelConfig:
+    """`localgen label`: the user's unlabeled documents, labelled by the local model."""
+
+    documents: (
+        Path  # a table with a text column, a .txt file (a document a line) or a folder of .txt
+    )
+    task_path: Path
+    out: Path
+    seed_data: Path | None = None  # real rows: examples in the prompt, and the few-shot classifier
+    text_column: str = "text"
+    label_column: str = "label"
+    examples: int = (
+        4  # real examples of each label in the prompt (fewer where the context is short)
+    )
+    per_label: int = 64  # rows chosen per label at most: the most confident that both agree on
+    limit: int | None = None  # label only the first N documents
+    sample: int | None = None  # label N documents drawn at random (with the seed)
+    seed: int = SEED
+    model: str | None = None  # None = the built-in model
+    engine: EngineSettings = field(default_factory=EngineSettings)
+    formats: tuple[str, ...] = ("parquet",)  # parquet, csv
+    shard_rows: int = 200  # documents per shard: a kill loses at most this many answers
+    window: int = WINDOW
+    overwrite: bool = False
+    quiet: bool = False
+
+    def __post_init__(self) -> None:
+        if self.limit is not None and self.sample is not None:
+            raise UsageError("give either --limit or --sample, not both")
+
+
+@dataclass(frozen=True)
 class CurateConfig:
     """`localgen curate`: which rules run, and their thresholds."""
 
@@ -121,6 +153,9 @@ class TrainSettings:
     # factor on each synthetic row's loss next to a real row's; "auto": chosen by
     # cross-validation on the real rows, 0 included (classify/mixing.py)
     synthetic_weight: str | float = "auto"
+    # the same for the rows chosen from labelled documents (`train --documents`), chosen
+    # on the real rows alone, apart from the synthetic weight
+    documents_weight: str | float = "auto"
     # frozen: the head on the encoder's vectors; fine-tune: encoder and head trained
     # together on the rows; setfit: the encoder tuned on pairs first (classify/setfit.py)
     method: str = "frozen"  # frozen, fine-tune or setfit
@@ -153,6 +188,7 @@ class TrainConfig:
     label_column: str = "label"
     settings: TrainSettings = field(default_factory=TrainSettings)
     strict: bool = False  # a real text with two labels is an error, not a warning
+    documents: Path | None = None  # a label folder (its chosen rows) or a labeled file
 
 
 @dataclass(frozen=True)
@@ -255,6 +291,7 @@ def settings_markdown() -> str:
     for cls in (
         EngineSettings,
         GenerateConfig,
+        LabelConfig,
         CurateConfig,
         ReportConfig,
         TrainSettings,

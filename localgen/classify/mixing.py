@@ -87,9 +87,12 @@ def pick(table: list[dict[str, Any]], gate: str = "macro_f1") -> dict[str, Any]:
     return max(trusted, key=lambda e: (e["macro_f1"], -e["log_loss"], -e["weight"]))
 
 
-def factors(sources: Sequence[str], weight: float) -> np.ndarray:
-    """Per-row factors: 1 for real rows, `weight` for synthetic ones."""
-    return np.array([weight if s == "synthetic" else 1.0 for s in sources], dtype=np.float64)
+def factors(sources: Sequence[str], weight: float | dict[str, float]) -> np.ndarray:
+    """Per-row factors: 1 for real rows; for the others `weight`, or their source's
+    weight in it (a source it does not name: 0)."""
+    if not isinstance(weight, dict):
+        return np.array([1.0 if s == "real" else weight for s in sources], dtype=np.float64)
+    return np.array([1.0 if s == "real" else weight.get(s, 0.0) for s in sources])
 
 
 def choose_weight(

@@ -32,6 +32,7 @@ from localgen.data import (
     read_labeled,
     read_texts,
 )
+from localgen.documents.label import chosen_documents
 from localgen.errors import DataError
 from localgen.generation.store import MANIFEST, RunFolder
 from localgen.offline import egress_guard
@@ -49,7 +50,7 @@ class TrainingSet:
     texts: list[str]
     labels: list[str]
     vectors: np.ndarray
-    sources: list[str]  # "real" or "synthetic" per row
+    sources: list[str]  # "real", "synthetic" or "documents" per row
     # A real row's own id; the ids of the real examples a synthetic row's prompt showed.
     # Empty: unknown. Cross-validation keeps a held-out real row's offspring out.
     ids: list[tuple[str, ...]] = field(default_factory=list)
@@ -100,14 +101,18 @@ def training_set(
     run_dir: Path | None,
     rows: str = "auto",
     say: Say = silent,
+    documents: pl.DataFrame | None = None,
 ) -> TrainingSet:
-    """Embed the real rows and the run's rows (reusing the run folder's cached vectors).
-    The data is checked before anything is embedded."""
+    """Embed the real rows, the run's rows (reusing the run folder's cached vectors) and
+    the documents chosen from a label run (`id`, `text`, `label`). The data is checked
+    before anything is embedded."""
     frame, name = (None, "") if run_dir is None else RunFolder(run_dir).chosen_rows(rows)
     if frame is not None and frame.height == 0:
         raise DataError(f"{run_dir} {name} holds no rows")
-    labels = (real.frame["label"].to_list() if real is not None else []) + (
-        frame["label"].to_list() if frame is not None else []
+    labels = (
+        (real.frame["label"].to_list() if real is not None else [])
+        + (frame["label"].to_list() if frame is not None else [])
+        + (documents["label"].to_list() if documents is not None else [])
     )
     if not labels:
         raise DataError(NOTHING_TO_TRAIN)
@@ -132,30 +137,49 @@ def training_set(
         sources += ["synthetic"] * frame.height
         shown = frame["positive_ids"].to_list() if "positive_ids" in frame.columns else None
         origin += [tuple(p or ()) for p in shown] if shown is not None else [()] * frame.height
+    if documents is not None and documents.height:
+        say(f"embedding {documents.height} labelled documents")
+        texts += documents["text"].to_list()
+        parts.append(encoder.encode(documents["text"].to_list()))
+        sources += ["documents"] * documents.height
+        origin += [(i,) for i in documents["id"].to_list()]
     return TrainingSet(texts, labels, np.concatenate(parts), sources, origin)
+
+
+WEIGHTED = ("synthetic", "documents")  # sources weighed against the real rows
 
 
 def mixing(
     data: TrainingSet, settings: TrainSettings, names: Sequence[str], say: Say = silent
-) -> dict[str, Any] | None:
-    """The synthetic weight of a training set with real and synthetic rows (None when it
-    has only one kind): the setting's factor, or the one `auto` chose, with its scores."""
-    if {"real", "synthetic"} - set(data.sources):
-        return None
-    setting = parse_weight(settings.synthetic_weight)
-    if setting != "auto":
-        return {"setting": setting, "chosen": setting}
-    say("choosing the synthetic weight by cross-validation on the real rows")
-    return choose_weight(
-        data.vectors,
-        data.labels,
-        data.sources,
-        names,
-        data.ids,
-        settings.c,
-        settings.balanced,
-        settings.seed,
-    )
+) -> dict[str, dict[str, Any]]:
+    """The weight of each source of rows besides the real ones (none where there are no
+    real rows): the setting's factor, or the one `auto` chose, with its scores. Each is
+    chosen on the real rows and that source alone."""
+    if "real" not in data.sources:
+        return {}
+    chosen: dict[str, dict[str, Any]] = {}
+    for source in WEIGHTED:
+        if source not in data.sources:
+            continue
+        value = settings.synthetic_weight if source == "synthetic" else settings.documents_weight
+        setting = parse_weight(value)
+        if setting != "auto":
+            chosen[source] = {"setting": setting, "chosen": setting}
+            continue
+        say(f"choosing the {source} weight by cross-validation on the real rows")
+        rows = [i for i, s in enumerate(data.sources) if s in ("real", source)]
+        ids = data._ids()
+        chosen[source] = choose_weight(
+            data.vectors[rows],
+            [data.labels[i] for i in rows],
+            ["real" if data.sources[i] == "real" else "synthetic" for i in rows],
+            names,
+            [ids[i] for i in rows],
+            settings.c,
+            settings.balanced,
+            settings.seed,
+        )
+    return chosen
 
 
 def fit(
@@ -171,8 +195,9 @@ def fit(
         raise DataError("no rows to train on")
     names = tuple(label_names) if label_names is not None else tuple(sorted(set(data.labels)))
     encoder_name, encoder_path = resolve_encoder(settings.encoder)
-    mix = mixing(data, settings, names, say)
-    row_factors = None if mix is None else factors(data.sources, mix["chosen"])
+    mixes = mixing(data, settings, names, say)
+    chosen = {source: mix["chosen"] for source, mix in mixes.items()}
+    row_factors = factors(data.sources, chosen) if mixes else None
     training: dict[str, Any] = {"inputs": inputs or {}, "rows": data.counts()}
     if settings.method == "setfit":
         training["pairs"] = settings.pairs
@@ -180,7 +205,8 @@ def fit(
         "method": settings.method,
         "created_at": utc_now(),
         "config": asdict(settings) | {"encoder": encoder_name},
-        "training": training | {"synthetic_weight": mix},
+        "training": training
+        | {"synthetic_weight": mixes.get("synthetic"), "documents_weight": mixes.get("documents")},
         "versions": software_versions("torch", "transformers", "sentence-transformers"),
     }
     if settings.method in ("frozen", "fine-tune"):  # fine-tuning starts from this head
@@ -205,7 +231,7 @@ def fit(
         # Pairs come from the real rows when there are any: pairs of synthetic rows cost
         # SetFit up to 0.14 macro-F1 at weight 1 (docs/measurements.md, "Which classifier");
         # the synthetic rows join the head below, at their weight.
-        pair_factors = factors(data.sources, 0.0) if "real" in data.sources else None
+        pair_factors = factors(data.sources, {}) if "real" in data.sources else None
         weights = row_weights(y, len(names), settings.balanced, pair_factors)
         tuned = setfit.tune_encoder(encoder_path, data.texts, data.labels, weights, settings, say)
         say(f"fitting the head on the tuned encoder's vectors of {len(data.texts)} rows")
@@ -225,20 +251,24 @@ def fit(
 def train(config: TrainConfig, say: Say = silent) -> TextClassifier:
     """`localgen train`: read, embed, fit and save, under the egress guard."""
     real, synthetic = config.real, config.synthetic
-    if real is None and synthetic is None:
+    if real is None and synthetic is None and config.documents is None:
         raise DataError(NOTHING_TO_TRAIN)
     columns = (config.text_column, config.label_column)
     real_data = read_labeled(real, *columns) if real is not None else None
     data_warnings([label_conflicts(real_data)], config.strict, say)
     if synthetic is not None and not (synthetic / MANIFEST).is_file():
         raise DataError(f"--synthetic {synthetic}: not a localgen run folder (no {MANIFEST})")
+    documents = None if config.documents is None else chosen_documents(config.documents)
+    if documents is not None and documents.height == 0:
+        raise DataError(f"--documents {config.documents}: no rows chosen to train on")
     check_model_out(config.out)
     with egress_guard():
         encoder = load_encoder(config.settings.encoder)
-        data = training_set(encoder, real_data, synthetic, config.rows, say)
+        data = training_set(encoder, real_data, synthetic, config.rows, say, documents)
         inputs = {
             "real": None if real is None else str(real),
             "synthetic": None if synthetic is None else str(synthetic),
+            "documents": None if config.documents is None else str(config.documents),
             "rows": config.rows,
         }
         return fit(data, config.settings, config.out, inputs=inputs, say=say)
@@ -249,10 +279,11 @@ def trained_message(model: TextClassifier) -> str:
     counts = model.info["training"]["rows"]
     parts = [f"{sum(c.values())} {source}" for source, c in counts.items()]
     line = f"trained on {' + '.join(parts)} rows, {len(model.labels)} labels"
-    mix = model.info["training"].get("synthetic_weight")
-    if mix:
-        how = " (chosen by cross-validation)" if mix["setting"] == "auto" else ""
-        line += f"; synthetic rows weigh {mix['chosen']:g}{how}"
+    for source in ("synthetic", "documents"):
+        mix = model.info["training"].get(f"{source}_weight")
+        if mix:
+            how = " (chosen by cross-validation)" if mix["setting"] == "auto" else ""
+            line += f"; {source} rows weigh {mix['chosen']:g}{how}"
     return line
 
 

@@ -4,8 +4,8 @@ Each command parses its options (declared once, in `options`), builds the settin
 of its stage, makes one library call and prints what the library renders; data goes to
 stdout, progress and messages to stderr, and a LocalgenError becomes one line and exit
 code 1 (2 for usage). The commands live by stage: `generation` (plan, generate, show,
-export), `curation` (curate, report), `classify` (train, evaluate, predict), `jobs` (run,
-boost), `models` (models ..., serve).
+export), `documents` (label), `curation` (curate, report), `classify` (train, evaluate,
+predict), `jobs` (run, boost), `models` (models ..., serve).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import warnings
 import click
 
 from localgen import __version__
-from localgen.cli import classify, curation, generation, jobs, models
+from localgen.cli import classify, curation, documents, generation, jobs, models
 from localgen.cli.options import INTERRUPTED, echo_err
 from localgen.offline import apply_offline_env
 
@@ -72,7 +72,7 @@ def completion(shell: str) -> None:
     click.echo(completer(cli, {}, "localgen", "_LOCALGEN_COMPLETE").source())
 
 
-for stage in (generation, curation, classify, jobs, models):
+for stage in (generation, documents, curation, classify, jobs, models):
     for command in stage.COMMANDS:
         cli.add_command(command)
 

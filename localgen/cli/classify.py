@@ -32,6 +32,10 @@ from localgen.config import TrainConfig, TrainSettings
 @data_file(
     "--synthetic", "A run folder: its curated rows when curate has run (see --rows), else all rows."
 )
+@data_file(
+    "--documents",
+    "A label folder (localgen label: its chosen documents) or a labeled file of documents.",
+)
 @out_option("Model folder to write (replaced whole if it holds a model).")
 @columns("--real")
 @rows_option("Rows of --synthetic; auto: curated.parquet when curate has run, else all rows.")
@@ -43,6 +47,7 @@ from localgen.config import TrainConfig, TrainSettings
 def train(
     real: Path | None,
     synthetic: Path | None,
+    documents: Path | None,
     out: Path,
     text_column: str,
     label_column: str,
@@ -53,7 +58,7 @@ def train(
     strict: bool,
     quiet: bool,
 ) -> None:
-    """Train a text classifier on real rows, synthetic rows, or both.
+    """Train a text classifier on real rows, synthetic rows, labelled documents, or a mix.
 
     The default is the built-in sentence encoder, frozen, with a logistic-regression head
     and balanced class weights: seconds on a CPU. --method setfit first tunes the encoder
@@ -65,11 +70,14 @@ def train(
     Example:
       localgen train --real data/train.csv --synthetic runs/tickets --out models/tickets
       localgen train --real data/train.csv --out models/real-only --method setfit
+      localgen train --real data/train.csv --documents runs/inbox --out models/inbox
     """
     from localgen.classify.train import train as run_training
     from localgen.classify.train import trained_message
 
-    config = TrainConfig(out, real, synthetic, rows, text_column, label_column, settings, strict)
+    config = TrainConfig(
+        out, real, synthetic, rows, text_column, label_column, settings, strict, documents
+    )
     model = run_training(config, say=say(quiet))
     echo_err(trained_message(model))
     click.echo(

@@ -275,6 +275,14 @@ _HEAD = [
         "both: a factor (0 ignores them), or auto: the factor of "
         "0, 0.1, 0.25, 0.5, 1 that cross-validation on the real rows prefers.",
     ),
+    click.option(
+        "--documents-weight",
+        type=SyntheticWeight(),
+        default=TrainSettings.documents_weight,
+        show_default=True,
+        help="The same for the rows of --documents, chosen on the real rows and the "
+        "documents alone.",
+    ),
 ]
 _TRAIN = [
     click.option(
@@ -328,6 +336,7 @@ def _train(
     c: float,
     no_class_weights: bool,
     synthetic_weight: str | float,
+    documents_weight: str | float,
     method: str,
     fine_tune: bool,
     pairs: int,
@@ -343,6 +352,7 @@ def _train(
         c=c,
         balanced=not no_class_weights,
         synthetic_weight=synthetic_weight,
+        documents_weight=documents_weight,
         method="fine-tune" if fine_tune else method,
         pairs=pairs,
         epochs=epochs,

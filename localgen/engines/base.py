@@ -36,6 +36,10 @@ class Completion:
     # (before temperature and grammar): how likely the model finds what it wrote, given
     # the prompt. None where the engine does not return log-probabilities.
     mean_logprob: float | None = None
+    # Where the request asked for them (Request.top_logprobs): per generated token, the
+    # sampled token first, then the most likely alternatives, each as (decoded text,
+    # log-probability). None where not asked for or the engine cannot give them.
+    top_logprobs: tuple[tuple[tuple[str, float], ...], ...] | None = None
 
 
 class Feed:

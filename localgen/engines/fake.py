@@ -45,6 +45,29 @@ _WORDS = (
 RECORDED = 1_000
 
 
+def _inner(label: str) -> str:
+    """A label as written between the quotes of JSON."""
+    return json.dumps(label, ensure_ascii=False)[1:-1]
+
+
+def _alternatives(
+    r: Request, raw: str, rng: random.Random
+) -> tuple[tuple[tuple[str, float], ...], ...] | None:
+    """A label answer as three tokens (the opening, the label, the closing), with every
+    label an alternative at the second: the answer's own the most likely."""
+    if not isinstance(r.schema, LabelChoice) or r.schema.parse(raw)[0] is None:
+        return None
+    answer = json.loads(raw)["label"]
+    chosen = -rng.uniform(0.01, 1.0)
+    others = sorted((chosen - rng.uniform(0.1, 4.0) for _ in r.schema.labels), reverse=True)
+    step = [(_inner(answer), chosen)] + [
+        (_inner(name), lp)
+        for name, lp in zip(r.schema.labels, others, strict=True)
+        if name != answer
+    ]
+    return ((('{"label":"', 0.0),), tuple(step[: r.top_logprobs + 1]), (('"}', 0.0),))
+
+
 class FakeEngine:
     name = "fake"
     context: int | None = None
@@ -86,8 +109,10 @@ class FakeEngine:
         rng = random.Random(r.seed)
         if self.queued.get(r.key):
             raw = self.queued[r.key].popleft()
-        elif isinstance(r.schema, LabelChoice):  # a label check: agrees with the row
-            raw = json.dumps({"label": r.label}, ensure_ascii=False, separators=(",", ":"))
+        elif isinstance(r.schema, LabelChoice):  # a label check agrees with the row
+            labels = r.schema.labels
+            label = r.label if r.label in labels else rng.choice(labels)  # a document: any
+            raw = json.dumps({"label": label}, ensure_ascii=False, separators=(",", ":"))
         else:
             words = [rng.choice(_WORDS) for _ in range(rng.randint(4, 12))]
             text = " ".join(words).capitalize()[: r.schema.max_chars]
@@ -101,6 +126,7 @@ class FakeEngine:
             prompt_tokens=len(r.prompt.split()),
             completion_tokens=len(raw.split()),
             mean_logprob=-round(rng.uniform(0.5, 3.0), 4),
+            top_logprobs=_alternatives(r, raw, rng) if r.top_logprobs else None,
         )
         if self.tokens_per_s:
             time.sleep(completion.completion_tokens / self.tokens_per_s)

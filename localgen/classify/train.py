@@ -58,14 +58,15 @@ class TrainingSet:
     def _ids(self) -> list[tuple[str, ...]]:
         return self.ids or [()] * len(self.texts)
 
-    def subset(self, source: str) -> TrainingSet:
-        rows = [i for i, s in enumerate(self.sources) if s == source]
+    def subset(self, *sources: str) -> TrainingSet:
+        """The rows of these sources, in their order."""
+        rows = [i for i, s in enumerate(self.sources) if s in sources]
         ids = self._ids()
         return TrainingSet(
             [self.texts[i] for i in rows],
             [self.labels[i] for i in rows],
             self.vectors[rows],
-            [source] * len(rows),
+            [self.sources[i] for i in rows],
             [ids[i] for i in rows],
         )
 

@@ -53,7 +53,13 @@ from localgen.config import (
     "synthetic rows too close to it.",
     required=True,
 )
-@columns("--real and --test")
+@data_file(
+    "--documents",
+    "Your unlabeled documents (a table, a .txt of one a line, or a folder of .txt), "
+    "labelled by the run's model, or a folder localgen label wrote: the run also trains "
+    "on real + documents and on all three.",
+)
+@columns("--real, --test and --documents")
 @out_option("Folder for the run, the models, comparison.json and report.html.")
 @rows_options
 @instructions_option
@@ -88,6 +94,7 @@ def run_command(
     task_file: Path,
     real: Path,
     test: Path,
+    documents: Path | None,
     text_column: str,
     label_column: str,
     out: Path,
@@ -115,7 +122,9 @@ def run_command(
     Prints the comparison (macro-F1 and accuracy with 95% bootstrap intervals, and the
     paired difference against real only) and writes it to OUT/comparison.json and
     OUT/report.html. Rerunning after an interruption resumes the generation. With
-    --keep N, the run grows in rounds until N rows of each label pass curation.
+    --keep N, the run grows in rounds until N rows of each label pass curation. With
+    --documents, your unlabeled documents are labelled on the same engine (as localgen
+    label does) and the most confident are trained on too.
 
     \b
     Example:
@@ -146,7 +155,7 @@ def run_command(
         quiet=quiet,
         strict=strict,
     )
-    config = RunConfig(generation, test, settings, resamples, keep, keep_budget)
+    config = RunConfig(generation, test, settings, resamples, keep, keep_budget, documents)
     comparison = run_pipeline(config, say=say(quiet))
     click.echo(
         json.dumps(comparison, indent=2, ensure_ascii=False)

@@ -366,6 +366,7 @@ def _ask(
         ~pl.Series([_key(r) in done for r in documents["row"]], dtype=pl.Boolean)
     )
     timings = manifest["timings"]
+    manifest["counts"] = {"answered": len(done)}
     write_json(folder.manifest_path, manifest)
     if todo.height == 0:
         return

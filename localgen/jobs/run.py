@@ -2,18 +2,21 @@
 
 generate (with the real training data as seed data; resumes) -> curate (against the real
 training data, and against the test data for contamination; with `keep`, in rounds until
-enough rows pass: `localgen.jobs.keep`) -> train three classifiers
-on the same encoder: real only, synthetic only, real + synthetic -> score each on the
-same real test data, with bootstrap intervals and paired differences -> write
+enough rows pass: `localgen.jobs.keep`) -> with documents, label them on the same engine
+(`localgen.documents`) -> train classifiers on the same encoder: real only, synthetic
+only, real + synthetic (and real + documents, and all three) -> score each on the same
+real test data, with bootstrap intervals and paired differences -> write
 `comparison.json` and the report, which shows the comparison.
 
 Layout of the output folder: the run folder of `localgen generate`, plus `models/real`,
-`models/synthetic`, `models/combined`, `comparison.json`, `metrics.json`, `report.html`.
+`models/synthetic`, `models/combined` (`models/documents`, `models/all` and the label
+folder `documents/`), `comparison.json`, `metrics.json`, `report.html`.
 """
 
 from __future__ import annotations
 
 import time
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +26,7 @@ from localgen.classify.train import TrainingSet, check_known, fit, load_encoder,
 from localgen.config import (
     METHOD_TITLES,
     RESAMPLES,
+    LabelConfig,
     ReportConfig,
     RunConfig,
     TrainSettings,
@@ -34,6 +38,14 @@ from localgen.data import (
     read_task_data,
     shared_texts,
 )
+from localgen.documents.label import (
+    LabelFolder,
+    LabelResult,
+    chosen_documents,
+    label_documents,
+    read_documents,
+)
+from localgen.engines.loader import resolve_engine_model, running
 from localgen.generation.generate import GenerateResult
 from localgen.generation.store import COMPARISON
 from localgen.jobs.keep import generate_and_curate
@@ -44,7 +56,16 @@ from localgen.progress import Say, silent
 from localgen.report.report import REPORT, write_report
 
 FORMAT_VERSION = 1
-SETS = (("real", "real only"), ("synthetic", "synthetic only"), ("combined", "real + synthetic"))
+# (name, title, the sources it trains on); the last two only where there are documents.
+SETS = (
+    ("real", "real only", ("real",)),
+    ("synthetic", "synthetic only", ("synthetic",)),
+    ("combined", "real + synthetic", ("real", "synthetic")),
+    ("documents", "real + documents", ("real", "documents")),
+    ("all", "real + documents + synthetic", ("real", "documents", "synthetic")),
+)
+WIDTH = max(len(title) for _, title, _ in SETS)  # of the first column of the table
+DOCUMENTS = "documents"  # the label folder inside the run folder, when run labels them
 
 
 def compare(
@@ -59,17 +80,14 @@ def compare(
     say: Say = silent,
 ) -> dict[str, Any]:
     """Train on each training set, score on `test`; the comparison as a dict."""
-    parts = {
-        "real": data.subset("real"),
-        "synthetic": data.subset("synthetic"),
-        "combined": data,
-    }
     truth = test.frame["label"].to_list()
     texts = test.frame["text"].to_list()
     results: dict[str, Any] = {}
     predictions: dict[str, list[str]] = {}
-    for name, title in SETS:
-        part = parts[name]
+    for name, title, sources in SETS:
+        if "documents" in sources and "documents" not in data.sources:
+            continue
+        part = data.subset(*sources)
         if len(set(part.labels)) < 2:
             results[name] = {"title": title, "skipped": "fewer than two labels to train on"}
             continue
@@ -86,9 +104,10 @@ def compare(
             "train_rows": len(part.labels),
             "model": str(models_dir / name),
             "synthetic_weight": model.info["training"].get("synthetic_weight"),
+            "documents_weight": model.info["training"].get("documents_weight"),
         } | score(truth, predicted, resamples=resamples)
     differences = {}
-    for name in ("combined", "synthetic"):
+    for name in ("combined", "synthetic", "documents", "all"):
         if name in predictions and "real" in predictions:
             differences[f"{name}_minus_real"] = paired_difference(
                 truth, predictions["real"], predictions[name], resamples=resamples
@@ -97,15 +116,23 @@ def compare(
 
 
 def _train_and_compare(
-    config: RunConfig, task_labels: list[str], real: LabeledData, test: LabeledData, say: Say
+    config: RunConfig,
+    task_labels: list[str],
+    real: LabeledData,
+    test: LabeledData,
+    documents: Path | None,
+    say: Say,
 ) -> tuple[dict[str, Any], Any, dict[str, Any]]:
-    """Train the three classifiers on the curated rows and score them: (the outcome, the
-    encoder, the egress audit)."""
+    """Train the classifiers on the curated rows (and the chosen documents) and score
+    them: (the outcome, the encoder, the egress audit)."""
     gen = config.generation
     inputs = {"real": str(gen.seed_data), "synthetic": str(gen.out), "rows": "curated"}
+    chosen = None if documents is None else chosen_documents(documents)
+    if documents is not None:
+        inputs["documents"] = str(documents)
     with egress_guard() as audit:
         encoder = load_encoder(config.settings.encoder)
-        data = training_set(encoder, real, gen.out, "curated", say)
+        data = training_set(encoder, real, gen.out, "curated", say, chosen)
         test_vectors = None
         if not config.settings.tunes_encoder:  # else each model brings its own encoder
             say(f"embedding {test.frame.height} test rows")
@@ -179,8 +206,17 @@ def run(
     columns = (gen.text_column, gen.label_column, task.label_names)
     real = read_task_data(gen.seed_data, *columns)
     test = read_task_data(config.test, *columns)
+    warnings = [label_conflicts(test), shared_texts(real, test)]
+    if config.documents is not None:  # read now: a bad file fails before the long part
+        documents = (
+            chosen_documents(config.documents)
+            if config.documents.is_dir()
+            else read_documents(config.documents, gen.text_column)[0]
+        )
+        as_data = LabeledData(documents.select("text", label=None), str(config.documents), 0)
+        warnings.append(shared_texts(as_data, test))
     # generate says the same of the real rows (its --seed-data)
-    data_warnings([label_conflicts(test), shared_texts(real, test)], gen.strict, say)
+    data_warnings(warnings, gen.strict, say)
     with writing(gen.out, "run"):  # generate, curate and report take it again: one writer
         return _run(config, task, real, test, started, say, engine, model)
 
@@ -203,14 +239,25 @@ def _run(
         return time.monotonic()
 
     t0 = stage(1, "generating and curating" + ("" if config.keep is None else " in rounds"))
-    result, curation, rounds = generate_and_curate(config, say, engine, model)
+    labels = config.documents if config.documents is None or config.documents.is_dir() else None
+    with ExitStack() as holding:
+        if config.documents is not None and labels is None and engine is None:
+            # One engine for the rows and the documents.
+            model = model or resolve_engine_model(gen.engine, gen.model, say)
+            engine = holding.enter_context(running(gen.engine, model, None, say))
+        result, curation, rounds = generate_and_curate(config, say, engine, model)
+        if config.documents is not None and labels is None:
+            say(f"labelling the documents of {config.documents}")
+            labels = _label(config, engine, say).out
     timings["generate_curate_s"] = round(time.monotonic() - t0, 1)
 
     t0 = stage(2, "training and evaluating")
-    outcome, encoder, egress = _train_and_compare(config, task.label_names, real, test, say)
+    outcome, encoder, egress = _train_and_compare(config, task.label_names, real, test, labels, say)
     timings["train_evaluate_s"] = round(time.monotonic() - t0, 1)
     comparison = _comparison(config, task.name, real, test, result, curation, outcome)
     comparison["synthetic"]["keep"] = rounds
+    if labels is not None:
+        comparison["documents"] = _documents_entry(labels)
     comparison["egress"] = egress
     write_json(gen.out / COMPARISON, comparison)
 
@@ -226,6 +273,42 @@ def _run(
     return comparison
 
 
+def _label(config: RunConfig, engine: Any, say: Say) -> LabelResult:
+    """The run's documents labelled into the run folder, on the run's engine."""
+    gen = config.generation
+    assert config.documents is not None
+    label_config = LabelConfig(
+        documents=config.documents,
+        task_path=gen.task_path,
+        out=gen.out / DOCUMENTS,
+        seed_data=gen.seed_data,
+        text_column=gen.text_column,
+        label_column=gen.label_column,
+        seed=gen.seed,
+        model=gen.model,
+        engine=gen.engine,
+        overwrite=gen.overwrite,
+        quiet=gen.quiet,
+    )
+    result = label_documents(label_config, engine=engine, say=say)
+    say(result.message())
+    return result
+
+
+def _documents_entry(folder: Path) -> dict[str, Any]:
+    """What comparison.json says of the documents: where, how many, how many chosen."""
+    manifest = LabelFolder(folder).read_manifest() or {}
+    choice = manifest.get("choice") or {}
+    return {
+        "labels": str(folder),
+        "path": (manifest.get("documents") or {}).get("path"),
+        "labelled": choice.get("documents"),
+        "chosen": choice.get("chosen"),
+        "chosen_per_label": {n: e["chosen"] for n, e in choice.get("per_label", {}).items()},
+        "model": (manifest.get("model") or {}).get("name"),
+    }
+
+
 def _ci(entry: dict[str, Any]) -> str:
     low, high = entry.get("ci", [None, None])
     return f"{entry['value']:.3f}" + ("" if low is None else f" [{low:.3f}, {high:.3f}]")
@@ -237,15 +320,17 @@ def comparison_table(comparison: dict[str, Any]) -> str:
     lines = [
         f"macro-F1 on {comparison['test']['rows']} real test rows "
         f"(95% bootstrap intervals in brackets); classifier: {METHOD_TITLES[method]}",
-        f"{'trained on':<18} {'rows':>6}  {'macro-F1':<24}  {'accuracy':<24}",
+        f"{'trained on':<{WIDTH}} {'rows':>6}  {'macro-F1':<24}  {'accuracy':<24}",
     ]
-    for name, _title in SETS:
+    for name, _title, _ in SETS:
+        if name not in comparison["results"]:
+            continue
         entry = comparison["results"][name]
         if "skipped" in entry:
-            lines.append(f"{entry['title']:<18} {'-':>6}  skipped: {entry['skipped']}")
+            lines.append(f"{entry['title']:<{WIDTH}} {'-':>6}  skipped: {entry['skipped']}")
             continue
         lines.append(
-            f"{entry['title']:<18} {entry['train_rows']:>6}  {_ci(entry['macro_f1']):<24}  "
+            f"{entry['title']:<{WIDTH}} {entry['train_rows']:>6}  {_ci(entry['macro_f1']):<24}  "
             f"{_ci(entry['accuracy']):<24}"
         )
     synthetic = comparison["synthetic"]
@@ -262,12 +347,24 @@ def comparison_table(comparison: dict[str, Any]) -> str:
             f"--keep {keep['keep']}: {keep['rounds']} round(s), {planned} rows planned; "
             + (f"short of {keep['keep']}: {', '.join(short)}" if short else "every label has them")
         )
-    mix = comparison["results"]["combined"].get("synthetic_weight")
-    if mix:
-        how = " (auto: cross-validation on the real rows)" if mix["setting"] == "auto" else ""
-        lines.append(f"synthetic rows weigh {mix['chosen']:g} in real + synthetic{how}")
+    documents = comparison.get("documents")
+    if documents:
+        chosen = ", ".join(f"{n} {c}" for n, c in documents["chosen_per_label"].items())
+        lines.append(
+            f"documents: {documents['chosen']} of {documents['labelled']} labelled chosen "
+            f"({chosen}); labels in {documents['labels']}"
+        )
+    titles = {name: title for name, title, _ in SETS}
+    for name in ("combined", "documents", "all"):
+        for source in ("synthetic", "documents"):
+            mix = comparison["results"].get(name, {}).get(f"{source}_weight")
+            if mix:
+                how = (
+                    " (auto: cross-validation on the real rows)" if mix["setting"] == "auto" else ""
+                )
+                lines.append(f"{source} rows weigh {mix['chosen']:g} in {titles[name]}{how}")
     for key, diff in comparison["differences"].items():
-        what = "real + synthetic" if key.startswith("combined") else "synthetic only"
+        what = titles[key.removesuffix("_minus_real")]
         low, high = diff.get("ci", [None, None])
         interval = "" if low is None else f" [{low:+.3f}, {high:+.3f}]"
         lines.append(

@@ -104,6 +104,41 @@ def _classifier(path: Path) -> dict[str, Any] | None:
     }
 
 
+LEAST_SHOWN = 5  # chosen documents shown per label, the least confident first
+
+
+def _documents(path: Path) -> dict[str, Any] | None:
+    """The labelled documents of `localgen run --documents`: per label, how many were
+    answered and chosen and how confident, and the least confident chosen ones."""
+    if not path.is_file():
+        return None
+    entry = json.loads(path.read_text()).get("documents")
+    table = Path(entry["labels"]) / "labeled.parquet" if entry else None
+    if table is None or not table.is_file():
+        return None
+    import polars as pl
+
+    frame = pl.read_parquet(table, columns=["text", "label", "confidence", "chosen", "agree"])
+    per_label = {}
+    for (label,), own in frame.filter(pl.col("label").is_not_null()).group_by(
+        "label", maintain_order=True
+    ):
+        chosen = own.filter(pl.col("chosen")).sort("confidence")
+        per_label[str(label)] = {
+            "answered": own.height,
+            "agreed": int(own["agree"].sum() or 0),
+            "chosen": chosen.height,
+            "confidence_median": None
+            if chosen.height == 0
+            else round(float(chosen["confidence"].median()), 3),  # type: ignore[arg-type]
+            "least": [
+                {"text": t if len(t) <= 160 else t[:159] + "…", "confidence": round(c, 3)}
+                for t, c in chosen.head(LEAST_SHOWN).select("text", "confidence").iter_rows()
+            ],
+        }
+    return {"labels": entry["labels"], "documents": frame.height, "per_label": per_label}
+
+
 def _curation(path: Path) -> dict[str, Any] | None:
     """Each rule's rates, when the run has been curated."""
     if not path.is_file():
@@ -168,6 +203,7 @@ def compute(
         "per_label": per_label,
         "classifier": _classifier(run_dir / COMPARISON),
         "curation": _curation(run_dir / CURATION),
+        "documents": _documents(run_dir / COMPARISON),
     }
     chart_data = {
         "names": names,

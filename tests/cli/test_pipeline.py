@@ -198,3 +198,45 @@ def test_run_keep_grows_the_run_until_each_label_has_n_rows_and_trains_on_n(
     assert "short of 40: " in small.stdout and "billing" in small.stdout
     refused = CliRunner().invoke(cli, [*args[:-6], "--balance", "majority", "--keep", "4"])
     assert refused.exit_code == 2 and "either --keep or --balance" in refused.output
+
+
+def test_run_labels_the_documents_and_trains_on_them_too(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    inbox = EXAMPLE_TASK.parent / "inbox.csv"
+    runner = CliRunner()
+    args = ["run", str(EXAMPLE_TASK), "--real", str(EXAMPLE_SEED), "--test", str(EXAMPLE_TEST)]
+    args += [*COLUMNS, "--out", str(out), "-n", "2", "--engine", "fake", "--quiet"]
+    result = runner.invoke(cli, [*args, "--documents", str(inbox)])
+    assert result.exit_code == 0, result.output
+    comparison = json.loads((out / "comparison.json").read_text())
+    documents, results = comparison["documents"], comparison["results"]
+    assert documents["labels"] == str(out / "documents") and documents["labelled"] == 48
+    chosen = documents["chosen"]
+    assert chosen == sum(documents["chosen_per_label"].values()) > 0
+    assert results["documents"]["train_rows"] == 24 + chosen
+    assert results["all"]["train_rows"] == 24 + chosen + comparison["synthetic"]["kept"]
+    assert results["documents"]["training_rows"]["documents"] == {
+        k: v for k, v in sorted(documents["chosen_per_label"].items()) if v
+    }
+    assert results["documents"]["documents_weight"]["setting"] == "auto"
+    for key in ("documents_minus_real", "all_minus_real"):
+        assert key in comparison["differences"]
+    assert "real + documents minus real only" in result.stdout
+    html = (out / "report.html").read_text()
+    assert "Labelled documents" in html and "Real + documents minus real only" in html
+    # The labels are a label folder `train --documents` takes; a rerun labels nothing again.
+    rerun = runner.invoke(cli, [*args, "--documents", str(inbox)])
+    assert rerun.exit_code == 0, rerun.output
+    again = json.loads((out / "comparison.json").read_text())
+    assert again["results"]["documents"]["macro_f1"] == results["documents"]["macro_f1"]
+    manifest = json.loads((out / "documents" / "manifest.json").read_text())
+    assert manifest["counts"]["answered"] == 48 and manifest["status"] == "complete"
+
+
+def test_run_warns_when_documents_are_in_the_test_data(tmp_path: Path) -> None:
+    runner = CliRunner()
+    args = ["run", str(EXAMPLE_TASK), "--real", str(EXAMPLE_SEED), "--test", str(EXAMPLE_TEST)]
+    args += [*COLUMNS, "--out", str(tmp_path / "run"), "-n", "1", "--engine", "fake", "-q"]
+    result = runner.invoke(cli, [*args, "--documents", str(EXAMPLE_TEST), "--strict"])
+    assert result.exit_code == 1 and "are also in the training data" in result.output
+    assert not (tmp_path / "run").exists()

@@ -304,3 +304,16 @@ def test_train_takes_the_chosen_documents_at_their_own_weight(tmp_path: Path) ->
     assert chosen_documents(plain).height == 4
     with pytest.raises(DataError, match="no labeled.parquet"):
         chosen_documents(tmp_path)
+
+
+def test_an_answer_that_is_no_label_leaves_the_document_unlabelled_not_lost(
+    tmp_path: Path,
+) -> None:
+    engine = FakeEngine()
+    engine.enqueue("doc-000001", '{"label":"bil')  # cut off, as at max_tokens
+    result = label_documents(_config(tmp_path, _documents(tmp_path, TICKETS[:4])), engine=engine)
+    table = pl.read_parquet(result.out / "labeled.parquet")
+    row = table.filter(pl.col("row") == 1).row(0, named=True)
+    assert row["label"] is None and row["answer"] is None and not row["chosen"]
+    assert row["p_model_billing"] is None
+    assert result.answered == 3 and result.manifest["choice"]["unanswered"] == 1

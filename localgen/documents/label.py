@@ -91,6 +91,8 @@ def read_documents(path: Path, text_column: str = "text") -> tuple[pl.DataFrame,
                 texts.append(file.read_text(encoding="utf-8-sig"))
             except UnicodeDecodeError:
                 raise DataError(f"{file}: not a UTF-8 text file") from None
+            except OSError as e:
+                raise DataError(f"{file}: cannot read: {e.strerror}") from None
         frame = pl.DataFrame({"text": texts, "source": [f.name for f in files]})
     elif not path.is_file():
         raise DataError(f"documents not found: {path}")
@@ -131,6 +133,11 @@ def read_documents(path: Path, text_column: str = "text") -> tuple[pl.DataFrame,
     ids = [f"doc-{hashlib.sha256(t.encode()).hexdigest()[:16]}" for t in frame["text"]]
     frame = frame.with_columns(pl.Series("id", ids))
     return frame, {"rows": total, "empty": empty, "duplicates": duplicates}
+
+
+def is_label_folder(path: Path) -> bool:
+    """Whether `path` is a folder `localgen label` wrote (not a folder of documents)."""
+    return path.is_dir() and (LabelFolder(path).read_manifest() or {}).get("kind") == "label"
 
 
 def _subset(frame: pl.DataFrame, config: LabelConfig) -> pl.DataFrame:
@@ -248,6 +255,11 @@ def label_documents(
     labels = task.label_names
     columns = (config.text_column, config.label_column, labels)
     seed_data = None if config.seed_data is None else read_task_data(config.seed_data, *columns)
+    if seed_data is not None and seed_data.frame["label"].n_unique() < 2:
+        raise DataError(
+            f"{config.seed_data}: the few-shot classifier needs real rows of at least two "
+            "labels; give more, or leave --seed-data out"
+        )
     documents, read = read_documents(config.documents, config.text_column)
     documents = _subset(documents, config)
     if read["empty"]:
@@ -267,7 +279,10 @@ def label_documents(
             "task": task.model_dump(),
             "prefix": prompt.prefix_hash,
             "template": prompt.template.hash,
-            "documents": hashlib.sha256("".join(documents["id"]).encode()).hexdigest(),
+            # Answers are stored by row number: the rows and their texts, in order.
+            "documents": hashlib.sha256(
+                json.dumps(list(zip(documents["row"], documents["id"], strict=True))).encode()
+            ).hexdigest(),
             "model": model.config_hash,
             "context": context,
         }
@@ -515,6 +530,7 @@ def chosen_documents(path: Path) -> pl.DataFrame:
     if "chosen" in frame.columns:
         frame = frame.filter(pl.col("chosen").cast(pl.Utf8).str.to_lowercase() == "true")
     frame = frame.filter(pl.col("label").is_not_null() & pl.col("text").is_not_null())
+    frame = frame.with_columns(pl.col("text").cast(pl.Utf8), pl.col("label").cast(pl.Utf8))
     if "id" not in frame.columns:
         ids = [f"doc-{hashlib.sha256(t.encode()).hexdigest()[:16]}" for t in frame["text"]]
         frame = frame.with_columns(pl.Series("id", ids))

@@ -42,6 +42,7 @@ from localgen.documents.label import (
     LabelFolder,
     LabelResult,
     chosen_documents,
+    is_label_folder,
     label_documents,
     read_documents,
 )
@@ -127,7 +128,7 @@ def _train_and_compare(
     them: (the outcome, the encoder, the egress audit)."""
     gen = config.generation
     inputs = {"real": str(gen.seed_data), "synthetic": str(gen.out), "rows": "curated"}
-    chosen = None if documents is None else chosen_documents(documents)
+    chosen = None if documents is None else chosen_documents(documents)  # a label folder
     if documents is not None:
         inputs["documents"] = str(documents)
     with egress_guard() as audit:
@@ -210,7 +211,7 @@ def run(
     if config.documents is not None:  # read now: a bad file fails before the long part
         documents = (
             chosen_documents(config.documents)
-            if config.documents.is_dir()
+            if is_label_folder(config.documents)
             else read_documents(config.documents, gen.text_column)[0]
         )
         as_data = LabeledData(documents.select("text", label=None), str(config.documents), 0)
@@ -239,12 +240,13 @@ def _run(
         return time.monotonic()
 
     t0 = stage(1, "generating and curating" + ("" if config.keep is None else " in rounds"))
-    labels = config.documents if config.documents is None or config.documents.is_dir() else None
+    labelled = config.documents is None or is_label_folder(config.documents)
+    labels = config.documents if labelled else None
     with ExitStack() as holding:
-        if config.documents is not None and labels is None and engine is None:
-            # One engine for the rows and the documents.
+        if not labelled and engine is None:  # one engine for the rows and the documents
             model = model or resolve_engine_model(gen.engine, gen.model, say)
-            engine = holding.enter_context(running(gen.engine, model, None, say))
+            with egress_guard(gen.engine.allow_hosts):  # started as generate starts it
+                engine = holding.enter_context(running(gen.engine, model, None, say))
         result, curation, rounds = generate_and_curate(config, say, engine, model)
         if config.documents is not None and labels is None:
             say(f"labelling the documents of {config.documents}")

@@ -70,20 +70,25 @@ def test_an_answer_that_names_no_label_has_no_probabilities() -> None:
 
 
 def test_calibration_divides_by_the_models_mean_and_keeps_its_answer() -> None:
-    # The model says "a" every time, but its "b" rises on the third document.
+    # The model says "a" every time, but its "b" rises on two documents.
+    a = [0.9] * 18 + [0.7, 0.7, None]
     frame = pl.DataFrame(
         {
-            "answer": ["a", "a", "a", "a"],
-            "p_model_a": [0.9, 0.9, 0.7, None],
-            "p_model_b": [0.1, 0.1, 0.3, None],
+            "answer": ["a"] * 21,
+            "p_model_a": a,
+            "p_model_b": [None if p is None else 1 - p for p in a],
         }
     )
     calibrated, prior = calibrate(frame, ["a", "b"])
-    assert prior == {"a": pytest.approx(0.8333, abs=1e-3), "b": pytest.approx(0.1667, abs=1e-3)}
-    assert calibrated["label"].to_list() == ["a", "a", "b", "a"]  # no probabilities: answer
-    assert calibrated["answer"].to_list() == ["a"] * 4
-    row = calibrated.row(2, named=True)
+    assert prior == {"a": pytest.approx(0.88), "b": pytest.approx(0.12)}
+    # 0.7 / 0.88 < 0.3 / 0.12; no probabilities: the answer
+    assert calibrated["label"].to_list() == ["a"] * 18 + ["b", "b", "a"]
+    assert calibrated["answer"].to_list() == ["a"] * 21
+    row = calibrated.row(18, named=True)
     assert row["p_model_a"] + row["p_model_b"] == pytest.approx(1.0)
+    # Too few documents to estimate a prior: the model's answers stand.
+    few, prior = calibrate(frame.tail(3), ["a", "b"])
+    assert few["label"].to_list() == ["a", "a", "a"] and prior == {}
 
 
 def test_the_choice_keeps_the_most_confident_agreed_documents_per_label() -> None:
@@ -317,3 +322,42 @@ def test_an_answer_that_is_no_label_leaves_the_document_unlabelled_not_lost(
     assert row["label"] is None and row["answer"] is None and not row["chosen"]
     assert row["p_model_billing"] is None
     assert result.answered == 3 and result.manifest["choice"]["unanswered"] == 1
+
+
+def test_a_label_without_probabilities_ranks_after_the_measured_ones() -> None:
+    frame = pl.DataFrame(
+        {
+            "label": ["a", "a"],
+            "p_model_a": [None, 0.6],
+            "p_model_b": [None, 0.4],
+            "p_classifier_a": [0.9, 0.8],
+            "p_classifier_b": [0.1, 0.2],
+        }
+    )
+    assert choose(frame, ["a", "b"], per_label=1)["chosen"].to_list() == [False, True]
+    none = frame.with_columns(pl.lit(None, dtype=pl.Float64).alias("p_model_a"))
+    none = none.with_columns(pl.lit(None, dtype=pl.Float64).alias("p_model_b"))
+    # An engine that gives no probabilities at all: the classifier ranks alone.
+    assert choose(none, ["a", "b"], per_label=1)["chosen"].to_list() == [True, False]
+
+
+def test_seed_data_of_one_label_fails_before_anything_is_asked(tmp_path: Path) -> None:
+    one = tmp_path / "one.csv"
+    pl.DataFrame({"message": TICKETS[:3], "team": ["bug"] * 3}).write_csv(one)
+    engine = FakeEngine()
+    with pytest.raises(DataError, match="at least two labels"):
+        label_documents(
+            _config(tmp_path, _documents(tmp_path, TICKETS), seed_data=one), engine=engine
+        )
+    assert engine.calls == []
+
+
+def test_run_tells_a_label_folder_from_a_folder_of_documents(tmp_path: Path) -> None:
+    from localgen.documents.label import is_label_folder
+
+    folder = tmp_path / "inbox"
+    folder.mkdir()
+    (folder / "a.txt").write_text(TICKETS[0])
+    assert not is_label_folder(folder)
+    result = label_documents(_config(tmp_path, folder))
+    assert is_label_folder(result.out) and result.documents == 1

@@ -37,7 +37,7 @@ from localgen.documents.asking import DocumentPrompt, label_probabilities
 from localgen.documents.choose import (
     CLASSIFIER_P,
     MODEL_P,
-    calibrate,
+    calibrated_where_it_agrees,
     choose,
     classifier_probabilities,
     summary,
@@ -469,7 +469,6 @@ def _finish(
         probabilities.list.get(j, null_on_oob=True).alias(f"{MODEL_P}{name}")
         for j, name in enumerate(labels)
     ).drop("probabilities")
-    frame, manifest["prior"] = calibrate(frame, labels)
     if seed_data is not None:
         t0 = time.monotonic()
         proba = classifier_probabilities(
@@ -480,6 +479,7 @@ def _finish(
             for j, name in enumerate(labels)
         )
         manifest["timings"]["classifier_s"] = round(time.monotonic() - t0, 3)
+    frame, manifest["calibration"] = calibrated_where_it_agrees(frame, labels)
     frame = choose(frame, labels, config.per_label)
     manifest["choice"] = summary(frame, labels, config.per_label)
     cut = int(frame["cut"].sum())

@@ -91,6 +91,28 @@ def test_calibration_divides_by_the_models_mean_and_keeps_its_answer() -> None:
     assert few["label"].to_list() == ["a", "a", "a"] and prior == {}
 
 
+def test_calibration_is_used_only_where_the_classifier_agrees_with_it_more() -> None:
+    from localgen.documents.choose import calibrated_where_it_agrees
+
+    a = [0.9] * 18 + [0.7, 0.7]
+    frame = pl.DataFrame({"answer": ["a"] * 20, "p_model_a": a, "p_model_b": [1 - p for p in a]})
+    # Calibration turns the last two into "b"; the classifier says "b" there too.
+    says_b = frame.with_columns(
+        pl.Series("p_classifier_a", [0.8] * 18 + [0.2, 0.2]),
+        pl.Series("p_classifier_b", [0.2] * 18 + [0.8, 0.8]),
+    )
+    used, info = calibrated_where_it_agrees(says_b, ["a", "b"])
+    assert used["label"].to_list()[-2:] == ["b", "b"] and info["used"]
+    assert info["agreement_with_classifier"] == {"answers": 0.9, "calibrated": 1.0}
+    # The classifier says "a" everywhere: the model's own answers and probabilities stand.
+    says_a = frame.with_columns(
+        pl.lit(0.8).alias("p_classifier_a"), pl.lit(0.2).alias("p_classifier_b")
+    )
+    kept, info = calibrated_where_it_agrees(says_a, ["a", "b"])
+    assert kept["label"].to_list() == ["a"] * 20 and not info["used"]
+    assert kept["p_model_a"].to_list() == a
+
+
 def test_the_choice_keeps_the_most_confident_agreed_documents_per_label() -> None:
     frame = pl.DataFrame(
         {

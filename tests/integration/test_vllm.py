@@ -269,6 +269,53 @@ def test_every_strategy_in_one_run(vllm_engine, builtin_model, tmp_path: Path) -
     assert result.manifest["plan"]["summaries"] == 8
 
 
+# On the session's engine, so before the tests below that start engines of their own: closing
+# one tears down vLLM's process-wide state, and the shared engine cannot step after that.
+def test_documents_are_labelled_with_every_labels_probability(  # type: ignore[no-untyped-def]
+    vllm_engine, tmp_path: Path
+) -> None:
+    from localgen.config import LabelConfig
+    from localgen.documents.asking import DocumentPrompt, label_probabilities
+    from localgen.documents.label import label_documents
+
+    task = load_task(EXAMPLE_TASK)
+    labels = task.label_names
+    tickets = pl.read_csv(EXAMPLE_TEST)["message"].to_list()[:12]
+    # The adapter: the sampled tokens come first at every step and spell the answer (and
+    # the end-of-sequence token), and where the answer branches, the other labels are
+    # among the alternatives.
+    prompt = DocumentPrompt(task, None, 0, 0, vllm_engine.context, None)
+    [completion] = vllm_engine.generate([prompt.ask("doc-000000", tickets[0], 0).request])
+    steps = completion.top_logprobs
+    assert steps is not None
+    assert "".join(step[0][0] for step in steps).startswith(completion.text)
+    p = label_probabilities(steps, labels)
+    assert p is not None and sum(p.values()) == pytest.approx(1.0)
+    assert sum(v > 1e-6 for v in p.values()) >= 2  # alternatives for more than one label
+
+    docs = tmp_path / "docs.csv"
+    pl.DataFrame({"message": tickets}).write_csv(docs)
+    config = LabelConfig(
+        documents=docs,
+        task_path=EXAMPLE_TASK,
+        out=tmp_path / "labels",
+        seed_data=EXAMPLE_SEED,
+        text_column="message",
+        label_column="team",
+        quiet=True,
+    )
+    result = label_documents(config, engine=vllm_engine)
+    table = pl.read_parquet(result.out / "labeled.parquet")
+    assert table.height == 12 and table["answer"].null_count() == 0
+    assert set(table["answer"]) <= set(labels) and set(table["label"]) <= set(labels)
+    for row in table.iter_rows(named=True):
+        assert sum(row[f"p_model_{n}"] for n in labels) == pytest.approx(1.0, abs=1e-4)
+        assert row["prompt_tokens"] > 0 and not row["cut"]
+    manifest = json.loads((result.out / "manifest.json").read_text())
+    assert manifest["engine"]["name"] == "vllm" and manifest["egress"]["blocked_attempts"] == 0
+    assert manifest["status"] == "complete" and manifest["timings"]["documents_per_s"] > 0
+
+
 def test_token_budget_holds_for_the_real_tokenizer(builtin_model) -> None:  # type: ignore[no-untyped-def]
     """max_tokens assumes at most one token per byte: every token of the real vocabulary
     is at least one byte, and the rows that take the most tokens still fit."""
@@ -713,48 +760,3 @@ def test_ray_two_actors_share_a_run(builtin_model, tmp_path: Path) -> None:  # t
     assert sum(a["handled"] for a in actors) == 8 + 8  # 8 rows, then their 8 label checks
     manifest = json.loads((tmp_path / "ray" / "manifest.json").read_text())
     assert manifest["engine"]["replicas"] == 2 and manifest["engine"]["ray_address"] is None
-
-
-def test_documents_are_labelled_with_every_labels_probability(  # type: ignore[no-untyped-def]
-    vllm_engine, tmp_path: Path
-) -> None:
-    from localgen.config import LabelConfig
-    from localgen.documents.asking import DocumentPrompt, label_probabilities
-    from localgen.documents.label import label_documents
-
-    task = load_task(EXAMPLE_TASK)
-    labels = task.label_names
-    tickets = pl.read_csv(EXAMPLE_TEST)["message"].to_list()[:12]
-    # The adapter: the sampled tokens come first at every step and spell the answer (and
-    # the end-of-sequence token), and where the answer branches, the other labels are
-    # among the alternatives.
-    prompt = DocumentPrompt(task, None, 0, 0, vllm_engine.context, None)
-    [completion] = vllm_engine.generate([prompt.ask("doc-000000", tickets[0], 0).request])
-    steps = completion.top_logprobs
-    assert steps is not None
-    assert "".join(step[0][0] for step in steps).startswith(completion.text)
-    p = label_probabilities(steps, labels)
-    assert p is not None and sum(p.values()) == pytest.approx(1.0)
-    assert sum(v > 1e-6 for v in p.values()) >= 2  # alternatives for more than one label
-
-    docs = tmp_path / "docs.csv"
-    pl.DataFrame({"message": tickets}).write_csv(docs)
-    config = LabelConfig(
-        documents=docs,
-        task_path=EXAMPLE_TASK,
-        out=tmp_path / "labels",
-        seed_data=EXAMPLE_SEED,
-        text_column="message",
-        label_column="team",
-        quiet=True,
-    )
-    result = label_documents(config, engine=vllm_engine)
-    table = pl.read_parquet(result.out / "labeled.parquet")
-    assert table.height == 12 and table["answer"].null_count() == 0
-    assert set(table["answer"]) <= set(labels) and set(table["label"]) <= set(labels)
-    for row in table.iter_rows(named=True):
-        assert sum(row[f"p_model_{n}"] for n in labels) == pytest.approx(1.0, abs=1e-4)
-        assert row["prompt_tokens"] > 0 and not row["cut"]
-    manifest = json.loads((result.out / "manifest.json").read_text())
-    assert manifest["engine"]["name"] == "vllm" and manifest["egress"]["blocked_attempts"] == 0
-    assert manifest["status"] == "complete" and manifest["timings"]["documents_per_s"] > 0

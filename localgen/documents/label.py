@@ -45,7 +45,8 @@ from localgen.documents.choose import (
 from localgen.engines.base import Engine, Feed
 from localgen.engines.loader import check_settings, resolve_engine_model, running
 from localgen.errors import DataError, OutputError
-from localgen.generation.store import KeySet, ShardSet
+from localgen.generation.generate import LOCAL_ENGINES, SHARD_SECONDS
+from localgen.generation.store import MANIFEST, KeySet, ShardSet
 from localgen.locks import LOCK_FILE, writing
 from localgen.models.context import context_length, token_counter
 from localgen.offline import apply_offline_env, egress_guard
@@ -54,12 +55,9 @@ from localgen.progress import Progress, Say, silent
 from localgen.text import normalize
 
 FORMAT_VERSION = 1
-MANIFEST = "manifest.json"
 ANSWERS = "answers"
 OUTPUT_STEM = "labeled"
 WRITE_FORMATS = ("parquet", "csv")
-LOCAL_ENGINES = ("vllm", "transformers")
-SHARD_SECONDS = 30.0  # a shard at least this often: a kill loses little work
 KEY_PREFIX = "doc-"  # a document's key: "doc-<its row number, 6 digits or more>"
 ANSWER_SCHEMA = {
     "key": pl.Utf8,

@@ -12,6 +12,11 @@ there). Then the frozen all-MiniLM-L6-v2 + logistic-regression classifier on:
   label (as many per label as `label` chooses at most), weight 1: the classifier alone;
 - + documents, auto: the rows `label` chose, at the weight `train --documents` chooses;
 - + documents, 1: the same rows at weight 1;
+- with --generate N (rows per label, each model on its own engine, curated with the
+  defaults against the real rows): + generated, auto (the task file's strategy,
+  few-shot: today's rows); + from documents, auto (the from-documents strategy, each
+  prompt showing one of the documents); + documents + from documents, auto (both
+  weights chosen); + documents + generated, auto;
 - every training row (the reference: what full labels would give).
 Each scored on the same real test rows: macro-F1 with 95% bootstrap intervals and the
 paired difference to real only. Also the accuracy of the labels against the true ones:
@@ -20,7 +25,8 @@ the model's answer, the calibrated label, the few-shot classifier's, and the cho
 Writes runs/bench-unlabeled/results.md and results.json (with every number), beside each
 dataset's real.csv, documents.csv (text only), truth.csv and each label folder, so
 `localgen label`, `train` and `evaluate` reproduce any number.
-Run: python bench/unlabeled.py --models builtin qwen-0.5b --documents 2000
+Run: python bench/unlabeled.py --models builtin qwen-0.5b --documents 2000 --generate 32
+(`--stage generate` adds the generated lines to labels already made.)
 """
 
 from __future__ import annotations
@@ -40,10 +46,18 @@ from real_data import DATASETS, TASKS, ci, clean, reference, sample, split  # no
 
 from localgen.classify.evaluation import paired_difference, score  # noqa: E402
 from localgen.classify.train import fit, load_encoder, training_set  # noqa: E402
-from localgen.config import EngineSettings, LabelConfig, TrainSettings  # noqa: E402
+from localgen.config import (  # noqa: E402
+    CurateConfig,
+    EngineSettings,
+    GenerateConfig,
+    LabelConfig,
+    TrainSettings,
+)
+from localgen.curation.curate import curate  # noqa: E402
 from localgen.data import read_labeled  # noqa: E402
 from localgen.documents.label import chosen_documents, label_documents  # noqa: E402
 from localgen.engines.loader import load_engine  # noqa: E402
+from localgen.generation.generate import generate  # noqa: E402
 from localgen.models.resolve import resolve_model  # noqa: E402
 from localgen.offline import apply_offline_env  # noqa: E402
 
@@ -97,6 +111,48 @@ def label_all(args: argparse.Namespace, model_name: str) -> dict[str, dict[str, 
                 f"{result.manifest['timings'].get('documents_per_s')} documents/s)",
                 flush=True,
             )
+    finally:
+        engine.close()
+    return timings
+
+
+# The generated rows compared: the task file's strategy (few-shot), and from documents.
+GENERATED = {"generated": (), "from-documents": ("from-documents",)}
+
+
+def generate_all(args: argparse.Namespace, model_name: str, encoder: Any) -> dict[str, Any]:
+    """Rows of each kind in GENERATED for every dataset with one model, one engine
+    (resumes), each run curated with the defaults against the real rows."""
+    model = resolve_model(None if model_name == "builtin" else model_name, print)
+    engine = load_engine(EngineSettings(name="vllm", seed=args.seed), model, print)
+    timings: dict[str, Any] = {}
+    try:
+        for name in args.datasets:
+            folder = args.out / name
+            for kind, strategy in GENERATED.items():
+                t0 = time.monotonic()
+                result = generate(
+                    GenerateConfig(
+                        task_path=TASKS / f"{name}.toml",
+                        out=folder / f"{model_name}-{kind}",
+                        count=args.generate,
+                        seed=args.seed,
+                        strategy=strategy,
+                        seed_data=folder / "real.csv",
+                        documents=folder / "documents.csv" if strategy else None,
+                        quiet=True,
+                    ),
+                    engine=engine,
+                    model=model,
+                )
+                curated = curate(CurateConfig(result.out), encoder)
+                seconds = round(time.monotonic() - t0, 1)
+                timings[f"{name}/{kind}"] = seconds
+                print(
+                    f"  {name} {model_name} {kind}: {result.message()}, "
+                    f"{curated['counts']['kept']} kept ({seconds:.0f} s)",
+                    flush=True,
+                )
     finally:
         engine.close()
     return timings
@@ -165,8 +221,39 @@ def evaluate(args: argparse.Namespace, name: str, model_name: str, encoder: Any)
             "vs real only": paired_difference(truth, real_pred, predicted),
             "weight": None if mix is None else mix["chosen"],
         }
+    chosen_rows = chosen_documents(folder / model_name)
+    mixes = {  # training rows: (generated run, with the chosen documents)
+        "+ generated, auto": ("generated", False),
+        "+ from documents, auto": ("from-documents", False),
+        "+ documents + from documents, auto": ("from-documents", True),
+        "+ documents + generated, auto": ("generated", True),
+    }
+    for key, (kind, with_documents) in mixes.items():
+        run_dir = folder / f"{model_name}-{kind}"
+        if not (run_dir / "curated.parquet").is_file():
+            continue
+        documents = chosen_rows if with_documents else None
+        data = training_set(encoder, real, run_dir, documents=documents)
+        settings = TrainSettings(synthetic_weight="auto", documents_weight="auto")
+        model = fit(data, settings, folder / f"model-{model_name}-{key}")
+        predicted = model.head.predict(test_vectors)
+        weights = model.info["training"]
+        results[key] = score(truth, predicted) | {
+            "vs real only": paired_difference(truth, real_pred, predicted),
+            "weight": _weights(weights),
+        }
     out["results"] = results
     return out
+
+
+def _weights(training: dict[str, Any]) -> str:
+    """The weights a mixed training set was given: synthetic, then documents."""
+    shown = []
+    for source in ("synthetic_weight", "documents_weight"):
+        mix = training.get(source)
+        if isinstance(mix, dict):
+            shown.append(f"{source.split('_')[0]} {mix.get('chosen')}")
+    return ", ".join(shown)
 
 
 def _line(name: str, key: str, entry: dict[str, Any]) -> str:
@@ -207,7 +294,8 @@ def main() -> None:
     parser.add_argument("--per-label", type=int, default=LabelConfig.per_label)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "bench-unlabeled")
-    parser.add_argument("--stage", choices=["all", "evaluate"], default="all")
+    parser.add_argument("--generate", type=int, default=0, help="rows per label; 0: none")
+    parser.add_argument("--stage", choices=["all", "generate", "evaluate"], default="all")
     args = parser.parse_args()
     apply_offline_env()
     saved = args.out / "results.json"
@@ -219,6 +307,10 @@ def main() -> None:
         for model_name in args.models:
             timings[model_name] = label_all(args, model_name)
     encoder = load_encoder(None)
+    if args.stage in ("all", "generate") and args.generate:
+        for model_name in args.models:
+            print(f"generating with {model_name}", flush=True)
+            generate_all(args, model_name, encoder)
     for name in args.datasets:
         folder = args.out / name
         train, test = pl.read_csv(folder / "train.csv"), pl.read_csv(folder / "test.csv")

@@ -57,6 +57,7 @@ class GenerateConfig:
     language: str | None = None  # the language rows are written in; None = the task file's
     reject: Path | None = None  # rejected rows, shown as negatives by the contrastive strategy
     anchors: Path | None = None  # examples to write close variants of: count rows per anchor
+    documents: Path | None = None  # unlabeled documents the from-documents strategy shows
     more: tuple[dict[str, int], ...] = ()  # rounds of rows per label added to the plan (--keep)
     text_column: str = "text"
     label_column: str = "label"
@@ -233,6 +234,7 @@ class BoostConfig:
     overwrite: bool = False  # regenerate rounds a previous boost with other settings left
     settings: TrainSettings = field(default_factory=TrainSettings)
     strict: bool = False  # conflicting labels, or training texts in the test data: errors
+    documents: Path | None = None  # a label folder or labeled file: trained on from round 0
 
 
 @dataclass(frozen=True)

@@ -259,3 +259,66 @@ def read_task_data(
     data = read_labeled(path, text_column, label_column)
     check_labels(data, labels)
     return data
+
+
+def document_id(text: str) -> str:
+    """A document's stable id: a hash of its text (documents have no label)."""
+    return f"doc-{hashlib.sha256(text.encode()).hexdigest()[:16]}"
+
+
+def read_documents(path: Path, text_column: str = "text") -> tuple[pl.DataFrame, dict[str, int]]:
+    """The documents as (`row`, `text`, `source`): `row` is the position in the file
+    (or in the folder's sorted .txt files), counted from 0 before any is dropped. Empty
+    texts are dropped and a text that occurs again is kept once (its first row); the
+    counts say how many of each."""
+    if path.is_dir():
+        files = sorted(path.glob("*.txt"))
+        if not files:
+            raise DataError(f"{path}: a folder of documents must hold .txt files; it has none")
+        texts = []
+        for file in files:
+            try:
+                texts.append(file.read_text(encoding="utf-8-sig"))
+            except UnicodeDecodeError:
+                raise DataError(f"{file}: not a UTF-8 text file") from None
+            except OSError as e:
+                raise DataError(f"{file}: cannot read: {e.strerror}") from None
+        frame = pl.DataFrame({"text": texts, "source": [f.name for f in files]})
+    elif not path.is_file():
+        raise DataError(f"documents not found: {path}")
+    elif path.suffix.lower() == ".txt":
+        frame = pl.DataFrame({"text": read_lines(path)}, schema={"text": pl.Utf8})
+        frame = frame.with_columns(pl.lit(path.name).alias("source"))
+    else:
+        if path.stat().st_size == 0:
+            raise DataError(f"{path}: the file is empty")
+        table = read_frame(path)
+        if text_column not in table.columns:
+            raise DataError(
+                f"{path}: no column '{text_column}' (columns: {', '.join(table.columns[:10])}); "
+                "name the right one with --text-column"
+            )
+        frame = table.select(pl.col(text_column).cast(pl.Utf8).alias("text"))
+        frame = frame.with_columns(pl.lit(path.name).alias("source"))
+    frame = frame.with_row_index("row").with_columns(
+        pl.col("row").cast(pl.Int64), pl.col("text").str.strip_chars()
+    )
+    total = frame.height
+    frame = frame.filter(pl.col("text").is_not_null() & (pl.col("text") != ""))
+    empty = total - frame.height
+    if frame.height == 0:
+        raise DataError(f"{path}: no documents in it (every text is empty)")
+    lengths = frame["text"].str.len_chars()
+    longest = int(lengths.max() or 0)  # type: ignore[arg-type]
+    if longest > MAX_REAL_CHARS:
+        row = frame["row"][int(lengths.arg_max() or 0)]
+        raise DataError(
+            f"{path}: document {row} has {longest:,} characters; localgen reads documents "
+            f"of at most {MAX_REAL_CHARS:,} (split it into parts)"
+        )
+    normal = frame["text"].map_elements(normalize, return_dtype=pl.Utf8)
+    first = normal.is_first_distinct()
+    duplicates = int((~first).sum())
+    frame = frame.filter(first)
+    frame = frame.with_columns(pl.Series("id", [document_id(t) for t in frame["text"]]))
+    return frame, {"rows": total, "empty": empty, "duplicates": duplicates}

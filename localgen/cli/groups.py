@@ -73,11 +73,16 @@ def _planned(
     label_column: str,
     reject: Path | None,
     anchors: Path | None,
+    documents: Path | None,
     instructions: str,
     language: str | None,
     seed: int,
 ) -> GenerateConfig:
     # `plan` writes nothing: the run folder is filled in by the command that has one.
+    if documents is not None:
+        from localgen.documents.label import documents_source
+
+        documents = documents_source(documents)
     return GenerateConfig(
         task_path=task_file,
         out=Path("."),
@@ -89,6 +94,7 @@ def _planned(
         label_column=label_column,
         reject=reject,
         anchors=anchors,
+        documents=documents,
         instructions=instructions,
         language=language,
         seed=seed,
@@ -114,6 +120,12 @@ planned = _group(
             "--anchors",
             "Real examples to write close variants of, with their label (same columns as "
             "--seed-data): every request is contrastive, -n rows per anchor.",
+        ),
+        data_file(
+            "--documents",
+            "Your unlabeled documents (a table with a text column, a .txt of one a line, a "
+            "folder of .txt, or a folder localgen label wrote): the from-documents strategy "
+            "shows one in each prompt.",
         ),
         instructions_option,
         language_option,

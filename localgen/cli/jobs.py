@@ -175,6 +175,11 @@ def run_command(
     required=True,
 )
 @data_file("--test", "Real labeled test data no round sees: the unbiased score, per round.")
+@data_file(
+    "--documents",
+    "A label folder (localgen label: its chosen documents) or a labeled file of documents: "
+    "trained on with the real rows from round 0.",
+)
 @columns("--real, --validation and --test")
 @out_option("Folder for the rounds, the final model and boost.json.")
 @click.option(
@@ -221,6 +226,7 @@ def boost(
     real: Path,
     validation: Path,
     test: Path | None,
+    documents: Path | None,
     text_column: str,
     label_column: str,
     out: Path,
@@ -276,6 +282,7 @@ def boost(
         overwrite=overwrite,
         settings=settings,
         strict=strict,
+        documents=documents,
     )
     result = run_boost(config, say=say(quiet))
     click.echo(json.dumps(result, indent=2, ensure_ascii=False) if as_json else curve_table(result))

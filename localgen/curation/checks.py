@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import polars as pl
 
 from localgen.config import CurateConfig
 from localgen.curation.similarity import copied_spans, greedy_duplicates
@@ -73,19 +74,29 @@ def exact_duplicate(texts: list[str], ids: list[str], real: LabeledData | None) 
 
 
 def leakage(
-    tokens: list[list[str]], shown: list[set[str]], real: LabeledData, config: CurateConfig
+    tokens: list[list[str]],
+    shown: list[set[str]],
+    real: LabeledData | None,
+    config: CurateConfig,
+    documents: pl.DataFrame | None = None,
 ) -> RuleResult:
-    real_ids = real.frame["id"].to_list()
-    real_tokens = [words(t) for t in real.frame["text"]]
-    result = RuleResult(info={"min_span_words": config.leak_words})
-    for i, (s, span) in copied_spans(tokens, real_tokens, config.leak_words).items():
-        was_shown = real_ids[s] in shown[i]
-        seen = "shown to the model" if was_shown else "not shown to the model"
+    """Rows that copy a run of words from a real example or from one of the documents."""
+    sources: list[tuple[str, str, str]] = []  # id, text, what it is
+    if real is not None:
+        sources += [
+            (i, t, "a real example") for i, t in real.frame.select("id", "text").iter_rows()
+        ]
+    if documents is not None:
+        sources += [(i, t, "a document") for i, t in documents.select("id", "text").iter_rows()]
+    result = RuleResult(
+        info={"min_span_words": config.leak_words, "documents": documents is not None}
+    )
+    source_tokens = [words(text) for _, text, _ in sources]
+    for i, (s, span) in copied_spans(tokens, source_tokens, config.leak_words).items():
+        source_id, _, kind = sources[s]
+        seen = "shown to the model" if source_id in shown[i] else "not shown to the model"
         result.findings[i] = Finding(
-            "leakage",
-            f"copies {span} consecutive words of a real example ({seen})",
-            real_ids[s],
-            span,
+            "leakage", f"copies {span} consecutive words of {kind} ({seen})", source_id, span
         )
     result.info["shown_to_model"] = sum(
         f.match in shown[i] for i, f in result.findings.items() if f.match

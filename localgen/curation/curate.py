@@ -7,8 +7,9 @@ charged to the first rule in `RULES` that fired on it. The rules:
 - exact-duplicate: the same text after normalisation (Unicode NFKC, case folded,
   punctuation and spacing collapsed) as an earlier row, or as a real example.
 - leakage: the row shares a run of at least `leak_words` consecutive words with a real
-  example: a private passage reproduced. The finding says whether the model was shown
-  that example (the row's positive or negative ids).
+  example, or with one of the user's documents (a run with --documents): a private
+  passage reproduced. The finding says whether the model was shown that example or
+  document (the row's positive or negative ids).
 - contamination: the row is within `contamination` cosine of an evaluation row, or shares
   a run of `leak_words` words with one.
 - near-duplicate: cosine similarity of at least `near_duplicate` to an earlier kept row
@@ -89,6 +90,7 @@ class _Rows:
     frame: pl.DataFrame
     real: LabeledData | None
     evaluation: LabeledData | None
+    documents: pl.DataFrame | None  # the user's documents the run generated from: id, text
     ids: list[str]
     texts: list[str]
     labels: list[str]
@@ -115,6 +117,7 @@ def _read(config: CurateConfig) -> _Rows:
     task_labels = list(((folder.read_manifest() or {}).get("task") or {}).get("labels") or [])
     if real is not None and task_labels:
         check_labels(real, task_labels)
+    documents = folder.documents()
     evaluation = None
     if config.eval is not None:
         evaluation = read_labeled(config.eval, config.text_column, config.label_column)
@@ -124,6 +127,7 @@ def _read(config: CurateConfig) -> _Rows:
         frame=rows,
         real=real,
         evaluation=evaluation,
+        documents=documents,
         ids=rows["id"].to_list(),
         texts=texts,
         labels=rows["label"].to_list(),
@@ -174,9 +178,9 @@ def _apply(rule: str, data: _Rows, config: CurateConfig) -> RuleResult | str:
     if rule == "exact-duplicate":
         return checks.exact_duplicate(data.texts, data.ids, data.real)
     if rule == "leakage":
-        if data.real is None:
+        if data.real is None and data.documents is None:
             return "no real data (--real, or the run's --seed-data)"
-        return checks.leakage(data.tokens, data.shown, data.real, config)
+        return checks.leakage(data.tokens, data.shown, data.real, config, data.documents)
     if rule == "contamination":
         if data.evaluation is None:
             return "no evaluation data (--eval)"
@@ -346,7 +350,8 @@ def summary_table(summary: dict[str, Any]) -> str:
         setting = {
             "length": f"min {entry.get('min_words')} words, max {entry.get('max_words')}",
             "exact-duplicate": "after normalisation",
-            "leakage": f"a run of {entry.get('min_span_words')} words from a real example",
+            "leakage": f"a run of {entry.get('min_span_words')} words from a real example"
+            + (" or a document" if entry.get("documents") else ""),
             "contamination": f"cosine >= {entry.get('cosine')} or "
             f"{entry.get('min_span_words')} shared words",
             "near-duplicate": f"cosine >= {entry.get('cosine')}",

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from localgen.data import LabeledData
 from localgen.errors import TaskError
-from localgen.planning.fit import CHAT_MARGIN, CUT_MARK
+from localgen.planning.fit import CHAT_MARGIN, CUT_MARK, cut
 from localgen.planning.prompts import PromptLibrary
 from localgen.planning.requests import Request, request_seeds
 from localgen.planning.schema import LabelChoice
@@ -35,10 +35,6 @@ EXAMPLES_SHARE = 0.5
 # Without a tokenizer (a remote server) a document is cut to this many characters.
 UNMEASURED_CHARS = 8_000
 ALTERNATIVES = 20  # per generated token: vLLM's default most (max_logprobs)
-
-
-def _cut(text: str, chars: int) -> str:
-    return text if len(text) <= chars else text[:chars].rstrip() + CUT_MARK
 
 
 def _inner(label: str) -> str:
@@ -108,7 +104,7 @@ class DocumentPrompt:
     def _fitted(self, text: str) -> tuple[str, bool]:
         """The document as shown: whole, or cut to the tokens the context leaves it."""
         if self.count is None or self.context is None:
-            shown = _cut(text, UNMEASURED_CHARS)
+            shown = cut(text, UNMEASURED_CHARS)
             return shown, shown != text
 
         def tokens(shown: str) -> int:  # as the template shows it: every line indented
@@ -159,7 +155,7 @@ def _examples(
         rows = list(groups[label].iter_rows(named=True)) if label in groups else []
         picked = random.Random(f"{seed}:{label}").sample(rows, min(per_label, len(rows)))
         drawn[label] = [
-            {"id": r["id"], "label": label, "text": _cut(r["text"], EXAMPLE_CHARS)} for r in picked
+            {"id": r["id"], "label": label, "text": cut(r["text"], EXAMPLE_CHARS)} for r in picked
         ]
     return [drawn[label][i] for i in range(per_label) for label in labels if i < len(drawn[label])]
 

@@ -32,7 +32,7 @@ import polars as pl
 
 from localgen.artifacts import software_versions, utc_now, write_json, write_table
 from localgen.config import LabelConfig
-from localgen.data import MAX_REAL_CHARS, read_frame, read_lines, read_task_data
+from localgen.data import document_id, read_documents, read_frame, read_task_data
 from localgen.documents.asking import DocumentPrompt, label_probabilities
 from localgen.documents.choose import (
     CLASSIFIER_P,
@@ -52,7 +52,6 @@ from localgen.models.context import context_length, token_counter
 from localgen.offline import apply_offline_env, egress_guard
 from localgen.planning.task import load_task
 from localgen.progress import Progress, Say, silent
-from localgen.text import normalize
 
 FORMAT_VERSION = 1
 ANSWERS = "answers"
@@ -72,65 +71,6 @@ ANSWER_SCHEMA = {
 
 def _key(row: int) -> str:
     return f"{KEY_PREFIX}{row:06d}"
-
-
-def read_documents(path: Path, text_column: str = "text") -> tuple[pl.DataFrame, dict[str, int]]:
-    """The documents as (`row`, `text`, `source`): `row` is the position in the file
-    (or in the folder's sorted .txt files), counted from 0 before any is dropped. Empty
-    texts are dropped and a text that occurs again is kept once (its first row); the
-    counts say how many of each."""
-    if path.is_dir():
-        files = sorted(path.glob("*.txt"))
-        if not files:
-            raise DataError(f"{path}: a folder of documents must hold .txt files; it has none")
-        texts = []
-        for file in files:
-            try:
-                texts.append(file.read_text(encoding="utf-8-sig"))
-            except UnicodeDecodeError:
-                raise DataError(f"{file}: not a UTF-8 text file") from None
-            except OSError as e:
-                raise DataError(f"{file}: cannot read: {e.strerror}") from None
-        frame = pl.DataFrame({"text": texts, "source": [f.name for f in files]})
-    elif not path.is_file():
-        raise DataError(f"documents not found: {path}")
-    elif path.suffix.lower() == ".txt":
-        frame = pl.DataFrame({"text": read_lines(path)}, schema={"text": pl.Utf8})
-        frame = frame.with_columns(pl.lit(path.name).alias("source"))
-    else:
-        if path.stat().st_size == 0:
-            raise DataError(f"{path}: the file is empty")
-        table = read_frame(path)
-        if text_column not in table.columns:
-            raise DataError(
-                f"{path}: no column '{text_column}' (columns: {', '.join(table.columns[:10])}); "
-                "name the right one with --text-column"
-            )
-        frame = table.select(pl.col(text_column).cast(pl.Utf8).alias("text"))
-        frame = frame.with_columns(pl.lit(path.name).alias("source"))
-    frame = frame.with_row_index("row").with_columns(
-        pl.col("row").cast(pl.Int64), pl.col("text").str.strip_chars()
-    )
-    total = frame.height
-    frame = frame.filter(pl.col("text").is_not_null() & (pl.col("text") != ""))
-    empty = total - frame.height
-    if frame.height == 0:
-        raise DataError(f"{path}: no documents in it (every text is empty)")
-    lengths = frame["text"].str.len_chars()
-    longest = int(lengths.max() or 0)  # type: ignore[arg-type]
-    if longest > MAX_REAL_CHARS:
-        row = frame["row"][int(lengths.arg_max() or 0)]
-        raise DataError(
-            f"{path}: document {row} has {longest:,} characters; localgen reads documents "
-            f"of at most {MAX_REAL_CHARS:,} (split it into parts)"
-        )
-    normal = frame["text"].map_elements(normalize, return_dtype=pl.Utf8)
-    first = normal.is_first_distinct()
-    duplicates = int((~first).sum())
-    frame = frame.filter(first)
-    ids = [f"doc-{hashlib.sha256(t.encode()).hexdigest()[:16]}" for t in frame["text"]]
-    frame = frame.with_columns(pl.Series("id", ids))
-    return frame, {"rows": total, "empty": empty, "duplicates": duplicates}
 
 
 def is_label_folder(path: Path) -> bool:
@@ -511,6 +451,17 @@ def _finish(
     return written
 
 
+def documents_source(path: Path) -> Path:
+    """The documents file behind `path`: a label folder's own input, else `path` itself
+    (generating from documents shows any of them, labelled or not)."""
+    if not is_label_folder(path):
+        return path
+    source = ((LabelFolder(path).read_manifest() or {}).get("documents") or {}).get("path")
+    if not source or not Path(source).exists():
+        raise DataError(f"--documents {path}: the documents it labelled ({source}) are gone")
+    return Path(source)
+
+
 def chosen_documents(path: Path) -> pl.DataFrame:
     """The rows to train on from a label folder (its chosen documents) or a labeled file
     (every row, or its chosen ones where it has a `chosen` column): `id`, `text`, `label`."""
@@ -530,8 +481,7 @@ def chosen_documents(path: Path) -> pl.DataFrame:
     frame = frame.filter(pl.col("label").is_not_null() & pl.col("text").is_not_null())
     frame = frame.with_columns(pl.col("text").cast(pl.Utf8), pl.col("label").cast(pl.Utf8))
     if "id" not in frame.columns:
-        ids = [f"doc-{hashlib.sha256(t.encode()).hexdigest()[:16]}" for t in frame["text"]]
-        frame = frame.with_columns(pl.Series("id", ids))
+        frame = frame.with_columns(pl.Series("id", [document_id(t) for t in frame["text"]]))
     return frame.select(
         pl.col("id").cast(pl.Utf8), pl.col("text").cast(pl.Utf8), pl.col("label").cast(pl.Utf8)
     )

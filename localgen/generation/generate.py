@@ -27,7 +27,13 @@ import polars as pl
 
 from localgen.artifacts import write_json
 from localgen.config import GenerateConfig
-from localgen.data import LabeledData, data_warnings, label_conflicts, read_task_data
+from localgen.data import (
+    LabeledData,
+    data_warnings,
+    label_conflicts,
+    read_documents,
+    read_task_data,
+)
 from localgen.engines.base import Engine, Feed
 from localgen.engines.loader import check_settings, resolve_engine_model, running
 from localgen.errors import OutputError
@@ -138,6 +144,9 @@ def prepare_plan(
     columns = (config.text_column, config.label_column, task.label_names)
     seed_data = None if config.seed_data is None else read_task_data(config.seed_data, *columns)
     anchors = None if config.anchors is None else read_task_data(config.anchors, *columns)
+    documents = None
+    if config.documents is not None:
+        documents = read_documents(config.documents, config.text_column)[0]
     plan = build_plan(
         task,
         seed=config.seed,
@@ -151,6 +160,7 @@ def prepare_plan(
         language=config.language,
         fit=fit,
         more=config.more,
+        documents=documents,
     )
     return task, seed_data, plan
 

@@ -46,6 +46,9 @@ def started(
         "instructions": config.instructions,
         "reject": None if config.reject is None else str(config.reject),
         "anchors": None if config.anchors is None else str(config.anchors),
+        "documents": None
+        if config.documents is None
+        else {"path": str(config.documents), "text_column": config.text_column},
         "seed_data": None
         if seed_data is None
         else {

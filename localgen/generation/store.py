@@ -28,7 +28,7 @@ import numpy as np
 import polars as pl
 
 from localgen.artifacts import write_table, write_with
-from localgen.data import LabeledData, read_labeled
+from localgen.data import LabeledData, read_documents, read_labeled
 from localgen.errors import OutputError, UsageError
 from localgen.locks import LOCK_FILE
 
@@ -268,6 +268,15 @@ class RunFolder:
         return read_labeled(
             found, seed.get("text_column", "text"), seed.get("label_column", "label")
         )
+
+    def documents(self) -> pl.DataFrame | None:
+        """The documents the run's from-documents strategy showed (`id`, `text`), when the
+        run had --documents and they are still there."""
+        entry = (self.read_manifest() or {}).get("documents") or {}
+        found = entry.get("path")
+        if not found or not Path(found).exists():
+            return None
+        return read_documents(Path(found), entry.get("text_column", "text"))[0]
 
     def label_counts(self) -> dict[str, int]:
         files = self.rows.files()

@@ -10,6 +10,9 @@ classifier is retrained on the real rows plus every row kept so far, and the rou
 kept only if macro-F1 on validation improved (by more than `min_gain`); otherwise its
 rows are set aside.
 
+With --documents (a label folder or a labeled file), the chosen documents join the real
+rows from round 0 on, at the weight `--documents-weight` gives them.
+
 The validation data chooses the anchors and judges the rounds, so its score is
 optimistic; `--test` gives the score on data no round has seen. Layout of the folder:
 `round-N/` (a run folder each), `round-N.anchors.csv` (its targets),
@@ -35,11 +38,13 @@ from localgen.config import BoostConfig, CurateConfig, GenerateConfig, TrainSett
 from localgen.curation.curate import curate
 from localgen.data import (
     LabeledData,
+    check_labels,
     data_warnings,
     label_conflicts,
     read_task_data,
     shared_texts,
 )
+from localgen.documents.label import chosen_documents
 from localgen.engines.base import Engine
 from localgen.engines.loader import check_settings, resolve_engine_model, running
 from localgen.errors import DataError
@@ -102,6 +107,7 @@ class _Inputs:
     real: LabeledData
     validation: LabeledData
     test: LabeledData | None
+    documents: pl.DataFrame | None  # chosen documents (id, text, label), from round 0 on
 
     @classmethod
     def read(cls, config: BoostConfig) -> _Inputs:
@@ -110,11 +116,18 @@ class _Inputs:
         test = None if config.test is None else read_task_data(config.test, *columns)
         if config.out.exists() and not config.out.is_dir():
             raise DataError(f"--out {config.out} is a file; give a folder")
+        documents = None
+        if config.documents is not None:
+            documents = chosen_documents(config.documents)
+            if documents.height == 0:
+                raise DataError(f"--documents {config.documents}: no rows chosen to train on")
+            check_labels(LabeledData(documents, str(config.documents), 0), task.label_names)
         return cls(
             task,
             read_task_data(config.real, *columns),
             read_task_data(config.validation, *columns),
             test,
+            documents,
         )
 
     def warnings(self) -> list[str | None]:
@@ -124,6 +137,11 @@ class _Inputs:
         found.append(shared_texts(self.real, self.validation, "validation"))
         if self.test is not None:
             found.append(shared_texts(self.real, self.test))
+        if self.documents is not None:
+            documents = LabeledData(self.documents, "--documents", 0)
+            found.append(shared_texts(documents, self.validation, "validation"))
+            if self.test is not None:
+                found.append(shared_texts(documents, self.test))
         return found
 
 
@@ -286,7 +304,7 @@ def _boost(
     labels = inputs.task.label_names
     with egress_guard(config.engine.allow_hosts) as audit:
         encoder = load_encoder(config.settings.encoder)
-        real_set = training_set(encoder, inputs.real, None, say=say)
+        real_set = training_set(encoder, inputs.real, None, say=say, documents=inputs.documents)
         say(f"embedding {inputs.validation.frame.height} validation rows")
         val_vectors = encoder.encode(inputs.validation.frame["text"].to_list())
         test_vectors = None
@@ -301,6 +319,8 @@ def _boost(
             {"round": 0, "added_rows": 0, "train_rows": len(real_set.labels), **baseline}
             | {"kept": True}
         ]
+        if inputs.documents is not None:  # the weight round 0 gave them
+            curve[0]["documents_weight"] = first.info["training"]["documents_weight"]
         say(_curve_line(curve[0]))
         if config.rounds and model_ref is None and engine is None:
             model_ref = resolve_engine_model(config.engine, config.model, say)
@@ -342,6 +362,9 @@ def _result(
         "real": {"path": str(config.real), "rows": inputs.real.frame.height},
         "validation": {"path": str(config.validation), "rows": inputs.validation.frame.height},
         "test": None if test is None else {"path": str(config.test), "rows": test.frame.height},
+        "documents": None
+        if inputs.documents is None
+        else {"path": str(config.documents), "rows": inputs.documents.height},
         "settings": {
             "rounds": config.rounds,
             "targets": config.targets,
@@ -354,6 +377,7 @@ def _result(
             "model": str(config.out / "model"),
             "train_rows": len(state.kept.labels),
             "synthetic_rows": state.kept.sources.count("synthetic"),
+            "documents_rows": state.kept.sources.count("documents"),
             "validation_macro_f1": state.best,
             "labels": list(final.labels),
         },
@@ -396,8 +420,9 @@ def curve_table(result: dict[str, Any]) -> str:
     final = result["final"]
     lines.append(
         f"final model {final['model']}: {final['train_rows']} rows "
-        f"({final['synthetic_rows']} synthetic), validation macro-F1 "
-        f"{final['validation_macro_f1']:.3f}"
+        f"({final['synthetic_rows']} synthetic"
+        + (f", {final['documents_rows']} documents" if final.get("documents_rows") else "")
+        + f"), validation macro-F1 {final['validation_macro_f1']:.3f}"
     )
     if "tuned_validation_macro_f1" in final:
         tuned = f"{final['method']} on the kept rows: validation macro-F1 "

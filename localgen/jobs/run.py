@@ -15,6 +15,7 @@ folder `documents/`), `comparison.json`, `metrics.json`, `report.html`.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from contextlib import ExitStack
 from pathlib import Path
@@ -35,6 +36,7 @@ from localgen.data import (
     LabeledData,
     data_warnings,
     label_conflicts,
+    read_documents,
     read_task_data,
     shared_texts,
 )
@@ -42,9 +44,9 @@ from localgen.documents.label import (
     LabelFolder,
     LabelResult,
     chosen_documents,
+    documents_source,
     is_label_folder,
     label_documents,
-    read_documents,
 )
 from localgen.engines.loader import resolve_engine_model, running
 from localgen.generation.generate import GenerateResult
@@ -52,7 +54,7 @@ from localgen.generation.store import COMPARISON
 from localgen.jobs.keep import generate_and_curate
 from localgen.locks import writing
 from localgen.offline import egress_guard
-from localgen.planning.task import Task, load_task
+from localgen.planning.task import FROM_DOCUMENTS, Task, load_task
 from localgen.progress import Say, silent
 from localgen.report.report import REPORT, write_report
 
@@ -216,6 +218,10 @@ def run(
         )
         as_data = LabeledData(documents.select("text", label=None), str(config.documents), 0)
         warnings.append(shared_texts(as_data, test))
+        if FROM_DOCUMENTS in (gen.strategy or tuple(task.generation.strategy)):
+            # the same documents are what the from-documents strategy shows
+            gen = dataclasses.replace(gen, documents=documents_source(config.documents))
+            config = dataclasses.replace(config, generation=gen)
     # generate says the same of the real rows (its --seed-data)
     data_warnings(warnings, gen.strict, say)
     with writing(gen.out, "run"):  # generate, curate and report take it again: one writer

@@ -25,8 +25,8 @@ from localgen.planning.schema import RowSchema
 
 CHAT_MARGIN = 32  # tokens of the chat template around the prompt, and the end token
 # Lists of shown examples a prompt may lose, in this order; each keeps at least `KEEP`.
-DROPPABLE = ("earlier", "boundary", "rejected", "examples")
-KEEP = {"earlier": 0, "boundary": 0, "rejected": 0, "examples": 1}
+DROPPABLE = ("earlier", "boundary", "rejected", "examples", "document")
+KEEP = {"earlier": 0, "boundary": 0, "rejected": 0, "examples": 1, "document": 1}
 CUT_MARK = " […]"
 
 
@@ -90,6 +90,11 @@ class PromptFit:
                 "attempt, retried"
             )
         return notes
+
+
+def cut(text: str, chars: int) -> str:
+    """`text`'s first `chars` characters, marked as cut where it was longer."""
+    return text if len(text) <= chars else text[:chars].rstrip() + CUT_MARK
 
 
 def _text(item: Any) -> str:

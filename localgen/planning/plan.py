@@ -13,6 +13,8 @@ asking (see `../README.md`, "Strategies"):
   wrong), every request is contrastive and the anchors take turns: `count` per anchor.
 - attributes: one value drawn from each attribute pool of the label.
 - hierarchical: a first pass writes a one-line summary, a second writes the text from it.
+- from-documents: one of the user's unlabeled documents, for its domain and register
+  (whatever its own label), and k real examples of the label where given.
 
 The plan is a list of blocks (a label's rows of one strategy) and a function that builds
 the request of any position; nothing is built until it is asked for, so a plan of a
@@ -42,6 +44,7 @@ from localgen.planning.prompts import PromptLibrary
 from localgen.planning.requests import Block, Plan, Rejected, Step
 from localgen.planning.schema import RowSchema
 from localgen.planning.task import (
+    FROM_DOCUMENTS,
     NEEDS_EXAMPLES,
     STRATEGIES,
     Task,
@@ -95,6 +98,7 @@ def _check_strategies(
     weights: dict[str, float],
     seed_data: LabeledData | None,
     anchors: LabeledData | None,
+    documents: pl.DataFrame | None,
 ) -> None:
     for name in weights:
         if name not in STRATEGIES:
@@ -106,6 +110,10 @@ def _check_strategies(
         raise TaskError(
             "the attributes strategy needs attribute pools: add an [attributes] "
             'table to the task file, e.g. tone = ["angry", "polite"]'
+        )
+    if FROM_DOCUMENTS in weights and (documents is None or documents.height == 0):
+        raise TaskError(
+            f"the {FROM_DOCUMENTS} strategy needs the user's documents: pass --documents FILE"
         )
     if anchors is not None and seed_data is None:
         raise TaskError("anchored generation needs real examples: pass --seed-data FILE")
@@ -169,19 +177,21 @@ def build_plan(
     language: str | None = None,
     fit: PromptFit | None = None,
     more: Sequence[Mapping[str, int]] = (),
+    documents: pl.DataFrame | None = None,
 ) -> Plan:
     """Plan the requests of a run; arguments left at None take the task file's setting.
     With `fit`, every prompt is measured and fitted to the context (`planning/fit.py`).
     `more` extends the plan by rounds of rows per label, each after the last: the plan
     without them is a prefix of the plan with them (the same requests at the same
-    positions), so a finished run can grow (`localgen run --keep`)."""
+    positions), so a finished run can grow (`localgen run --keep`). `documents` (`id`,
+    `text`) are what the from-documents strategy shows."""
     gen = task.generation
     weights: dict[str, float] = strategy_weights(strategy) if strategy else gen.strategy
     if anchors is not None:
         if strategy and set(weights) != {"contrastive"}:
             raise TaskError("anchors are written about by the contrastive strategy only")
         weights = {"contrastive": 1.0}
-    _check_strategies(task, weights, seed_data, anchors)
+    _check_strategies(task, weights, seed_data, anchors, documents)
     if anchors is not None and seed_data is not None:
         per_anchor = count if count is not None else gen.count
         counts, notes, seed_data = _anchored_counts(task, per_anchor, anchors, seed_data)
@@ -189,6 +199,9 @@ def build_plan(
         counts, notes = label_counts(task, count, balance or gen.balance, seed_data)
     if rejects and "contrastive" not in weights:
         notes.append("rejected rows are shown only by the contrastive strategy: unused here")
+    if documents is not None and FROM_DOCUMENTS not in weights:
+        notes.append(f"documents are shown only by the {FROM_DOCUMENTS} strategy: unused here")
+        documents = None
     shared = strategies.Shared.build(
         task,
         seed_data,
@@ -200,6 +213,7 @@ def build_plan(
         contrastive="contrastive" in weights,
         language=_language(language or task.language),
         fit=fit,
+        documents=documents,
     )
     contexts = {label: shared.for_label(label) for label in task.labels}
     blocks: list[Block] = []
@@ -235,6 +249,8 @@ def build_plan(
         "language": shared.language,
         "context": None if fit is None else fit.context,
     }
+    if documents is not None:  # only then: the plans of earlier runs keep their fingerprints
+        definition["documents"] = _frame_hash(documents, ("id", "text"))
     plan = Plan(
         seed=seed,
         notes=notes,
@@ -256,12 +272,15 @@ def _astuples(blocks: list[Block]) -> list[tuple[object, ...]]:
     return [dataclasses.astuple(b) for b in blocks]
 
 
-def _frame_hash(data: LabeledData | None) -> str | None:
+def _frame_hash(
+    data: LabeledData | pl.DataFrame | None, columns: tuple[str, ...] = ("id", "text", "label")
+) -> str | None:
     """A hash of the examples a plan shows (id, text, label), in their order."""
     if data is None:
         return None
+    frame = data.frame if isinstance(data, LabeledData) else data
     h = hashlib.sha256()
-    for row in data.frame.select("id", "text", "label").iter_rows():
+    for row in frame.select(*columns).iter_rows():
         h.update(json.dumps(row, ensure_ascii=False).encode())
     return h.hexdigest()
 

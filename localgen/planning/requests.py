@@ -27,8 +27,10 @@ from localgen.planning.prompts import Template
 from localgen.planning.schema import LabelChoice, RowSchema
 
 SUMMARY_SUFFIX = "/summary"  # key of a hierarchical first-pass request: "<row key>/summary"
-# The lists of examples a prompt shows as "not like these", in the order of negative_ids.
+# The lists of examples a prompt shows as "not like these", in the order of negative_ids,
+# and those it shows to write from, in the order of positive_ids.
 NEGATIVES = ("boundary", "rejected", "earlier")
+POSITIVES = ("document", "examples")
 # What a second-pass prompt shows in place of the first pass's outputs, when it is printed
 # or measured before they exist.
 PLACEHOLDER_SUMMARY = "<the summary written in the first pass>"
@@ -114,11 +116,12 @@ def render(
             template, variables, request.schema, request.strategy
         )
         request = replace(request, schema=schema)
-    if "examples" in variables:
+    if any(name in variables for name in POSITIVES):
+        positives = [item for name in POSITIVES for item in variables.get(name) or ()]
         negatives = [item for name in NEGATIVES for item in variables.get(name) or ()]
         request = replace(
             request,
-            positive_ids=tuple(str(e["id"]) for e in variables["examples"]),
+            positive_ids=tuple(str(e["id"]) for e in positives),
             negative_ids=tuple(str(e["id"]) for e in negatives),
         )
     return replace(request, prompt=prompt)

@@ -1,4 +1,4 @@
-"""The five strategies, one function each: how one request of a label is asked.
+"""The six strategies, one function each: how one request of a label is asked.
 
 Every strategy gets the label's shared context, a request that has its key, seed and
 sampling settings but no prompt yet, and the row's number among the label's rows of that
@@ -22,7 +22,7 @@ import numpy as np
 import polars as pl
 
 from localgen.data import LabeledData
-from localgen.planning.fit import PromptFit
+from localgen.planning.fit import PromptFit, cut
 from localgen.planning.prompts import PromptLibrary
 from localgen.planning.requests import (
     SUMMARY_SUFFIX,
@@ -36,6 +36,10 @@ from localgen.planning.schema import RowSchema
 from localgen.planning.task import Task
 from localgen.vectors.encoder import TextEncoder
 from localgen.vectors.neighbours import top_k
+
+# A shown document is cut to this many characters: its domain and register show in its
+# opening, and a long one would crowd the label's examples out of a small context.
+DOCUMENT_CHARS = 600
 
 
 class Neighbours:
@@ -89,6 +93,7 @@ class Shared:
     neighbours: Neighbours | None  # for the contrastive strategy
     language: str | None  # the language's English name, asked for in every prompt
     fit: PromptFit | None  # measures prompts against the context; None: not measured
+    documents: pl.DataFrame | None = None  # the user's unlabeled documents: id, text
 
     @classmethod
     def build(
@@ -103,6 +108,7 @@ class Shared:
         contrastive: bool,
         language: str | None = None,
         fit: PromptFit | None = None,
+        documents: pl.DataFrame | None = None,
     ) -> Shared:
         neighbours = None  # only the contrastive strategy needs the encoder
         if contrastive and seed_data is not None:
@@ -122,6 +128,7 @@ class Shared:
             neighbours=neighbours,
             language=language,
             fit=fit,
+            documents=None if documents is None else documents.select("id", "text"),
         )
 
     def for_label(self, label: str) -> LabelContext:
@@ -277,6 +284,22 @@ def contrastive(ctx: LabelContext, request: Request, nth: int, second: bool) -> 
     return ctx.rendered(request, variables)
 
 
+def from_documents(ctx: LabelContext, request: Request, nth: int, second: bool) -> Step:
+    """One of the user's unlabeled documents, for its domain, vocabulary and register,
+    whatever its own label (DAIR.AI's document-to-query idea, for classification), and k
+    real examples of the label where there are some."""
+    documents = ctx.shared.documents
+    assert documents is not None, "the plan checks that documents were given"
+    pick = random.Random(request.seed)
+    row = documents.row(pick.randrange(documents.height), named=True)
+    shown: list[dict[str, Any]] = []
+    if ctx.examples is not None:
+        k = min(ctx.shared.task.generation.few_shot_k, ctx.examples.height)
+        shown = ctx.examples[pick.sample(range(ctx.examples.height), k)].to_dicts()
+    document = {"id": row["id"], "text": cut(row["text"], DOCUMENT_CHARS)}
+    return ctx.rendered(request, ctx.variables | {"document": [document], "examples": shown})
+
+
 # Each builds one row's step; `nth` is the row's number among its block's rows (the label's
 # rows of the strategy in one round), `second` whether it waits for the first pass.
 STRATEGY: dict[str, Callable[[LabelContext, Request, int, bool], Step]] = {
@@ -285,4 +308,5 @@ STRATEGY: dict[str, Callable[[LabelContext, Request, int, bool], Step]] = {
     "contrastive": contrastive,
     "attributes": attributes,
     "hierarchical": hierarchical,
+    "from-documents": from_documents,
 }

@@ -40,9 +40,18 @@ from localgen.planning.schema import MAX_TEXT_CHARS
 
 CHARS_PER_WORD = 7
 
-STRATEGIES: tuple[str, ...] = ("zero-shot", "few-shot", "contrastive", "attributes", "hierarchical")
+STRATEGIES: tuple[str, ...] = (
+    "zero-shot",
+    "few-shot",
+    "contrastive",
+    "attributes",
+    "hierarchical",
+    "from-documents",
+)
 # Strategies that show the user's real examples, and so need --seed-data.
 NEEDS_EXAMPLES: tuple[str, ...] = ("few-shot", "contrastive")
+# The strategy that shows one of the user's unlabeled documents, and so needs --documents.
+FROM_DOCUMENTS = "from-documents"
 
 # Letters, digits and a little punctuation: a label is written verbatim into the grammar.
 LabelName = Annotated[

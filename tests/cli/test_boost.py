@@ -146,3 +146,43 @@ def test_boost_judges_rounds_frozen_and_trains_the_final_model_with_the_method(
         scored = evaluate(out / "model", tmp_path / name, "message", "team", resamples=0)
         assert scored["macro_f1"]["value"] == final[key]
     assert "setfit on the kept rows: validation macro-F1" in result.stdout
+
+
+def test_boost_trains_on_the_chosen_documents_from_round_0(tmp_path: Path) -> None:
+    test = pl.read_csv(EXAMPLE_TEST)
+    test[::2].write_csv(tmp_path / "val.csv")
+    documents = pl.DataFrame(
+        {
+            "text": [
+                "We were billed for three seats but only have two users",
+                "Please send the receipt for last month's payment again",
+                "The invoice PDF shows the wrong company address",
+                "Clicking save on a draft invoice freezes the page",
+                "The mobile app logs me out every few minutes",
+                "Two-factor codes never arrive on my phone",
+                "Could you add a dark mode to the dashboard?",
+                "It would help to export reports to Excel directly",
+            ],
+            "label": ["billing"] * 3 + ["bug", "account_access", "account_access"]
+            + ["feature_request"] * 2,
+            "chosen": [True] * 7 + [False],  # a labeled file with a choice: its chosen rows
+        }
+    )
+    documents.write_csv(tmp_path / "docs.csv")
+    out = tmp_path / "boost"
+    args = ["boost", str(EXAMPLE_TASK), "--real", str(EXAMPLE_SEED), *COLUMNS]
+    args += ["--validation", str(tmp_path / "val.csv"), "--out", str(out), "--rounds", "0"]
+    result = CliRunner().invoke(cli, [*args, "--documents", str(tmp_path / "docs.csv")])
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "boost.json").read_text())
+    assert report["documents"]["rows"] == 7
+    assert report["final"]["documents_rows"] == 7 and report["final"]["train_rows"] == 24 + 7
+    assert report["curve"][0]["documents_weight"]["chosen"] is not None
+    assert "7 documents" in result.stdout
+    model = TextClassifier.load(out / "model")
+    assert sum(model.info["training"]["rows"]["documents"].values()) == 7
+
+    documents.with_columns(pl.lit("sales").alias("label")).write_csv(tmp_path / "bad.csv")
+    bad = CliRunner().invoke(cli, [*args, "--documents", str(tmp_path / "bad.csv"), "--overwrite"])
+    assert bad.exit_code == 1 and "labels not in the task file: 'sales'" in bad.output
+    assert "Traceback" not in bad.output

@@ -6,9 +6,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import polars as pl
 from click.testing import CliRunner
 
 from localgen.cli import cli
+from localgen.data import document_id
 from tests.conftest import EXAMPLE_SEED, EXAMPLE_TASK, EXAMPLE_TEST
 
 COLUMNS = ["--text-column", "message", "--label-column", "team"]
@@ -240,3 +242,22 @@ def test_run_warns_when_documents_are_in_the_test_data(tmp_path: Path) -> None:
     result = runner.invoke(cli, [*args, "--documents", str(EXAMPLE_TEST), "--strict"])
     assert result.exit_code == 1 and "are also in the training data" in result.output
     assert not (tmp_path / "run").exists()
+
+
+def test_run_generates_from_the_documents_it_labels(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    inbox = EXAMPLE_TASK.parent / "inbox.csv"
+    args = ["run", str(EXAMPLE_TASK), "--real", str(EXAMPLE_SEED), "--test", str(EXAMPLE_TEST)]
+    args += [*COLUMNS, "--out", str(out), "-n", "2", "--engine", "fake", "--quiet"]
+    args += ["--strategy", "from-documents", "--strategy", "few-shot"]
+    without = CliRunner().invoke(cli, args)
+    assert without.exit_code == 1 and "pass --documents FILE" in without.output
+    result = CliRunner().invoke(cli, [*args, "--documents", str(inbox)])
+    assert result.exit_code == 0, result.output
+    rows = pl.read_parquet(out / "synthetic.parquet")
+    shown = rows.filter(pl.col("strategy") == "from-documents")["positive_ids"].to_list()
+    assert len(shown) == 4 and all(ids[0].startswith("doc-") for ids in shown)
+    inbox_ids = {document_id(t.strip()) for t in pl.read_csv(inbox)["message"]}
+    assert {ids[0] for ids in shown} <= inbox_ids  # the documents shown are the user's
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["documents"]["path"] == str(inbox)

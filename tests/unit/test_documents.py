@@ -14,9 +14,10 @@ from click.testing import CliRunner
 
 from localgen.cli import cli
 from localgen.config import EngineSettings, LabelConfig, TrainConfig
+from localgen.data import read_documents
 from localgen.documents.asking import DocumentPrompt, label_probabilities
 from localgen.documents.choose import calibrate, choose
-from localgen.documents.label import chosen_documents, label_documents, read_documents
+from localgen.documents.label import chosen_documents, label_documents
 from localgen.engines.base import Completion, Feed
 from localgen.engines.fake import FakeEngine
 from localgen.errors import DataError, OutputError
@@ -383,3 +384,20 @@ def test_run_tells_a_label_folder_from_a_folder_of_documents(tmp_path: Path) -> 
     assert not is_label_folder(folder)
     result = label_documents(_config(tmp_path, folder))
     assert is_label_folder(result.out) and result.documents == 1
+
+
+def test_generate_shows_the_documents_behind_a_label_folder(tmp_path: Path) -> None:
+    documents = _documents(tmp_path, TICKETS[:3])
+    labels = label_documents(_config(tmp_path, documents)).out
+    args = ["plan", str(EXAMPLE_TASK), "--seed-data", str(EXAMPLE_SEED), "-n", "2"]
+    args += ["--text-column", "message", "--label-column", "team", "--json"]
+    args += ["--strategy", "from-documents", "--documents"]
+    by_folder = CliRunner().invoke(cli, [*args, str(labels)])
+    by_file = CliRunner().invoke(cli, [*args, str(documents)])
+    assert by_folder.exit_code == 0, by_folder.output
+    assert json.loads(by_folder.output) == json.loads(by_file.output)
+    assert any(TICKETS[0][:40] in p["prompt"] for p in json.loads(by_file.output)["prompts"])
+    documents.unlink()  # the label folder names them; gone, that is one clear line
+    gone = CliRunner().invoke(cli, [*args, str(labels)])
+    assert gone.exit_code == 1 and "the documents it labelled" in gone.output
+    assert "Traceback" not in gone.output

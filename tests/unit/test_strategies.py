@@ -415,3 +415,117 @@ def test_earlier_rows_come_from_a_bounded_pool_of_the_first_ones(
     for row in second.iter_rows(named=True):
         earlier = [key_of[i] for i in row["negative_ids"] if i.startswith("syn-")]
         assert earlier == [f"{row['label']}-000000"]
+
+
+# --- from-documents ----------------------------------------------------------------------
+
+DOCUMENTS = [
+    "Dear team, the quarterly statement for the Harbour Cafe account lists a late fee.",
+    "Good morning, our kitchen tablet shows a blank screen after the latest update.",
+    "Hi, could the weekly report include the tips per waiter?",
+]
+
+
+@pytest.fixture
+def documents_file(tmp_path: Path) -> Path:
+    path = tmp_path / "inbox.csv"
+    pl.DataFrame({"text": DOCUMENTS + [""]}).write_csv(path)  # an empty one is dropped
+    return path
+
+
+def _documents(path: Path) -> pl.DataFrame:
+    from localgen.data import read_documents
+
+    return read_documents(path)[0]
+
+
+def test_from_documents_shows_one_document_and_records_it(
+    strategy_task: Path, seed_file: Path, documents_file: Path
+) -> None:
+    documents = _documents(documents_file)
+    plan = _plan(strategy_task, seed_file, strategy="from-documents", documents=documents)
+    ids = dict(zip(documents["id"], documents["text"], strict=True))
+    requests = plan.requests
+    assert len(requests) == 12 and {r.strategy for r in requests} == {"from-documents"}
+    for r in requests:
+        source, *examples = r.positive_ids
+        assert ids[source] in r.prompt  # the document shown is the one recorded first
+        assert sum(text in r.prompt for text in DOCUMENTS) == 1
+        assert len(examples) == min(3, 3 if r.label == "billing" else 2)  # few_shot_k
+        assert all(e.startswith("real-") for e in examples)
+    # A document inspires rows of every label, whatever its own: each label sees several.
+    for label in ("billing", "bug"):
+        shown = {r.positive_ids[0] for r in requests if r.label == label}
+        assert len(shown) >= 2
+    again = _plan(strategy_task, seed_file, strategy="from-documents", documents=documents)
+    assert [r.prompt for r in again.requests] == [r.prompt for r in requests]
+    assert again.fingerprint == plan.fingerprint
+    fewer = _plan(strategy_task, seed_file, strategy="from-documents", documents=documents[:2])
+    assert fewer.fingerprint != plan.fingerprint  # the documents are part of the plan
+
+
+def test_from_documents_needs_documents_and_unused_documents_change_nothing(
+    strategy_task: Path, seed_file: Path, documents_file: Path
+) -> None:
+    with pytest.raises(TaskError, match="from-documents strategy needs the user's documents"):
+        _plan(strategy_task, seed_file, strategy="from-documents")
+    documents = _documents(documents_file)
+    plain = _plan(strategy_task, seed_file, strategy="few-shot")
+    unused = _plan(strategy_task, seed_file, strategy="few-shot", documents=documents)
+    assert unused.fingerprint == plain.fingerprint  # earlier runs resume as they were
+    assert any("documents are shown only by the from-documents" in n for n in unused.notes)
+    # Without real examples it still runs: the document and the label's description.
+    alone = _plan(strategy_task, None, strategy="from-documents", documents=documents)
+    assert all(len(r.positive_ids) == 1 for r in alone.requests)
+    assert all("Real examples" not in r.prompt for r in alone.requests)
+
+
+def test_a_long_document_is_cut_and_the_prompt_fits(
+    strategy_task: Path, seed_file: Path, tmp_path: Path
+) -> None:
+    from localgen.planning.fit import CUT_MARK, PromptFit
+
+    path = tmp_path / "long.txt"
+    path.write_text(" ".join(f"word{i}" for i in range(3_000)) + "\n")
+    fit = PromptFit(lambda text: len(text.split()), context=400)
+    plan = _plan(
+        strategy_task, seed_file, strategy="from-documents", documents=_documents(path), fit=fit
+    )
+    for r in plan.requests:
+        assert "word0 word1" in r.prompt and "word2999" not in r.prompt
+        assert CUT_MARK in r.prompt and len(r.prompt.split()) + r.max_tokens <= 400
+
+
+def test_generating_from_documents_end_to_end_and_leakage_against_them(
+    strategy_task: Path, seed_file: Path, documents_file: Path, tmp_path: Path
+) -> None:
+    from localgen.config import CurateConfig
+    from localgen.curation.curate import curate
+    from tests.conftest import BagOfWords
+
+    copied = "the quarterly statement for the Harbour Cafe account lists a late fee"
+    engine = FakeEngine()
+    row = {"text": copied.capitalize() + ".", "label": "billing"}  # copies 12 words
+    engine.enqueue("billing-000000", json.dumps(row))
+    out = tmp_path / "run"
+    result = _generate(
+        strategy_task,
+        out,
+        engine,
+        strategy=("from-documents",),
+        seed_data=seed_file,
+        documents=documents_file,
+    )
+    rows = pl.read_parquet(result.outputs[0])
+    assert set(rows["strategy"]) == {"from-documents"} and rows.height == 12
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["documents"] == {"path": str(documents_file), "text_column": "text"}
+    summary = curate(CurateConfig(out, leak_words=8), BagOfWords())
+    leaks = [
+        f
+        for r in summary["rows"]
+        for f in r["findings"]
+        if f["rule"] == "leakage" and "a document" in f["detail"]
+    ]
+    assert len(leaks) == 1 and leaks[0]["score"] == 12
+    assert leaks[0]["match"].startswith("doc-")

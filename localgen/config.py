@@ -155,7 +155,8 @@ class TrainSettings:
     # cross-validation on the real rows, 0 included (classify/mixing.py)
     synthetic_weight: str | float = "auto"
     # the same for the rows chosen from labelled documents (`train --documents`), chosen
-    # on the real rows alone, apart from the synthetic weight
+    # on the real rows alone, apart from the synthetic weight; "auto" leaves them out only
+    # where the real rows say they harm (the not_worse gate)
     documents_weight: str | float = "auto"
     # frozen: the head on the encoder's vectors; fine-tune: encoder and head trained
     # together on the rows; setfit: the encoder tuned on pairs first (classify/setfit.py)

@@ -179,6 +179,7 @@ def mixing(
             settings.c,
             settings.balanced,
             settings.seed,
+            gate="macro_f1" if source == "synthetic" else "not_worse",
         )
     return chosen
 

@@ -293,7 +293,7 @@ _HEAD = [
         default=TrainSettings.documents_weight,
         show_default=True,
         help="The same for the rows of --documents, chosen on the real rows and the "
-        "documents alone.",
+        "documents alone; auto leaves them out only where the real rows say they harm.",
     ),
 ]
 _TRAIN = [

@@ -163,7 +163,8 @@ def test_boost_trains_on_the_chosen_documents_from_round_0(tmp_path: Path) -> No
                 "Could you add a dark mode to the dashboard?",
                 "It would help to export reports to Excel directly",
             ],
-            "label": ["billing"] * 3 + ["bug", "account_access", "account_access"]
+            "label": ["billing"] * 3
+            + ["bug", "account_access", "account_access"]
             + ["feature_request"] * 2,
             "chosen": [True] * 7 + [False],  # a labeled file with a choice: its chosen rows
         }

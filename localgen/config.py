@@ -122,6 +122,7 @@ class CurateConfig:
     min_words: int = 3
     max_words: int | None = None
     leak_words: int = 8  # consecutive words shared with a real example: a copied passage
+    echo_words: int = 6  # consecutive words of the prompt's own instructions: an echo
     contamination: float = 0.90  # cosine to an evaluation row
     near_duplicate: float = 0.95  # cosine to an earlier kept row or a real example
     # The defaults of these three are what bench/real_data.py supports (docs/measurements.md).

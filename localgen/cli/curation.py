@@ -62,6 +62,13 @@ _REAL_HELP = "[default: the run's --seed-data]"
     help="Leakage: drop rows sharing this many consecutive words with a real example.",
 )
 @click.option(
+    "--echo-words",
+    type=click.IntRange(min=2),
+    default=CurateConfig.echo_words,
+    show_default=True,
+    help="Markup: drop rows repeating this many consecutive words of the prompt's own text.",
+)
+@click.option(
     "--near-duplicate",
     type=click.FloatRange(0, 1),
     default=CurateConfig.near_duplicate,
@@ -133,6 +140,7 @@ def curate(
     min_words: int,
     max_words: int | None,
     leak_words: int,
+    echo_words: int,
     near_duplicate: float,
     contamination: float,
     inconsistent: str,
@@ -144,7 +152,8 @@ def curate(
     as_json: bool,
     quiet: bool,
 ) -> None:
-    """Drop duplicates, copies of real text, test-set look-alikes and bad lengths; judge labels.
+    """Drop duplicates, copies of real text, markup, test-set look-alikes and bad lengths;
+    judge labels.
 
     Writes RUN_DIR/curated.parquet (the kept rows, with the judge's label) and
     RUN_DIR/curation.json (each rule's setting and counts, and every finding per row).
@@ -169,6 +178,7 @@ def curate(
         min_words=min_words,
         max_words=max_words,
         leak_words=leak_words,
+        echo_words=echo_words,
         contamination=contamination,
         near_duplicate=near_duplicate,
         inconsistent=inconsistent,

@@ -3,6 +3,7 @@ about itself. None of them drops a row; `localgen.curation.curate` charges the d
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -13,7 +14,7 @@ import polars as pl
 from localgen.config import CurateConfig
 from localgen.curation.similarity import copied_spans, greedy_duplicates
 from localgen.data import LabeledData
-from localgen.text import normalize, words
+from localgen.text import ngrams, normalize, words
 from localgen.vectors.linear import cross_val_accuracy, fit_linear
 from localgen.vectors.neighbours import nearest, pair_search
 
@@ -44,6 +45,68 @@ def length(texts: list[str], config: CurateConfig) -> RuleResult:
             result.findings[i] = Finding("length", f"{n} words, fewer than {config.min_words}")
         elif config.max_words is not None and n > config.max_words:
             result.findings[i] = Finding("length", f"{n} words, more than {config.max_words}")
+    return result
+
+
+# What a generated row should not hold unless the real rows of its label do: the markup
+# and placeholders small models write once the grammar admits any character (issue
+# measured on three held-out tasks: synthetic-only macro-F1 fell by up to 0.27 with them).
+MARKUP: dict[str, re.Pattern[str]] = {
+    "template braces": re.compile(r"[{}]"),
+    "a bracketed slot": re.compile(r"\[[^\]\n]{0,80}\]|^\s*\["),  # or a row opening with one
+    "a tag": re.compile(r"</?[A-Za-z!][^<>\n]{0,80}>"),
+    "an HTML entity": re.compile(r"&#?[A-Za-z0-9]{1,8};"),
+    "a URL": re.compile(r"https?://|\bwww\.[A-Za-z0-9-]+\.", re.IGNORECASE),
+    "a file name": re.compile(
+        r"\b[\w-]+\.(?:py|js|json|txt|csv|html?|xml|jpe?g|png|gif|pdf|docx?|exe|md|ya?ml|toml|sh)\b",
+        re.IGNORECASE,
+    ),
+}
+
+
+def markup(
+    texts: list[str],
+    labels: list[str],
+    real: LabeledData | None,
+    prompt: list[str],
+    config: CurateConfig,
+) -> RuleResult:
+    """Rows holding markup or a placeholder (MARKUP) that no real row of their label
+    holds, and rows that repeat `echo_words` consecutive words of the prompt's own text
+    (the task's context and descriptions, the templates' instructions) that no real row
+    of their label repeats."""
+    real_rows: dict[str, list[str]] = {}
+    if real is not None:
+        for text, label in real.frame.select("text", "label").iter_rows():
+            real_rows.setdefault(label, []).append(text)
+    allowed = {  # the kinds of markup some real row of the label holds
+        label: {kind for kind, pattern in MARKUP.items() if any(map(pattern.search, rows))}
+        for label, rows in real_rows.items()
+    }
+    n = config.echo_words
+    said = {gram for text in prompt for gram in ngrams(words(text), n)}
+    in_real = {
+        label: {gram for text in rows for gram in ngrams(words(text), n)} & said
+        for label, rows in real_rows.items()
+    }
+    kinds: Counter[str] = Counter()
+    result = RuleResult(info={"kinds": sorted(MARKUP), "echo_words": n})
+    for i, (text, label) in enumerate(zip(texts, labels, strict=True)):
+        for kind, pattern in MARKUP.items():
+            found = pattern.search(text)
+            if found and kind not in allowed.get(label, set()):
+                detail = f"holds {kind} ({found.group(0)[:40]!r}), as no real row of the label does"
+                result.findings[i] = Finding("markup", detail)
+                kinds[kind] += 1
+                break
+        else:
+            echoed = [g for g in ngrams(words(text), n) if g in said]
+            echoed = [g for g in echoed if g not in in_real.get(label, set())]
+            if echoed:
+                shown = " ".join(echoed[0])
+                result.findings[i] = Finding("markup", f"repeats the prompt: {shown!r}")
+                kinds["the prompt repeated"] += 1
+    result.info["found"] = dict(sorted(kinds.items()))
     return result
 
 

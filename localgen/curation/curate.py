@@ -4,6 +4,10 @@ Every rule runs on every row, so each rule's rate is measured on its own; a drop
 charged to the first rule in `RULES` that fired on it. The rules:
 
 - length: fewer than `min_words` words (empty rows too), or more than `max_words`.
+- markup: the row holds template braces, a bracketed slot, a tag, an HTML entity, a URL
+  or a file name that no real row of its label holds, or repeats `echo_words`
+  consecutive words of the prompt's own text (the task's context, style, descriptions
+  and instructions, the template's wording): placeholders and echoes, not messages.
 - exact-duplicate: the same text after normalisation (Unicode NFKC, case folded,
   punctuation and spacing collapsed) as an earlier row, or as a real example.
 - leakage: the row shares a run of at least `leak_words` consecutive words with a real
@@ -32,6 +36,7 @@ The raw rows are never touched: `curated.parquet` and `curation.json` are new fi
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,10 +49,11 @@ from localgen.curation import checks
 from localgen.curation.checks import RuleResult
 from localgen.curation.rules import RULES
 from localgen.data import LabeledData, check_labels, read_labeled
-from localgen.errors import DataError
+from localgen.errors import DataError, TaskError
 from localgen.generation.store import CURATED, CURATION, RunFolder
 from localgen.locks import writing
 from localgen.offline import egress_guard
+from localgen.planning.prompts import PromptLibrary
 from localgen.progress import Say, silent
 from localgen.text import words
 from localgen.vectors.encoder import TextEncoder, cache_file, encode_cached
@@ -80,6 +86,8 @@ def curate(
 
 
 _NO_VECTORS = np.zeros((0, 1), dtype=np.float32)
+SHOWN_CHARS = 200  # of a found row's text in curation.json
+JINJA_TAG = re.compile(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}", re.DOTALL)  # variables, blocks, comments
 _NEEDS_VECTORS = {"contamination", "near-duplicate", "label-fidelity"}
 
 
@@ -91,6 +99,7 @@ class _Rows:
     real: LabeledData | None
     evaluation: LabeledData | None
     documents: pl.DataFrame | None  # the user's documents the run generated from: id, text
+    prompt: list[str]  # the prompts' own text: the task's strings, the templates' wording
     ids: list[str]
     texts: list[str]
     labels: list[str]
@@ -118,6 +127,8 @@ def _read(config: CurateConfig) -> _Rows:
     if real is not None and task_labels:
         check_labels(real, task_labels)
     documents = folder.documents()
+    task = (folder.read_manifest() or {}).get("task") or {}
+    templates = rows["template"].unique().to_list() if "template" in rows.columns else []
     evaluation = None
     if config.eval is not None:
         evaluation = read_labeled(config.eval, config.text_column, config.label_column)
@@ -128,6 +139,7 @@ def _read(config: CurateConfig) -> _Rows:
         real=real,
         evaluation=evaluation,
         documents=documents,
+        prompt=_prompt_text(task, templates),
         ids=rows["id"].to_list(),
         texts=texts,
         labels=rows["label"].to_list(),
@@ -139,6 +151,24 @@ def _read(config: CurateConfig) -> _Rows:
         tokens=[words(t) for t in texts],
         shown=[set(p or []) | set(n or []) for p, n in zip(positives, negatives, strict=True)],
     )
+
+
+def _prompt_text(task: dict[str, Any], templates: list[str | None]) -> list[str]:
+    """What the prompts said in their own words: the task file's strings and each
+    template's text outside its Jinja tags (a template that is gone adds nothing)."""
+    generation = task.get("generation") or {}
+    texts = [task.get("context") or "", generation.get("style") or ""]
+    texts.append(generation.get("instructions") or "")
+    for spec in (task.get("labels") or {}).values():
+        texts += [spec.get("description") or "", spec.get("instructions") or ""]
+    library = PromptLibrary()
+    for name in templates:
+        try:
+            source = library.get(str(name)).source
+        except TaskError:
+            continue
+        texts.append(JINJA_TAG.sub(" __slot__ ", source))  # no run of words across a tag
+    return [text for text in texts if text.strip()]
 
 
 def _column(rows: pl.DataFrame, name: str) -> list[Any] | None:
@@ -175,6 +205,8 @@ def _apply(rule: str, data: _Rows, config: CurateConfig) -> RuleResult | str:
     """One rule's result, or why it cannot run on this data."""
     if rule == "length":
         return checks.length(data.texts, config)
+    if rule == "markup":
+        return checks.markup(data.texts, data.labels, data.real, data.prompt, config)
     if rule == "exact-duplicate":
         return checks.exact_duplicate(data.texts, data.ids, data.real)
     if rule == "leakage":
@@ -263,6 +295,7 @@ def _row_findings(
                     "id": data.ids[i],
                     "request_key": data.keys[i],
                     "label": data.labels[i],
+                    "text": data.texts[i][:SHOWN_CHARS],
                     "dropped_by": dropped_by[i],
                     "findings": [
                         {"rule": f.rule, "detail": f.detail, "match": f.match, "score": f.score}
@@ -349,6 +382,8 @@ def summary_table(summary: dict[str, Any]) -> str:
             continue
         setting = {
             "length": f"min {entry.get('min_words')} words, max {entry.get('max_words')}",
+            "markup": f"markup no real row of the label has, or {entry.get('echo_words')} "
+            "words of the prompt",
             "exact-duplicate": "after normalisation",
             "leakage": f"a run of {entry.get('min_span_words')} words from a real example"
             + (" or a document" if entry.get("documents") else ""),

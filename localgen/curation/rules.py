@@ -6,6 +6,7 @@ implementation (polars, numpy) at start-up; `localgen.curation.curate` implement
 
 RULES = (
     "length",
+    "markup",
     "exact-duplicate",
     "leakage",
     "contamination",

@@ -48,6 +48,7 @@ SELF_BLEU_SAMPLE = 300  # self-BLEU is quadratic in the set size: a fixed random
 VECTOR_SAMPLE = 10_000
 MAP_POINTS = 2000  # points per side (real, synthetic) on the embedding map
 TOP_K = 5
+MARKUP_SHOWN = 8  # rows the markup rule removed, shown in the report
 
 
 def set_metrics(texts: Sequence[str], vectors: np.ndarray) -> dict[str, Any]:
@@ -144,9 +145,19 @@ def _curation(path: Path) -> dict[str, Any] | None:
     if not path.is_file():
         return None
     curation = json.loads(path.read_text())
+    markup = [row for row in curation.get("rows", []) if row.get("dropped_by") == "markup"]
     return {
         "input": curation["counts"]["input"],
         "kept": curation["counts"]["kept"],
+        # what the markup rule removed: the rows a reader checks first
+        "markup": [
+            {
+                "label": row["label"],
+                "text": row.get("text", ""),
+                "why": row["findings"][0]["detail"],
+            }
+            for row in markup[:MARKUP_SHOWN]
+        ],
         "rules": {
             rule: {k: entry.get(k) for k in ("enabled", "flagged", "flagged_rate", "dropped")}
             | ({"reason": entry["reason"]} if "reason" in entry else {})

@@ -370,3 +370,62 @@ def test_keep_drops_a_labels_rows_beyond_the_first_n_that_pass(tmp_path: Path) -
     }
     without = curate(CurateConfig(run, skip=off), BagOfWords())["rules"]["surplus"]
     assert without["enabled"] is False and "no --keep" in without["reason"]
+
+
+def test_markup_and_placeholders_the_labels_real_rows_do_not_have(tmp_path: Path) -> None:
+    real = write_csv(
+        tmp_path / "real.csv",
+        [
+            ("WIN a prize now at www.prizes-today.com, reply STOP to end", "spam"),
+            ("Free entry to the cup final, text WIN to 80086", "spam"),
+            ("Are we still meeting at the station at six?", "ham"),
+            ("Sorry, running late, see you in ten minutes", "ham"),
+        ],
+    )
+    from localgen.data import read_labeled
+
+    rows = [
+        ("Claim your free phone at www.free-phones.com today", "spam"),  # as its real rows
+        ("See you at www.free-phones.com after work", "ham"),  # no ham row has a URL
+        ("Hey {{Your Custom Chat Text}} see you later", "ham"),
+        ("Dear [<user_name_here>], are you coming tonight?", "ham"),
+        ("[A:2022,04:20,2012,12:00.00,5:15", "ham"),  # opens a bracket it never closes
+        ("Lunch at one?<br>Let me know", "ham"),
+        ("Lunch at one &#62; let me know", "ham"),
+        ("Please open interestm.py before the meeting", "ham"),
+        ("Match the topic, length and tone of the examples please", "ham"),
+        ("Running late again, save me a seat at the back", "ham"),  # clean
+    ]
+    prompt = ["Match the topic, length and tone of the examples, but do not copy them."]
+    config = CurateConfig(tmp_path, echo_words=6)
+    result = checks.markup(
+        [t for t, _ in rows], [lab for _, lab in rows], read_labeled(real), prompt, config
+    )
+    assert sorted(result.findings) == [1, 2, 3, 4, 5, 6, 7, 8]
+    details = {i: f.detail for i, f in result.findings.items()}
+    assert "a URL" in details[1] and "template braces" in details[2]
+    assert "a bracketed slot" in details[3] and "a bracketed slot" in details[4]
+    assert "a tag" in details[5] and "an HTML entity" in details[6]
+    assert "a file name" in details[7] and "repeats the prompt" in details[8]
+    assert result.info["found"]["a bracketed slot"] == 2
+    # Without real rows every kind counts, the spam row's URL too.
+    alone = checks.markup([rows[0][0]], ["spam"], None, [], config)
+    assert list(alone.findings) == [0]
+
+
+def test_curation_drops_rows_that_repeat_the_templates_wording(tmp_path: Path) -> None:
+    rows = [
+        {"text": "Use at most 40 words. Write only the text itself, thanks", "label": "billing"},
+        {"text": "Please refund the second charge on my March invoice", "label": "billing"},
+    ]
+    run = make_run(tmp_path, rows)
+    frame = pl.read_parquet(run / "synthetic.parquet")
+    frame.with_columns(pl.lit("few-shot").alias("template")).write_parquet(
+        run / "synthetic.parquet"
+    )
+    summary = curate(CurateConfig(run, skip=frozenset({"label-fidelity"})), BagOfWords())
+    by_id = {r["id"]: r for r in summary["rows"]}
+    echo = by_id[f"syn-{0:016x}"]
+    assert echo["dropped_by"] == "markup"
+    assert "write only the text itself" in echo["findings"][0]["detail"]
+    assert by_id.get(f"syn-{1:016x}", {"dropped_by": None})["dropped_by"] is None

@@ -70,10 +70,17 @@ def test_report_uses_curated_rows_and_shows_curation(run: Path, tmp_path: Path) 
     curate(CurateConfig(run, real=real), BagOfWords())
     m = write_report(ReportConfig(run, real), BagOfWords())
     assert m["rows_file"] == "curated.parquet"
-    assert m["overall"]["synthetic"]["rows"] == m["curation"]["kept"] == 4  # one exact duplicate
+    # one exact duplicate; the <script> tag is markup no real row has
+    assert m["overall"]["synthetic"]["rows"] == m["curation"]["kept"] == 3
     assert m["curation"]["rules"]["exact-duplicate"]["dropped"] == 1
+    assert m["curation"]["rules"]["markup"]["dropped"] == 1
     html = (run / REPORT).read_text()
-    assert "exact-duplicate" in html and "4 of 5 rows kept" in html
+    assert "exact-duplicate" in html and "markup" in html and "3 of 5 rows kept" in html
+    assert m["curation"]["markup"] == [
+        {"label": "access", "text": ROWS[3]["text"], "why": m["curation"]["markup"][0]["why"]}
+    ]
+    assert "a tag" in m["curation"]["markup"][0]["why"]
+    assert "What the markup rule removed" in html and "&lt;script&gt;alert" in html
     raw = write_report(ReportConfig(run, real, source="raw"), BagOfWords())
     assert raw["overall"]["synthetic"]["rows"] == 5
 

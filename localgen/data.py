@@ -150,26 +150,31 @@ def read_lines(path: Path) -> list[str]:
         raise DataError(f"{path}: not a UTF-8 text file") from None
 
 
+def _text_table(path: Path, text_column: str, what: str) -> pl.DataFrame:
+    """A table's columns with its text column renamed `text` (stripped, empty ones kept),
+    or a .txt file's lines as `text`."""
+    if not path.is_file():
+        raise DataError(f"{what} not found: {path}")
+    if path.suffix.lower() == ".txt":
+        return pl.DataFrame({"text": read_lines(path)}, schema={"text": pl.Utf8})
+    if path.stat().st_size == 0:
+        raise DataError(f"{path}: the file is empty")
+    frame = read_frame(path)
+    if text_column not in frame.columns:
+        raise DataError(
+            f"{path}: no column '{text_column}' (columns: {', '.join(frame.columns[:10])}); "
+            "name the right one with --text-column"
+        )
+    if text_column != "text":
+        frame = frame.drop("text", strict=False).rename({text_column: "text"})
+    return frame.with_columns(pl.col("text").cast(pl.Utf8).str.strip_chars())
+
+
 def read_texts(path: str | Path, text_column: str = "text") -> pl.DataFrame:
     """Texts to classify: a table with a text column, or a .txt file of one text per line.
     Returns the file's columns with the text column renamed `text`; empty texts dropped."""
     p = Path(path)
-    if not p.is_file():
-        raise DataError(f"data file not found: {p}")
-    if p.suffix.lower() == ".txt":
-        frame = pl.DataFrame({"text": read_lines(p)}, schema={"text": pl.Utf8})
-    else:
-        if p.stat().st_size == 0:
-            raise DataError(f"{p}: the file is empty")
-        frame = read_frame(p)
-        if text_column not in frame.columns:
-            raise DataError(
-                f"{p}: no column '{text_column}' (columns: {', '.join(frame.columns[:10])}); "
-                "name the right one with --text-column"
-            )
-        if text_column != "text":
-            frame = frame.drop("text", strict=False).rename({text_column: "text"})
-        frame = frame.with_columns(pl.col("text").cast(pl.Utf8).str.strip_chars())
+    frame = _text_table(p, text_column, "data file")
     frame = frame.filter(pl.col("text").is_not_null() & (pl.col("text") != ""))
     if frame.height == 0:
         raise DataError(f"{p}: no texts in it")
@@ -284,21 +289,8 @@ def read_documents(path: Path, text_column: str = "text") -> tuple[pl.DataFrame,
             except OSError as e:
                 raise DataError(f"{file}: cannot read: {e.strerror}") from None
         frame = pl.DataFrame({"text": texts, "source": [f.name for f in files]})
-    elif not path.is_file():
-        raise DataError(f"documents not found: {path}")
-    elif path.suffix.lower() == ".txt":
-        frame = pl.DataFrame({"text": read_lines(path)}, schema={"text": pl.Utf8})
-        frame = frame.with_columns(pl.lit(path.name).alias("source"))
     else:
-        if path.stat().st_size == 0:
-            raise DataError(f"{path}: the file is empty")
-        table = read_frame(path)
-        if text_column not in table.columns:
-            raise DataError(
-                f"{path}: no column '{text_column}' (columns: {', '.join(table.columns[:10])}); "
-                "name the right one with --text-column"
-            )
-        frame = table.select(pl.col(text_column).cast(pl.Utf8).alias("text"))
+        frame = _text_table(path, text_column, "documents").select("text")
         frame = frame.with_columns(pl.lit(path.name).alias("source"))
     frame = frame.with_row_index("row").with_columns(
         pl.col("row").cast(pl.Int64), pl.col("text").str.strip_chars()

@@ -13,10 +13,10 @@ there). Then the frozen all-MiniLM-L6-v2 + logistic-regression classifier on:
 - + documents, auto: the rows `label` chose, at the weight `train --documents` chooses;
 - + documents, 1: the same rows at weight 1;
 - with --generate N (rows per label, each model on its own engine, curated with the
-  defaults against the real rows): + generated, auto (the task file's strategy,
-  few-shot: today's rows); + from documents, auto (the from-documents strategy, each
-  prompt showing one of the documents); + documents + from documents, auto (both
-  weights chosen); + documents + generated, auto;
+  defaults against the real rows): + generated (the task file's strategy, few-shot:
+  today's rows) and + from documents (the from-documents strategy, each prompt showing
+  one of the documents), each at the weight auto chooses and at 1; + documents + from
+  documents and + documents + generated, both weights chosen;
 - every training row (the reference: what full labels would give).
 Each scored on the same real test rows: macro-F1 with 95% bootstrap intervals and the
 paired difference to real only. Also the accuracy of the labels against the true ones:
@@ -222,19 +222,21 @@ def evaluate(args: argparse.Namespace, name: str, model_name: str, encoder: Any)
             "weight": None if mix is None else mix["chosen"],
         }
     chosen_rows = chosen_documents(folder / model_name)
-    mixes = {  # training rows: (generated run, with the chosen documents)
-        "+ generated, auto": ("generated", False),
-        "+ from documents, auto": ("from-documents", False),
-        "+ documents + from documents, auto": ("from-documents", True),
-        "+ documents + generated, auto": ("generated", True),
+    mixes = {  # training rows: (generated run, with the chosen documents, synthetic weight)
+        "+ generated, auto": ("generated", False, "auto"),
+        "+ generated, 1": ("generated", False, 1.0),
+        "+ from documents, auto": ("from-documents", False, "auto"),
+        "+ from documents, 1": ("from-documents", False, 1.0),
+        "+ documents + from documents, auto": ("from-documents", True, "auto"),
+        "+ documents + generated, auto": ("generated", True, "auto"),
     }
-    for key, (kind, with_documents) in mixes.items():
+    for key, (kind, with_documents, weight) in mixes.items():
         run_dir = folder / f"{model_name}-{kind}"
         if not (run_dir / "curated.parquet").is_file():
             continue
         documents = chosen_rows if with_documents else None
         data = training_set(encoder, real, run_dir, documents=documents)
-        settings = TrainSettings(synthetic_weight="auto", documents_weight="auto")
+        settings = TrainSettings(synthetic_weight=weight, documents_weight="auto")
         model = fit(data, settings, folder / f"model-{model_name}-{key}")
         predicted = model.head.predict(test_vectors)
         weights = model.info["training"]

@@ -17,6 +17,8 @@ there). Then the frozen all-MiniLM-L6-v2 + logistic-regression classifier on:
   today's rows) and + from documents (the from-documents strategy, each prompt showing
   one of the documents), each at the weight auto chooses and at 1; + documents + from
   documents and + documents + generated, both weights chosen;
+- with --setfit: SetFit (pairs from the real rows) on real only, and on real + the
+  documents at the weight auto chooses, compared with SetFit on real only;
 - every training row (the reference: what full labels would give).
 Each scored on the same real test rows: macro-F1 with 95% bootstrap intervals and the
 paired difference to real only. Also the accuracy of the labels against the true ones:
@@ -244,6 +246,22 @@ def evaluate(args: argparse.Namespace, name: str, model_name: str, encoder: Any)
             "vs real only": paired_difference(truth, real_pred, predicted),
             "weight": _weights(weights),
         }
+    if args.setfit:  # pairs from the real rows; the documents join the head at their weight
+        texts = test["text"].to_list()
+        setfit = TrainSettings(method="setfit")
+        base_model = fit(base, setfit, folder / "model-setfit-real")
+        setfit_real = base_model.predict(texts)
+        results["SetFit: real only"] = score(truth, setfit_real) | {
+            "vs real only": paired_difference(truth, real_pred, setfit_real)
+        }
+        rows = chosen_documents(folder / model_name)
+        data = training_set(encoder, real, None, documents=rows)
+        tuned = fit(data, setfit, folder / f"model-setfit-{model_name}-documents")
+        predicted = tuned.predict(texts)
+        results["SetFit: + documents, auto (vs SetFit real only)"] = score(truth, predicted) | {
+            "vs real only": paired_difference(truth, setfit_real, predicted),
+            "weight": _weights(tuned.info["training"]),
+        }
     out["results"] = results
     return out
 
@@ -297,6 +315,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "bench-unlabeled")
     parser.add_argument("--generate", type=int, default=0, help="rows per label; 0: none")
+    parser.add_argument("--setfit", action="store_true", help="also SetFit: real, + documents")
     parser.add_argument("--stage", choices=["all", "generate", "evaluate"], default="all")
     args = parser.parse_args()
     apply_offline_env()

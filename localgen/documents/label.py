@@ -233,6 +233,9 @@ def label_documents(
         if previous is not None and len(done):
             say(f"resuming {config.out}: {len(done)} of {documents.height} documents answered")
         manifest = _started(config, task.model_dump(), fingerprint, prompt, documents, read)
+        if previous is not None:  # what the earlier, interrupted processes asked and took
+            earlier = (previous.get("timings") or {}).get("sessions") or []
+            manifest["timings"]["sessions"] = list(earlier)
         manifest["model"] = {
             "name": model.name,
             "path": model.where,
@@ -371,10 +374,16 @@ def _ask(
                     _flush(folder, buffer, manifest, answered)
                     buffer, last = [], time.monotonic()
         finally:
+            # this process's share, kept by a resumed run: a whole job's speed is the sum
+            sessions = timings.setdefault("sessions", [])
+            asked_here = answered - len(done)
+            sessions.append({"documents": asked_here, "label_s": round(time.monotonic() - t0, 3)})
             _flush(folder, buffer, manifest, answered)
             progress.close()
         timings["label_s"] = round(time.monotonic() - t0, 3)
-        timings["documents_per_s"] = round(todo.height / max(timings["label_s"], 1e-9), 3)
+        timings["documents_per_s"] = round(
+            (answered - len(done)) / max(timings["label_s"], 1e-9), 3
+        )
 
 
 def _flush(

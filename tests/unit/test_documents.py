@@ -228,6 +228,8 @@ def test_a_killed_run_resumes_and_asks_only_the_documents_not_answered(tmp_path:
     result = label_documents(config, engine=engine)
     asked = [key for call in engine.calls for key in call]
     assert len(asked) == len(TICKETS) - 12 and result.resumed == 12
+    sessions = result.manifest["timings"]["sessions"]  # both processes' share is kept
+    assert [s["documents"] for s in sessions] == [12, len(TICKETS) - 12]
     columns = ["row", "label", "confidence", "chosen"]
     assert (
         pl.read_parquet(result.out / "labeled.parquet")

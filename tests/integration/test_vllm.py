@@ -220,6 +220,32 @@ def test_few_shot_rows_name_their_examples(vllm_engine, builtin_model, tmp_path:
     assert all(len(ids) == 3 for ids in rows["positive_ids"])
 
 
+def test_rows_written_from_the_users_documents(vllm_engine, builtin_model, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from localgen.config import CurateConfig
+    from localgen.curation.curate import curate
+    from localgen.data import read_documents
+
+    inbox = EXAMPLE_TASK.parent / "inbox.csv"
+    config = GenerateConfig(
+        task_path=EXAMPLE_TASK,
+        out=tmp_path / "run",
+        count=2,
+        quiet=True,
+        strategy=("from-documents",),
+        seed_data=EXAMPLE_SEED,
+        documents=inbox,
+        text_column="message",
+        label_column="team",
+    )
+    generate(config, engine=vllm_engine, model=builtin_model)
+    rows = _check_rows(tmp_path / "run", 2, load_task(EXAMPLE_TASK).label_names)
+    documents = set(read_documents(inbox, "message")[0]["id"])
+    assert set(rows["strategy"]) == {"from-documents"}
+    assert all(ids[0] in documents and len(ids) == 4 for ids in rows["positive_ids"])
+    summary = curate(CurateConfig(tmp_path / "run"))  # leakage also against the documents
+    assert summary["rules"]["leakage"]["documents"] is True
+
+
 def test_every_strategy_in_one_run(vllm_engine, builtin_model, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     """All five strategies mixed in one two-pass run on the real engine.
 

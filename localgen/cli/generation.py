@@ -190,10 +190,12 @@ def generate(
     show_default=True,
     help="Rows to print.",
 )
+@rows_option("auto: the curated rows when curate has run, else all rows; curated; raw.")
 @json_option("rows as JSON lines, all columns")
-def show(run_dir: Path, limit: int, as_json: bool) -> None:
+def show(run_dir: Path, limit: int, rows: str, as_json: bool) -> None:
     """Print a count per label and a sample of rows spread over the run (of the rows
-    stored so far, while it runs or after an interruption).
+    stored so far, while it runs or after an interruption; of a curated run, the rows
+    curation kept unless --rows raw).
 
     \b
     Example:
@@ -201,7 +203,7 @@ def show(run_dir: Path, limit: int, as_json: bool) -> None:
     """
     from localgen.generation.show import head
 
-    click.echo(head(run_dir, limit, as_json))
+    click.echo(head(run_dir, limit, as_json, rows))
 
 
 @click.command()

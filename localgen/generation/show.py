@@ -20,9 +20,10 @@ from localgen.planning.requests import (
 from localgen.planning.task import STRATEGIES
 
 
-def head(run_dir: Path, limit: int, as_json: bool = False) -> str:
-    """A count per label and `limit` rows spread over the run; reads the labels column and
-    the rows shown, never the whole table."""
+def head(run_dir: Path, limit: int, as_json: bool = False, source: str = "auto") -> str:
+    """A count per label and `limit` rows spread over the run (of a finished run: the
+    rows `source` names, curation.rules.ROW_SOURCES); reads the labels column and the rows
+    shown, never the whole table."""
     run = RunFolder(run_dir)
     so_far = ""
     if not run.output_table.is_file() and run.rows.files():  # whole shards: a consistent view
@@ -31,7 +32,10 @@ def head(run_dir: Path, limit: int, as_json: bool = False) -> str:
         so_far = f" so far (status: {status}; the run is not finished)"
     else:
         run.read_rows(columns=[])  # a clear error for a missing or unreadable table
-        rows = pl.scan_parquet(run.output_table)
+        table = run.chosen_table(source)
+        rows = pl.scan_parquet(table)
+        if table != run.output_table:
+            so_far = f" kept by curation ({table.name})"
     try:
         if as_json:  # the first rows
             sample = rows.head(limit).collect()

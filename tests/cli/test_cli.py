@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 import numpy as np
+import polars as pl
 import pytest
 from click.testing import CliRunner
 
@@ -64,6 +65,17 @@ def test_generate_and_show_with_fake_engine(tmp_path: Path) -> None:
         "account_access",
         "account_access",
     ]
+    # Once curated, show samples the rows curation kept (--rows raw: every row).
+    early = _invoke("show", str(out), "--rows", "curated")
+    assert early.exit_code == 1 and "run localgen curate first" in early.output
+    assert _invoke("curate", str(out), "--skip", "label-fidelity", "-q").exit_code == 0
+    kept = pl.read_parquet(out / "curated.parquet")
+    curated = _invoke("show", str(out), "--limit", "3")
+    assert curated.output.splitlines()[0].startswith(
+        f"{kept.height} rows kept by curation (curated.parquet): "
+    )
+    raw = _invoke("show", str(out), "--limit", "3", "--rows", "raw")
+    assert raw.output.splitlines()[0].startswith("8 rows: ")
 
 
 SEED_ARGS = ["--seed-data", str(EXAMPLE_SEED), "--text-column", "message", "--label-column", "team"]

@@ -66,6 +66,7 @@ MARKUP: dict[str, re.Pattern[str]] = {
 
 def markup(
     texts: list[str],
+    tokens: list[list[str]],
     labels: list[str],
     real: LabeledData | None,
     prompt: list[str],
@@ -92,6 +93,7 @@ def markup(
     kinds: Counter[str] = Counter()
     result = RuleResult(info={"kinds": sorted(MARKUP), "echo_words": n})
     for i, (text, label) in enumerate(zip(texts, labels, strict=True)):
+        # `tokens[i]` is `words(text)`, made once for every rule
         for kind, pattern in MARKUP.items():
             found = pattern.search(text)
             if found and kind not in allowed.get(label, set()):
@@ -100,7 +102,7 @@ def markup(
                 kinds[kind] += 1
                 break
         else:
-            echoed = [g for g in ngrams(words(text), n) if g in said]
+            echoed = [g for g in ngrams(tokens[i], n) if g in said]
             echoed = [g for g in echoed if g not in in_real.get(label, set())]
             if echoed:
                 shown = " ".join(echoed[0])

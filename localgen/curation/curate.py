@@ -123,11 +123,11 @@ def _read(config: CurateConfig) -> _Rows:
     if rows.height == 0:
         raise DataError(f"{config.run_dir} holds no rows to curate")
     real = folder.real_data(config.real, config.text_column, config.label_column)
-    task_labels = list(((folder.read_manifest() or {}).get("task") or {}).get("labels") or [])
+    task = (folder.read_manifest() or {}).get("task") or {}
+    task_labels = list(task.get("labels") or [])
     if real is not None and task_labels:
         check_labels(real, task_labels)
     documents = folder.documents()
-    task = (folder.read_manifest() or {}).get("task") or {}
     templates = rows["template"].unique().to_list() if "template" in rows.columns else []
     evaluation = None
     if config.eval is not None:
@@ -206,7 +206,7 @@ def _apply(rule: str, data: _Rows, config: CurateConfig) -> RuleResult | str:
     if rule == "length":
         return checks.length(data.texts, config)
     if rule == "markup":
-        return checks.markup(data.texts, data.labels, data.real, data.prompt, config)
+        return checks.markup(data.texts, data.tokens, data.labels, data.real, data.prompt, config)
     if rule == "exact-duplicate":
         return checks.exact_duplicate(data.texts, data.ids, data.real)
     if rule == "leakage":

@@ -398,8 +398,14 @@ def test_markup_and_placeholders_the_labels_real_rows_do_not_have(tmp_path: Path
     ]
     prompt = ["Match the topic, length and tone of the examples, but do not copy them."]
     config = CurateConfig(tmp_path, echo_words=6)
+    texts = [t for t, _ in rows]
     result = checks.markup(
-        [t for t, _ in rows], [lab for _, lab in rows], read_labeled(real), prompt, config
+        texts,
+        [words(t) for t in texts],
+        [lab for _, lab in rows],
+        read_labeled(real),
+        prompt,
+        config,
     )
     assert sorted(result.findings) == [1, 2, 3, 4, 5, 6, 7, 8]
     details = {i: f.detail for i, f in result.findings.items()}
@@ -409,7 +415,7 @@ def test_markup_and_placeholders_the_labels_real_rows_do_not_have(tmp_path: Path
     assert "a file name" in details[7] and "repeats the prompt" in details[8]
     assert result.info["found"]["a bracketed slot"] == 2
     # Without real rows every kind counts, the spam row's URL too.
-    alone = checks.markup([rows[0][0]], ["spam"], None, [], config)
+    alone = checks.markup([rows[0][0]], [words(rows[0][0])], ["spam"], None, [], config)
     assert list(alone.findings) == [0]
 
 

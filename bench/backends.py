@@ -38,7 +38,7 @@ def main() -> None:
     from localgen.config import EngineSettings
     from localgen.engines.loader import load_engine
     from localgen.models.resolve import builtin_model
-    from localgen.planning.plan import build_plan
+    from localgen.planning.plan import PlanSpec, build_plan
     from localgen.planning.task import load_task
 
     model = builtin_model()
@@ -51,8 +51,8 @@ def main() -> None:
         started: float | None = time.perf_counter() - start
         for task_name, path in TASKS.items():
             task = load_task(path)
-            first = build_plan(task, count=1, strategy="zero-shot", seed=1).requests
-            main_batch = build_plan(task, count=args.count, strategy="zero-shot").requests
+            first = build_plan(task, PlanSpec(count=1, strategy="zero-shot", seed=1)).requests
+            main_batch = build_plan(task, PlanSpec(count=args.count, strategy="zero-shot")).requests
             t0 = time.perf_counter()
             list(engine.generate(first))
             first_wall = time.perf_counter() - t0

@@ -28,11 +28,13 @@ def main() -> None:
     from vllm.sampling_params import StructuredOutputsParams
 
     from localgen.models.resolve import builtin_model
-    from localgen.planning.plan import build_plan
+    from localgen.planning.plan import PlanSpec, build_plan
     from localgen.planning.task import load_task
 
     model = builtin_model()
-    plan = build_plan(load_task(ROOT / "examples/support-tickets/task.toml"), count=ROWS_PER_LABEL)
+    plan = build_plan(
+        load_task(ROOT / "examples/support-tickets/task.toml"), PlanSpec(count=ROWS_PER_LABEL)
+    )
     chats = [[{"role": "user", "content": r.prompt}] for r in plan.requests]
     flags = Path("/proc/cpuinfo").read_text()
     native = "avx512_bf16" in flags or "amx_bf16" in flags

@@ -29,11 +29,11 @@ def main() -> None:
     from localgen.config import EngineSettings
     from localgen.engines.loader import load_engine
     from localgen.models.resolve import builtin_model
-    from localgen.planning.plan import build_plan
+    from localgen.planning.plan import PlanSpec, build_plan
     from localgen.planning.task import load_task
 
     model = builtin_model()
-    plan = build_plan(load_task(TASK), count=args.count, strategy="zero-shot")
+    plan = build_plan(load_task(TASK), PlanSpec(count=args.count, strategy="zero-shot"))
     rows = []
     for name in ("vllm", "transformers"):
         start = time.perf_counter()

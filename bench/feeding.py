@@ -45,7 +45,7 @@ def main() -> None:
     from localgen.engines.base import Feed
     from localgen.engines.loader import load_engine
     from localgen.models.resolve import builtin_model
-    from localgen.planning.plan import build_plan
+    from localgen.planning.plan import PlanSpec, build_plan
     from localgen.planning.task import load_task
 
     class Windows(Feed):
@@ -57,7 +57,7 @@ def main() -> None:
     model = builtin_model()
     engine: Any = load_engine(EngineSettings(name="vllm", max_model_len=1024), model)
     work = Path(tempfile.mkdtemp(prefix="localgen-feeding-"))
-    warm = build_plan(load_task(TASK), count=1, strategy="zero-shot").requests
+    warm = build_plan(load_task(TASK), PlanSpec(count=1, strategy="zero-shot")).requests
     list(engine.generate(warm))  # compiles each label's grammar before timing
 
     def run(name: str, feed: type[Feed], n: int) -> float:

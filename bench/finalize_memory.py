@@ -81,8 +81,7 @@ def child(folder: Path, write: bool) -> None:
     import pyarrow.parquet as pq
 
     from localgen.generation import store
-    from localgen.generation.generate import CHECK_SCHEMA
-    from localgen.generation.rows import ROW_SCHEMA
+    from localgen.generation.rows import CHECK_SCHEMA, ROW_SCHEMA
 
     trace: dict[str, float] = {"before": rss_mb()}
     original = store.ShardSet.buckets

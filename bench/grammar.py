@@ -94,11 +94,11 @@ def throughput(backends: list[str], count: int, repeats: int) -> list[str]:
     from localgen.config import EngineSettings
     from localgen.engines.loader import load_engine
     from localgen.models.resolve import builtin_model
-    from localgen.planning.plan import build_plan
+    from localgen.planning.plan import PlanSpec, build_plan
     from localgen.planning.task import load_task
 
     model = builtin_model()
-    requests = build_plan(load_task(TASK), count=count, strategy="zero-shot").requests
+    requests = build_plan(load_task(TASK), PlanSpec(count=count, strategy="zero-shot")).requests
     grammars = {
         "ASCII (before)": [
             replace(r, schema=AsciiRowSchema(r.label, r.schema.max_chars)) for r in requests

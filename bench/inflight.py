@@ -54,7 +54,7 @@ def main() -> None:
     from localgen.engines.loader import load_engine
     from localgen.generation.generate import generate
     from localgen.models.resolve import builtin_model
-    from localgen.planning.plan import build_plan
+    from localgen.planning.plan import PlanSpec, build_plan
     from localgen.planning.task import load_task
 
     options = vllm_engine.llm_options
@@ -68,7 +68,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="localgen-inflight-"))
 
     def requests(n: int) -> list[Any]:  # the requests `localgen generate -n N/4` sends
-        return build_plan(task, count=n // 4, strategy="zero-shot").requests
+        return build_plan(task, PlanSpec(count=n // 4, strategy="zero-shot")).requests
 
     def chat(n: int, lengths: list[int] | None = None) -> tuple[float, list[int]]:
         """The grammar run, or with `lengths` the free run of those lengths."""

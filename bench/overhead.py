@@ -64,13 +64,13 @@ def main() -> None:
     from localgen.engines.loader import load_engine
     from localgen.generation.generate import generate
     from localgen.models.resolve import builtin_model
-    from localgen.planning.plan import build_plan
+    from localgen.planning.plan import PlanSpec, build_plan
     from localgen.planning.task import load_task
 
     model = builtin_model()
     engine = load_engine(EngineSettings(name="vllm", max_model_len=1024), model)
     llm = engine.llm  # type: ignore[attr-defined]
-    plan = build_plan(load_task(TASK), count=args.count, strategy="zero-shot")
+    plan = build_plan(load_task(TASK), PlanSpec(count=args.count, strategy="zero-shot"))
     chats = [[{"role": "user", "content": r.prompt}] for r in plan.requests]
     params = [engine.sampling_params(r) for r in plan.requests]  # type: ignore[attr-defined]
     rows = len(plan.requests)

@@ -631,8 +631,8 @@ def gate_setting(
         out[name] = {
             "kept": curation["counts"]["kept"],
             "test": {str(w): _diff(truth, real_pred, predict(data, w)) for w in FACTORS},
-            "chosen": {g: pick(choice["scores"], g)["weight"] for g in GATES},
-            "scores": choice["scores"],
+            "chosen": {g: pick(choice.scores, g)["weight"] for g in GATES},
+            "scores": choice.scores,
         }
     return out
 

@@ -38,13 +38,13 @@ def _peak_mb() -> float:
 def child(rows: int, window: int) -> None:
     from localgen.config import EngineSettings, GenerateConfig
     from localgen.engines.fake import FakeEngine
-    from localgen.generation import generate as generation
     from localgen.generation.generate import generate
+    from localgen.generation.passes import Generation
     from localgen.generation.store import RunFolder
     from localgen.models.resolve import ModelRef
 
     phases: dict[str, float] = {}
-    check, finalize = generation._check_labels, RunFolder.finalize
+    check, finalize = Generation.check_labels, RunFolder.finalize
 
     def traced_check(*args, **kwargs):  # type: ignore[no-untyped-def]
         phases["passes_mb"] = _peak_mb()
@@ -54,7 +54,7 @@ def child(rows: int, window: int) -> None:
         phases["before_write_mb"] = _peak_mb()
         return finalize(*args, **kwargs)
 
-    generation._check_labels = traced_check  # type: ignore[assignment]
+    Generation.check_labels = traced_check  # type: ignore[method-assign]
     RunFolder.finalize = traced_finalize  # type: ignore[method-assign]
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     with tempfile.TemporaryDirectory() as tmp:

@@ -15,6 +15,9 @@ from localgen.errors import UsageError
 
 SEED = 0  # of the plan, of every request, of fine-tuning and of the bootstrap
 RESAMPLES = 1000  # bootstrap resamples behind every confidence interval
+# resamples of the real rows behind auto's gate on a weight (classify/mixing.py): fewer,
+# as it runs on every training; its draws (seeded) decide what auto chooses
+GATE_RESAMPLES = 200
 LEVEL = 0.95  # of every confidence interval
 KEEP_BUDGET = 4.0  # run --keep N generates at most this many times N rows per label
 KEEP_ROUNDS = 8  # ... in at most this many rounds
@@ -172,6 +175,11 @@ class TrainSettings:
         if self.method not in METHODS:
             known = ", ".join(METHODS)
             raise UsageError(f"unknown training method {self.method!r}; one of {known}")
+        for name in ("synthetic_weight", "documents_weight"):  # parsed here, once
+            try:
+                object.__setattr__(self, name, parse_weight(getattr(self, name)))
+            except ValueError as e:
+                raise UsageError(str(e)) from None
 
     @property
     def tunes_encoder(self) -> bool:
@@ -293,7 +301,7 @@ def settings_markdown() -> str:
         "the command-line options show the same defaults in `--help`.",
     ]
     module = sys.modules[__name__]
-    for name in ("SEED", "RESAMPLES", "LEVEL"):
+    for name in ("SEED", "RESAMPLES", "GATE_RESAMPLES", "LEVEL"):
         lines += ["", f"- `{name}` = {getattr(module, name)!r}"]
     for cls in (
         EngineSettings,

@@ -32,17 +32,39 @@ in all six cells, and the `macro_f1` gate chose 0 in one of them, giving up +0.0
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from localgen.config import GATE_RESAMPLES
 from localgen.vectors.linear import fit_linear, stratified_folds
 
 WEIGHTS = (0.0, 0.1, 0.25, 0.5, 1.0)  # the factors `auto` chooses from
 FOLDS = 5
 REPEATS = 3  # shuffles of the folds: the held-out predictions of all are pooled
-RESAMPLES = 200  # bootstrap resamples of the real rows behind the gate
 GATE = 0.9  # a weight above 0 must beat 0 in this share of them
+
+
+@dataclass(frozen=True)
+class Mix:
+    """The weight of one source of rows next to the real ones: the setting, the factor
+    training uses, and where `auto` chose it, how (`scores`: one entry per weight tried)."""
+
+    setting: str | float  # "auto" or the factor given
+    chosen: float
+    method: str | None = None
+    reason: str | None = None  # why auto chose without cross-validation
+    synthetic_rows_per_fold: float | None = None
+    scores: list[dict[str, Any]] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        """As model.json records it."""
+        out: dict[str, Any] = {"setting": self.setting, "chosen": self.chosen}
+        for key in ("method", "reason", "synthetic_rows_per_fold"):
+            if getattr(self, key) is not None:
+                out[key] = getattr(self, key)
+        return out | ({"scores": self.scores} if self.setting == "auto" and self.scores else {})
 
 
 def _macro_f1(truth: np.ndarray, guess: np.ndarray, k: int) -> float:
@@ -122,7 +144,7 @@ def choose_weight(
     seed: int = 0,
     weights: Sequence[float] = WEIGHTS,
     gate: str = "macro_f1",
-) -> dict[str, Any]:
+) -> Mix:
     """The factor cross-validation on the real rows prefers, with every score. `ids`: a
     real row's own id, and the real ids a synthetic row was written from (`TrainingSet.ids`).
     `gate`: the rule of `pick` that chooses."""
@@ -176,28 +198,28 @@ def choose_weight(
             }
         )
     if 0.0 not in guesses:
-        return {"setting": "auto", "chosen": 1.0, "reason": "too few real rows to fold"}
+        return Mix("auto", 1.0, reason="too few real rows to fold")
     rng = np.random.default_rng(seed)
-    draws = [rng.integers(0, len(real), len(real)) for _ in range(RESAMPLES)]
+    draws = [rng.integers(0, len(real), len(real)) for _ in range(GATE_RESAMPLES)]
     for entry in table:
         w = entry["weight"]
         better, worse = _better_share(truth, guesses[w], guesses[0.0], draws, k)
         entry["better_than_0_share"], entry["worse_than_0_share"] = better, worse
         entry["lower_loss_share"] = _lower_loss_share(losses[w], losses[0.0], row_weight, draws)
     best = pick(table, gate)
+    of = f"{GATE:.0%} of {GATE_RESAMPLES} resamples of the real rows"
     rule = (
-        f"a weight above 0 only where it beats 0 in {GATE:.0%} of {RESAMPLES} resamples of "
-        "the real rows"
+        f"a weight above 0 only where it beats 0 in {of}"
         if gate == "macro_f1"
-        else f"any weight but one 0 beats in {GATE:.0%} of {RESAMPLES} resamples of the real rows"
+        else f"any weight but one 0 beats in {of}"
         if gate == "not_worse"
-        else f"the {gate} rule over {RESAMPLES} resamples of the real rows"
+        else f"the {gate} rule over {GATE_RESAMPLES} resamples of the real rows"
     )
-    return {
-        "setting": "auto",
-        "chosen": best["weight"],
-        "method": f"{FOLDS}-fold cross-validation, {REPEATS} times, on {len(real)} real rows; "
+    return Mix(
+        "auto",
+        best["weight"],
+        method=f"{FOLDS}-fold cross-validation, {REPEATS} times, on {len(real)} real rows; "
         f"each fold without the synthetic rows written from its held-out rows; {rule}",
-        "synthetic_rows_per_fold": round(float(np.mean([len(o) for _, o in folds])), 1),
-        "scores": table,
-    }
+        synthetic_rows_per_fold=round(float(np.mean([len(o) for _, o in folds])), 1),
+        scores=table,
+    )

@@ -22,8 +22,8 @@ import polars as pl
 from localgen.artifacts import software_versions, utc_now
 from localgen.classify.classifier import TextClassifier, check_model_out, resolve_encoder
 from localgen.classify.evaluation import score
-from localgen.classify.mixing import choose_weight, factors
-from localgen.config import RESAMPLES, TrainConfig, TrainSettings, parse_weight
+from localgen.classify.mixing import Mix, choose_weight, factors
+from localgen.config import RESAMPLES, TrainConfig, TrainSettings
 from localgen.data import (
     LabeledData,
     check_labels,
@@ -152,20 +152,19 @@ WEIGHTED = ("synthetic", "documents")  # sources weighed against the real rows
 
 def mixing(
     data: TrainingSet, settings: TrainSettings, names: Sequence[str], say: Say = silent
-) -> dict[str, dict[str, Any]]:
+) -> dict[str, Mix]:
     """The weight of each source of rows besides the real ones (none where there are no
     real rows): the setting's factor, or the one `auto` chose, with its scores. Each is
     chosen on the real rows and that source alone."""
     if "real" not in data.sources:
         return {}
-    chosen: dict[str, dict[str, Any]] = {}
+    chosen: dict[str, Mix] = {}
     for source in WEIGHTED:
         if source not in data.sources:
             continue
-        value = settings.synthetic_weight if source == "synthetic" else settings.documents_weight
-        setting = parse_weight(value)
+        setting = settings.synthetic_weight if source == "synthetic" else settings.documents_weight
         if setting != "auto":
-            chosen[source] = {"setting": setting, "chosen": setting}
+            chosen[source] = Mix(setting, float(setting))
             continue
         say(f"choosing the {source} weight by cross-validation on the real rows")
         rows = [i for i, s in enumerate(data.sources) if s in ("real", source)]
@@ -184,6 +183,10 @@ def mixing(
     return chosen
 
 
+def _recorded(mix: Mix | None) -> dict[str, Any] | None:
+    return None if mix is None else mix.as_dict()
+
+
 def fit(
     data: TrainingSet,
     settings: TrainSettings,
@@ -198,7 +201,7 @@ def fit(
     names = tuple(label_names) if label_names is not None else tuple(sorted(set(data.labels)))
     encoder_name, encoder_path = resolve_encoder(settings.encoder)
     mixes = mixing(data, settings, names, say)
-    chosen = {source: mix["chosen"] for source, mix in mixes.items()}
+    chosen = {source: mix.chosen for source, mix in mixes.items()}
     row_factors = factors(data.sources, chosen) if mixes else None
     training: dict[str, Any] = {"inputs": inputs or {}, "rows": data.counts()}
     if settings.method == "setfit":
@@ -208,7 +211,7 @@ def fit(
         "created_at": utc_now(),
         "config": asdict(settings) | {"encoder": encoder_name},
         "training": training
-        | {"synthetic_weight": mixes.get("synthetic"), "documents_weight": mixes.get("documents")},
+        | {f"{source}_weight": _recorded(mixes.get(source)) for source in WEIGHTED},
         "versions": software_versions("torch", "transformers", "sentence-transformers"),
     }
     if settings.method in ("frozen", "fine-tune"):  # fine-tuning starts from this head

@@ -28,26 +28,17 @@ from localgen.config import EngineSettings, GenerateConfig
 
 
 def _print_plan(config: GenerateConfig, n_prompts: int, as_json: bool) -> None:
-    from localgen.generation.generate import (
-        LOCAL_ENGINES,
-        prepare_plan,
-        prompt_fit,
-        with_context,
-    )
+    from localgen.generation.prepare import LOCAL_ENGINES, prepare
     from localgen.generation.show import plan_summary
-    from localgen.models.resolve import prepared_model
 
     # The model's tokenizer measures the prompts; the built-in model is not converted here.
-    model = prepared_model(config.model) if config.engine.name in LOCAL_ENGINES else None
-    if model is not None:
-        config = with_context(config, model)
-    _, _, plan = prepare_plan(config, prompt_fit(config, model))
-    if model is None and config.engine.name in LOCAL_ENGINES:
-        plan.notes.append(
+    prepared = prepare(config, resolve=False)
+    if prepared.model is None and config.engine.name in LOCAL_ENGINES:
+        prepared.plan.notes.append(
             "prompts not measured against the context: the built-in model is prepared "
             "on the first generate"
         )
-    click.echo(plan_summary(plan, n_prompts, as_json))
+    click.echo(plan_summary(prepared.plan, n_prompts, as_json))
 
 
 @click.command("plan")

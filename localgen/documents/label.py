@@ -45,10 +45,10 @@ from localgen.documents.choose import (
 from localgen.engines.base import Engine, Feed
 from localgen.engines.loader import check_settings, resolve_engine_model, running
 from localgen.errors import DataError, OutputError
-from localgen.generation.generate import LOCAL_ENGINES, SHARD_SECONDS
+from localgen.generation.passes import SHARD_SECONDS
+from localgen.generation.prepare import measure
 from localgen.generation.store import MANIFEST, KeySet, ShardSet
 from localgen.locks import LOCK_FILE, writing
-from localgen.models.context import context_length, token_counter
 from localgen.offline import apply_offline_env, egress_guard
 from localgen.planning.task import load_task
 from localgen.progress import Progress, Say, silent
@@ -206,11 +206,7 @@ def label_documents(
         say(f"{read['duplicates']} documents repeat an earlier one: each text is labelled once")
     check_settings(config.engine)
     model = resolve_engine_model(config.engine, config.model, say)
-    local = config.engine.name in LOCAL_ENGINES
-    context = context_length(config.engine.max_model_len, model.path) if local else None
-    if engine is not None and engine.context:
-        context = engine.context
-    counter = token_counter(model.path) if local else None
+    context, counter = measure(config.engine, model, engine)
     prompt = DocumentPrompt(task, seed_data, config.examples, config.seed, context, counter)
     fingerprint = _fingerprint(
         {

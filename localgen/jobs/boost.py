@@ -23,7 +23,7 @@ classifier of each round), `model/` (the final classifier) and `boost.json` (the
 from __future__ import annotations
 
 import time
-from contextlib import nullcontext
+from contextlib import ExitStack
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -34,7 +34,13 @@ import polars as pl
 from localgen.artifacts import utc_now, write_json, write_table
 from localgen.classify.evaluation import score
 from localgen.classify.train import TrainingSet, fit, load_encoder, training_set
-from localgen.config import BoostConfig, CurateConfig, GenerateConfig, TrainSettings
+from localgen.config import (
+    BoostConfig,
+    CurateConfig,
+    EngineSettings,
+    GenerateConfig,
+    TrainSettings,
+)
 from localgen.curation.curate import curate
 from localgen.data import (
     LabeledData,
@@ -46,9 +52,10 @@ from localgen.data import (
 )
 from localgen.documents.label import chosen_documents
 from localgen.engines.base import Engine
-from localgen.engines.loader import check_settings, resolve_engine_model, running
+from localgen.engines.loader import check_settings, running
 from localgen.errors import DataError
 from localgen.generation.generate import GenerateResult, generate
+from localgen.generation.prepare import Prepared, prepare
 from localgen.generation.store import CURATED
 from localgen.locks import writing
 from localgen.models.resolve import ModelRef
@@ -185,37 +192,50 @@ def _write_anchors(
     return anchors_file, known
 
 
+@dataclass
+class _Engine:
+    """The engine the rounds share: the one given, else started by the first round on
+    the model its preparation resolved, and closed when the rounds end."""
+
+    settings: EngineSettings
+    holding: ExitStack
+    say: Say
+    engine: Engine | None = None
+    model: ModelRef | None = None
+
+    def for_round(self, prepared: Prepared) -> Engine:
+        if self.engine is None:
+            assert prepared.model is not None, "prepare resolves the model"
+            self.model = prepared.model
+            started = running(self.settings, prepared.model, None, self.say)
+            self.engine = self.holding.enter_context(started)
+        return self.engine
+
+
 def _variants(
-    number: int,
-    anchors_file: Path,
-    known: Path,
-    config: BoostConfig,
-    engine: Engine,
-    model_ref: ModelRef,
+    number: int, anchors_file: Path, known: Path, config: BoostConfig, shared: _Engine
 ) -> tuple[GenerateResult, dict[str, Any]]:
     """Generate the round's variants of its anchors (a resumable run folder), and curate
     them against the real data and the anchors (and --test, for contamination)."""
     folder = config.out / f"round-{number}"
-    generated = generate(
-        GenerateConfig(
-            task_path=config.task_path,
-            out=folder,
-            count=config.variants,
-            seed=config.seed + number,
-            seed_data=config.real,
-            anchors=anchors_file,
-            text_column=config.text_column,
-            label_column=config.label_column,
-            model=config.model,
-            engine=config.engine,
-            max_retries=config.max_retries,
-            check_labels=config.check_labels,
-            overwrite=config.overwrite,
-            quiet=True,
-        ),
-        engine=engine,
-        model=model_ref,
+    asked = GenerateConfig(
+        task_path=config.task_path,
+        out=folder,
+        count=config.variants,
+        seed=config.seed + number,
+        seed_data=config.real,
+        anchors=anchors_file,
+        text_column=config.text_column,
+        label_column=config.label_column,
+        model=config.model,
+        engine=config.engine,
+        max_retries=config.max_retries,
+        check_labels=config.check_labels,
+        overwrite=config.overwrite,
+        quiet=True,
     )
+    prepared = prepare(asked, shared.say, model=shared.model, engine=shared.engine)
+    generated = generate(prepared, engine=shared.for_round(prepared))
     curation = curate(
         CurateConfig(
             run_dir=folder,
@@ -233,8 +253,7 @@ def _round(
     state: _State,
     inputs: _Inputs,
     config: BoostConfig,
-    engine: Engine,
-    model_ref: ModelRef,
+    shared: _Engine,
     encoder: Any,
 ) -> dict[str, Any]:
     """Generate variants of this round's targets, curate them, retrain, and keep the
@@ -244,7 +263,7 @@ def _round(
     proba = state.current.head.proba(state.val_vectors)
     chosen = pick_targets(proba, state.current.labels, truth, config.targets)
     anchors_file, known = _write_anchors(number, inputs.validation.frame[chosen], inputs, config)
-    generated, curation = _variants(number, anchors_file, known, config, engine, model_ref)
+    generated, curation = _variants(number, anchors_file, known, config, shared)
     rows = pl.read_parquet(folder / CURATED)
     predicted = np.array(state.current.head.predict(state.val_vectors[chosen]))
     entry: dict[str, Any] = {
@@ -322,17 +341,10 @@ def _boost(
         if inputs.documents is not None:  # the weight round 0 gave them
             curve[0]["documents_weight"] = first.info["training"]["documents_weight"]
         say(_curve_line(curve[0]))
-        if config.rounds and model_ref is None and engine is None:
-            model_ref = resolve_engine_model(config.engine, config.model, say)
-        starting = (
-            running(config.engine, model_ref, engine, say)
-            if config.rounds and model_ref is not None
-            else nullcontext(None)
-        )
-        with starting as active:
+        with ExitStack() as holding:
+            shared = _Engine(config.engine, holding, say, engine, model_ref)
             for number in range(1, config.rounds + 1):
-                assert active is not None and model_ref is not None
-                curve.append(_round(number, state, inputs, config, active, model_ref, encoder))
+                curve.append(_round(number, state, inputs, config, shared, encoder))
                 say(_curve_line(curve[-1]))
         if config.settings.tunes_encoder:
             say(f"training the final classifier ({config.settings.method}) on the kept rows")

@@ -20,8 +20,9 @@ from typing import Any
 
 from localgen.config import KEEP_ROUNDS, CurateConfig, RunConfig
 from localgen.curation.curate import curate, summary_table
-from localgen.engines.loader import resolve_engine_model, running
+from localgen.engines.loader import running
 from localgen.generation.generate import GenerateResult, generate
+from localgen.generation.prepare import prepare
 from localgen.generation.store import RunFolder
 from localgen.offline import egress_guard
 from localgen.progress import Say
@@ -50,11 +51,12 @@ def generate_and_curate(
     more = [] if gen.overwrite else _stored_rounds(RunFolder(gen.out))
     before: dict[str, int] | None = None
     with ExitStack() as stack:
-        if model is None:
-            model = resolve_engine_model(gen.engine, gen.model, say)
         while True:
             asked = dataclasses.replace(gen, more=tuple(more))
-            result = generate(asked, engine=engine, model=model, say=say)
+            with egress_guard(gen.engine.allow_hosts):  # resolving may ask a server
+                prepared = prepare(asked, say, model=model, engine=engine)
+            model = prepared.model  # resolved once, by the first round
+            result = generate(prepared, engine=engine, say=say)
             gen = dataclasses.replace(gen, overwrite=False)  # a later round adds to it
             curation = _curated(curation_config, say)
             passed = _passed(curation)

@@ -2,7 +2,7 @@
 
 The plan is built without loading an LLM, so it can be printed (`localgen plan`), hashed
 (to recognise a run when resuming) and tested with no engine. Strategies, each a way of
-asking (see `../README.md`, "Strategies"):
+asking (see `docs/generate.md`, "Strategies: which to pick"):
 
 - zero-shot: context, label description, style and length.
 - few-shot: k real examples of the label, to imitate without rewriting.
@@ -32,6 +32,7 @@ import hashlib
 import json
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import polars as pl
@@ -161,30 +162,35 @@ def _label_blocks(
     return blocks
 
 
-def build_plan(
-    task: Task,
-    *,
-    seed: int = 0,
-    count: int | None = None,
-    strategy: str | list[str] | dict[str, float] | None = None,
-    seed_data: LabeledData | None = None,
-    prompts: PromptLibrary | None = None,
-    balance: str | int | None = None,
-    instructions: str = "",
-    rejects: list[Rejected] | None = None,
-    encoder: TextEncoder | None = None,
-    anchors: LabeledData | None = None,
-    language: str | None = None,
-    fit: PromptFit | None = None,
-    more: Sequence[Mapping[str, int]] = (),
-    documents: pl.DataFrame | None = None,
-) -> Plan:
-    """Plan the requests of a run; arguments left at None take the task file's setting.
-    With `fit`, every prompt is measured and fitted to the context (`planning/fit.py`).
-    `more` extends the plan by rounds of rows per label, each after the last: the plan
-    without them is a prefix of the plan with them (the same requests at the same
-    positions), so a finished run can grow (`localgen run --keep`). `documents` (`id`,
-    `text`) are what the from-documents strategy shows."""
+@dataclass(frozen=True)
+class PlanSpec:
+    """What a plan is built from besides the task; a field left at None takes the task
+    file's setting."""
+
+    seed: int = 0
+    count: int | None = None  # rows per label
+    strategy: str | list[str] | dict[str, float] | None = None  # names, or weights by name
+    seed_data: LabeledData | None = None  # real rows: the examples prompts show
+    prompts: PromptLibrary | None = None  # None: the packaged templates
+    balance: str | int | None = None  # "majority" or a target, instead of count
+    instructions: str = ""  # added to the task file's run-wide instructions
+    rejects: Sequence[Rejected] | None = None  # rows the contrastive strategy shows as negatives
+    encoder: TextEncoder | None = None  # None: the contrastive strategy loads the default
+    anchors: LabeledData | None = None  # examples to write close variants of: count per anchor
+    language: str | None = None  # the language rows are written in
+    fit: PromptFit | None = None  # measures every prompt and fits it to the context
+    more: Sequence[Mapping[str, int]] = ()  # rounds of rows per label added after the plan
+    documents: pl.DataFrame | None = None  # (id, text) the from-documents strategy shows
+
+
+def build_plan(task: Task, spec: PlanSpec = PlanSpec()) -> Plan:
+    """Plan the requests of a run. With `spec.fit`, every prompt is measured and fitted to
+    the context (`planning/fit.py`). `spec.more` extends the plan by rounds of rows per
+    label, each after the last: the plan without them is a prefix of the plan with them
+    (the same requests at the same positions), so a finished run can grow
+    (`localgen run --keep`)."""
+    seed, count, strategy, seed_data = spec.seed, spec.count, spec.strategy, spec.seed_data
+    anchors, rejects, documents, fit = spec.anchors, spec.rejects, spec.documents, spec.fit
     gen = task.generation
     weights: dict[str, float] = strategy_weights(strategy) if strategy else gen.strategy
     if anchors is not None:
@@ -196,7 +202,7 @@ def build_plan(
         per_anchor = count if count is not None else gen.count
         counts, notes, seed_data = _anchored_counts(task, per_anchor, anchors, seed_data)
     else:
-        counts, notes = label_counts(task, count, balance or gen.balance, seed_data)
+        counts, notes = label_counts(task, count, spec.balance or gen.balance, seed_data)
     if rejects and "contrastive" not in weights:
         notes.append("rejected rows are shown only by the contrastive strategy: unused here")
     if documents is not None and FROM_DOCUMENTS not in weights:
@@ -205,13 +211,13 @@ def build_plan(
     shared = strategies.Shared.build(
         task,
         seed_data,
-        prompts or PromptLibrary(),
-        instructions,
-        rejects or [],
+        spec.prompts or PromptLibrary(),
+        spec.instructions,
+        list(rejects or []),
         anchors,
-        encoder,
+        spec.encoder,
         contrastive="contrastive" in weights,
-        language=_language(language or task.language),
+        language=_language(spec.language or task.language),
         fit=fit,
         documents=documents,
     )
@@ -219,7 +225,7 @@ def build_plan(
     blocks: list[Block] = []
     rounds: list[list[Block]] = []  # the blocks of the plan without `more`, then each round
     planned: dict[str, int] = dict.fromkeys(task.labels, 0)  # the labels' rows so far
-    for extra in [counts, *more]:
+    for extra in [counts, *spec.more]:
         if unknown := sorted(set(extra) - set(task.labels)):
             raise TaskError(f"unknown label '{unknown[0]}' in a round of rows")
         for label in task.labels:
@@ -245,7 +251,7 @@ def build_plan(
         "seed_data": _frame_hash(seed_data),
         "anchors": _frame_hash(anchors),
         "rejects": [dataclasses.astuple(r) for r in rejects or []],
-        "instructions": instructions,
+        "instructions": spec.instructions,
         "language": shared.language,
         "context": None if fit is None else fit.context,
     }
@@ -262,7 +268,7 @@ def build_plan(
             for these in rounds
         ],
         fit=fit,
-        more=[dict(extra) for extra in more],
+        more=[dict(extra) for extra in spec.more],
     )
     plan.check()  # a prompt that cannot be built fails here, before any engine work
     return plan

@@ -17,9 +17,9 @@ from localgen.cli import cli
 from localgen.data import read_labeled
 from localgen.errors import TaskError
 from localgen.jobs.boost import pick_targets
-from localgen.planning.plan import build_plan
+from localgen.planning.plan import PlanSpec, build_plan
 from localgen.planning.task import load_task
-from tests.conftest import EXAMPLE_SEED, EXAMPLE_TASK, EXAMPLE_TEST, BagOfWords
+from tests.helpers import EXAMPLE_SEED, EXAMPLE_TASK, EXAMPLE_TEST, BagOfWords
 
 COLUMNS = ["--text-column", "message", "--label-column", "team"]
 
@@ -47,7 +47,9 @@ def test_anchored_plan_writes_n_rows_per_anchor_starting_from_it(tmp_path: Path)
     test = pl.read_csv(EXAMPLE_TEST)
     test.filter(pl.col("team").is_in(["bug", "billing"])).head(12).tail(3).write_csv(anchors_file)
     anchors = read_labeled(anchors_file, "message", "team")
-    plan = build_plan(task, seed=1, count=2, seed_data=seed, anchors=anchors, encoder=BagOfWords())
+    plan = build_plan(
+        task, PlanSpec(seed=1, count=2, seed_data=seed, anchors=anchors, encoder=BagOfWords())
+    )
     requests = plan.requests + [f.request for f in plan.followups]
     assert plan.rows == 6 and {r.strategy for r in requests} == {"contrastive"}
     per_label = anchors.frame.group_by("label").len()
@@ -59,7 +61,7 @@ def test_anchored_plan_writes_n_rows_per_anchor_starting_from_it(tmp_path: Path)
     for r in plan.requests:
         assert texts[r.positive_ids[0]] in r.prompt
     with pytest.raises(TaskError, match="contrastive strategy only"):
-        build_plan(task, strategy=["few-shot"], seed_data=seed, anchors=anchors)
+        build_plan(task, PlanSpec(strategy=["few-shot"], seed_data=seed, anchors=anchors))
 
 
 def test_boost_keeps_a_round_exactly_when_validation_improves(tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ from localgen.cli import cli
 from localgen.locks import LOCK_FILE
 from localgen.vectors.encoder import default_encoder_path
 from localgen.vectors.linear import LinearHead
-from tests.conftest import EXAMPLE_SEED, EXAMPLE_TASK, make_run
+from tests.helpers import EXAMPLE_SEED, EXAMPLE_TASK, make_run
 
 
 def _invoke(*args: str):  # type: ignore[no-untyped-def]
@@ -41,8 +41,16 @@ def test_every_command_and_option_has_help() -> None:
 
 
 def test_version() -> None:
+    """--version prints the version pip installed, which is also localgen.__version__."""
+    import importlib.metadata
+
+    import localgen
+
+    installed = importlib.metadata.version("localgen")
     result = _invoke("--version")
-    assert result.exit_code == 0 and "localgen, version" in result.output
+    assert result.exit_code == 0
+    assert result.output == f"localgen, version {installed}\n"
+    assert localgen.__version__ == installed
 
 
 FAKE_ARGS = ["-n", "2", "--engine", "fake", "--quiet"]

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from localgen.cli import cli
 from localgen.data import document_id
-from tests.conftest import EXAMPLE_SEED, EXAMPLE_TASK, EXAMPLE_TEST
+from tests.helpers import EXAMPLE_SEED, EXAMPLE_TASK, EXAMPLE_TEST
 
 COLUMNS = ["--text-column", "message", "--label-column", "team"]
 

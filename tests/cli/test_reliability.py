@@ -10,11 +10,11 @@ import contextlib
 import errno
 import json
 import os
-import random
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import polars as pl
@@ -22,7 +22,7 @@ import pytest
 from click.testing import CliRunner
 
 from localgen.cli import cli
-from tests.conftest import EXAMPLE_TASK, ROOT
+from tests.helpers import EXAMPLE_TASK, ROOT
 
 LOCALGEN = [sys.executable, "-m", "localgen"]
 # Two passes (attributes + hierarchical summaries, then the texts), 40 rows, shards of 3.
@@ -30,13 +30,14 @@ ARGS = ["generate", str(EXAMPLE_TASK), "-n", "10", "--engine", "fake", "--quiet"
 ARGS += ["--strategy", "attributes", "--strategy", "hierarchical", "--shard-rows", "3"]
 ENV = {**os.environ, "LOCALGEN_FAKE_TOKENS_PER_S": "150"}  # ~80 ms a row: ~5 s a run
 COMPARED = ["request_key", "id", "text", "label", "attributes", "intermediate", "seed"]
+COMPARED += ["check_label"]  # the label check's answers, joined in at the end
 
 
-def _start(out: Path) -> subprocess.Popen[str]:
+def _start(out: Path, tokens_per_s: int = 150, extra: Sequence[str] = ()) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [*LOCALGEN, *ARGS, "--out", str(out)],
+        [*LOCALGEN, *ARGS, *extra, "--out", str(out)],
         cwd=ROOT,
-        env=ENV,
+        env={**ENV, "LOCALGEN_FAKE_TOKENS_PER_S": str(tokens_per_s)},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -65,30 +66,93 @@ def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> pl.DataFrame:
     return _table(out)
 
 
-def test_sigkill_at_random_points_then_resume_gives_the_same_rows(
+# Where the kill test stops each run: a stage the run has reached, read from its folder
+# (rows in shards/, hierarchical summaries in drafts/, label-check answers in checks/), never
+# a sleep, so each kill lands in the same stage however busy the machine is. The first pass
+# writes the 20 attributes rows and the 20 summaries, the second the 20 hierarchical rows,
+# then each of the 40 rows gets its label check. Each kill: (the stage, the records to wait
+# for, the folder the stage fills, which must not be full when killed, and the fake
+# engine's tokens/s for that run: the last is slower, so that its label check, a third of
+# a second at 150, lasts over a second).
+KILLS = [
+    ("first pass", {"shards": 6, "drafts": 3}, "drafts", 150),
+    ("second pass", {"drafts": 20, "shards": 34}, "shards", 150),
+    ("label check", {"shards": 40, "checks": 9}, "checks", 50),
+]
+KEYS = {"shards": "request_key", "drafts": "key", "checks": "request_key"}
+TOTALS = {"shards": 40, "drafts": 20, "checks": 40}  # records of the finished run
+
+
+def _records(out: Path, cache: dict[Path, int]) -> dict[str, int]:
+    """Records stored in each shard folder; each shard is read once (shards are whole)."""
+    counts = {}
+    for folder in KEYS:
+        counts[folder] = 0
+        for shard in (out / folder).glob("part-*.parquet"):
+            if shard not in cache:
+                cache[shard] = pl.scan_parquet(shard).select(pl.len()).collect().item()
+            counts[folder] += cache[shard]
+    return counts
+
+
+def _kill_at(child: subprocess.Popen[str], out: Path, wanted: dict[str, int]) -> None:
+    """SIGKILL the run as soon as its folder holds the `wanted` records (or more)."""
+    cache: dict[Path, int] = {}
+    deadline = time.monotonic() + 60
+    while any(_records(out, cache)[folder] < n for folder, n in wanted.items()):
+        if child.poll() is not None:
+            _, err = child.communicate()
+            raise AssertionError(f"the run ended (exit {child.returncode}) before {wanted}: {err}")
+        assert time.monotonic() < deadline, f"no {wanted} in {out} after 60 s"
+        time.sleep(0.01)
+    child.send_signal(signal.SIGKILL)
+    child.wait(timeout=30)
+    assert child.returncode == -signal.SIGKILL  # killed mid-run, not finished by then
+
+
+def _stored(out: Path) -> dict[str, list[str]]:
+    """The keys of every record a run folder holds, by folder, reading every shard whole
+    (a torn shard raises)."""
+    return {
+        folder: [
+            key
+            for shard in sorted((out / folder).glob("part-*.parquet"))
+            for key in pl.read_parquet(shard)[column].to_list()
+        ]
+        for folder, column in KEYS.items()
+    }
+
+
+def test_sigkill_at_each_stage_then_resume_gives_the_same_rows(
     tmp_path: Path, uninterrupted: pl.DataFrame
 ) -> None:
+    """Killed in the first pass, the second pass and the label check, each run resumes
+    from exactly what the one before stored: nothing stored is lost or asked again (no key
+    twice), and the finished table is the uninterrupted run's."""
     out = tmp_path / "run"
-    rng = random.Random(7)  # the "random" points, fixed so a failure can be replayed
-    kills = 0
-    for _ in range(4):
-        child = _start(out)
-        time.sleep(rng.uniform(0.4, 2.0))  # from import time to deep into the run
-        if child.poll() is not None:  # it ended before the kill: it must have finished
-            _, err = child.communicate()
-            assert child.returncode == 0, err
-            break
-        child.send_signal(signal.SIGKILL)
-        child.wait(timeout=30)
-        kills += 1
-        # What a kill leaves: whole shards only, never a temporary file taken for data.
-        for shard in (out / "shards").glob("part-*.parquet") if out.exists() else []:
-            pl.read_parquet(shard)  # raises if a shard is torn
-        assert not (out / "synthetic.parquet").exists()
-    assert kills >= 3
-    child = _start(out)
-    _, err = child.communicate(timeout=120)
+    before: dict[str, set[str]] = {folder: set() for folder in KEYS}
+
+    def stored_since(stage: str) -> dict[str, list[str]]:
+        stored = _stored(out)
+        for folder, keys in stored.items():
+            assert len(keys) == len(set(keys)), f"{stage}: a record stored twice in {folder}/"
+            assert before[folder] <= set(keys), f"{stage}: a stored record of {folder}/ was lost"
+        return stored
+
+    for stage, wanted, filling, tokens_per_s in KILLS:
+        _kill_at(_start(out, tokens_per_s), out, wanted)
+        stored = stored_since(stage)
+        assert len(stored[filling]) < TOTALS[filling], f"{stage}: killed after the stage"
+        assert not stored["checks"] or len(stored["shards"]) == 40, stage  # checks come last
+        assert not (out / "synthetic.parquet").exists(), stage  # no table from a killed run
+        before = {folder: set(keys) for folder, keys in stored.items()}
+    child = _start(out, extra=["--json"])
+    stdout, err = child.communicate(timeout=120)
     assert child.returncode == 0, err
+    summary = json.loads(stdout)
+    assert summary["resumed"] == 40 and summary["written"] == 40 and summary["failed"] == 0
+    # Every row, summary and label check was asked once over the four runs.
+    assert {folder: len(keys) for folder, keys in stored_since("end").items()} == TOTALS
     resumed = _table(out)
     assert resumed.height == 40 and resumed["request_key"].n_unique() == 40
     assert resumed.equals(uninterrupted)

@@ -15,7 +15,7 @@ from pathlib import Path
 import polars as pl
 
 from localgen.planning.prompts import PromptLibrary
-from tests.conftest import EXAMPLE_TASK, ROOT
+from tests.helpers import EXAMPLE_TASK, ROOT
 
 SOURCES = ("pyproject.toml", "README.md", "localgen", "prompts")
 

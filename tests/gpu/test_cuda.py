@@ -1,36 +1,13 @@
-"""On a GPU: the settings vLLM gets (the CUDA dtype path, tensor parallelism), the server's
-command line, fine-tuning and SetFit on the device, and the memory vLLM gives back before
-training. Skipped without CUDA (see conftest.py)."""
-
-from pathlib import Path
+"""On a GPU: fine-tuning and SetFit on the device, and the memory vLLM gives back before
+training. Skipped without CUDA (see tests/gpu/conftest.py). The settings vLLM gets on a GPU
+(dtype, tensor parallelism, the server's command line) are pure functions of their
+arguments, checked on any machine in tests/unit/test_vllm_setup.py."""
 
 import pytest
 import torch
 
-from localgen.config import ServeConfig, TrainSettings
-from localgen.engines.server import server_command
-from localgen.engines.vllm_setup import llm_options
-from localgen.models.resolve import ModelRef
+from localgen.config import TrainSettings
 from localgen.vectors.linear import fit_linear
-
-
-def test_vllm_options_on_a_gpu_keep_the_model_dtype_and_split_over_gpus() -> None:
-    on_gpu = torch.cuda.is_available()
-    one = llm_options(Path("/m"), "xgrammar", 2048, 0, 1, on_gpu)
-    assert one["dtype"] == "auto" and one["enforce_eager"] is False
-    assert one["distributed_executor_backend"] == "uni"
-    assert "enable_chunked_prefill" not in one  # the CPU-only workaround stays off
-    split = llm_options(Path("/m"), "xgrammar", 2048, 0, 2, on_gpu)
-    assert split["tensor_parallel_size"] == 2 and split["distributed_executor_backend"] == "mp"
-
-
-def test_server_command_on_a_gpu_has_no_cpu_settings() -> None:
-    model = ModelRef("m", Path("/m"), "-")
-    config = ServeConfig(tensor_parallel_size=2, data_parallel_size=2)
-    command = server_command(model, config, gpu=torch.cuda.is_available())
-    assert "--enforce-eager" not in command and "--dtype" not in command
-    assert command[command.index("--tensor-parallel-size") + 1] == "2"
-    assert command[command.index("--data-parallel-size") + 1] == "2"
 
 
 def test_fine_tuning_trains_on_the_gpu() -> None:

@@ -20,7 +20,7 @@ from localgen.engines.ray_actors import RayEngine
 from localgen.errors import EngineError
 from localgen.generation.generate import GenerateResult, generate
 from localgen.models.resolve import ModelRef
-from tests.conftest import EXAMPLE_TASK
+from tests.helpers import EXAMPLE_TASK
 
 ray = pytest.importorskip("ray")
 COMPARED = ["request_key", "id", "text", "label", "seed"]

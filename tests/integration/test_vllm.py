@@ -23,10 +23,10 @@ from localgen.config import EngineSettings, GenerateConfig, RunConfig
 from localgen.data import read_labeled
 from localgen.generation.generate import generate
 from localgen.jobs.keep import generate_and_curate
-from localgen.planning.plan import build_plan
+from localgen.planning.plan import PlanSpec, build_plan
 from localgen.planning.schema import RowSchema
 from localgen.planning.task import load_task
-from tests.conftest import EXAMPLE_SEED, EXAMPLE_TASK, EXAMPLE_TEST, ROOT
+from tests.helpers import EXAMPLE_SEED, EXAMPLE_TASK, EXAMPLE_TEST, ROOT
 
 pytestmark = pytest.mark.slow
 
@@ -83,7 +83,7 @@ def test_the_real_engine_is_topped_up_as_requests_finish(vllm_engine) -> None:  
 
     from localgen.engines.base import Feed
 
-    requests = build_plan(load_task(EXAMPLE_TASK), count=3, strategy="zero-shot").requests
+    requests = build_plan(load_task(EXAMPLE_TASK), PlanSpec(count=3, strategy="zero-shot")).requests
     feed, engine = Feed(requests, in_flight=5), vllm_engine.llm.llm_engine
     held, answered = [], []
     for completion in vllm_engine.generate(feed):
@@ -355,7 +355,7 @@ def test_token_budget_holds_for_the_real_tokenizer(builtin_model) -> None:  # ty
         if i not in special
     )
     worst = ["\U0001f600", "\U00020000", "\u0915\u094d", '"', "\n", "\u20ac", "\u00a7 "]
-    for request in build_plan(load_task(EXAMPLE_TASK), count=1).requests:
+    for request in build_plan(load_task(EXAMPLE_TASK), PlanSpec(count=1)).requests:
         for piece in worst:
             text = "A" + (piece * request.schema.max_chars)[: request.schema.max_chars - 1]
             row = json.dumps(

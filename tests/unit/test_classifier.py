@@ -20,7 +20,7 @@ from localgen.config import TrainConfig, TrainSettings
 from localgen.errors import DataError, ModelError
 from localgen.vectors.encoder import default_encoder_path
 from localgen.vectors.linear import LinearHead, fit_linear
-from tests.conftest import make_run
+from tests.helpers import make_run
 
 WEATHER = [
     "Heavy rain and strong winds are expected across the north tonight",

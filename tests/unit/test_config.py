@@ -4,7 +4,7 @@ import pytest
 
 from localgen.config import BoostConfig, GenerateConfig, ServeConfig, settings_markdown
 from localgen.errors import UsageError
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 
 def test_settings_doc_is_generated_from_config() -> None:

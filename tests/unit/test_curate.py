@@ -20,7 +20,7 @@ from localgen.errors import DataError
 from localgen.generation.store import CURATED, CURATION
 from localgen.text import normalize, words
 from localgen.vectors.linear import cross_val_accuracy, fit_linear
-from tests.conftest import REAL, BagOfWords, make_run, write_csv
+from tests.helpers import REAL, BagOfWords, make_run, write_csv
 
 EVAL = [("The export button crashes the whole application every single time", "access")]
 

@@ -23,7 +23,7 @@ from localgen.engines.fake import FakeEngine
 from localgen.errors import DataError, OutputError
 from localgen.planning.requests import Request
 from localgen.planning.task import load_task
-from tests.conftest import EXAMPLE_SEED, EXAMPLE_TASK, EXAMPLE_TEST
+from tests.helpers import EXAMPLE_SEED, EXAMPLE_TASK, EXAMPLE_TEST
 
 OPEN = '{"label":"'
 

@@ -9,14 +9,14 @@ import pytest
 
 from localgen.engines.base import Feed
 from localgen.engines.fake import FakeEngine
-from localgen.planning.plan import build_plan
+from localgen.planning.plan import PlanSpec, build_plan
 from localgen.planning.task import load_task
 
 TASK = Path(__file__).resolve().parents[2] / "examples" / "support-tickets" / "task.toml"
 
 
 def _requests(n: int) -> list:  # type: ignore[type-arg]
-    plan = build_plan(load_task(TASK), seed=0, count=n, strategy=["zero-shot"])
+    plan = build_plan(load_task(TASK), PlanSpec(seed=0, count=n, strategy=["zero-shot"]))
     return list(plan.first_pass(set(), set()))
 
 

@@ -9,9 +9,9 @@ import pytest
 from localgen.data import LabeledData, read_labeled
 from localgen.errors import TaskError
 from localgen.planning.fit import CUT_MARK, PromptFit
-from localgen.planning.plan import build_plan
+from localgen.planning.plan import PlanSpec, build_plan
 from localgen.planning.task import load_task
-from tests.conftest import BagOfWords
+from tests.helpers import BagOfWords
 
 
 def words(text: str) -> int:
@@ -33,9 +33,9 @@ def _long_seed(tmp_path: Path, words_each: int) -> LabeledData:
 def test_prompts_that_fit_are_left_alone(task_file: Path, seed_csv: Path) -> None:
     data = read_labeled(seed_csv, "body", "cls")
     task = load_task(task_file)
-    plain = build_plan(task, strategy="few-shot", seed_data=data)
+    plain = build_plan(task, PlanSpec(strategy="few-shot", seed_data=data))
     fit = PromptFit(words, context=8192)
-    fitted = build_plan(task, strategy="few-shot", seed_data=data, fit=fit)
+    fitted = build_plan(task, PlanSpec(strategy="few-shot", seed_data=data, fit=fit))
     assert [r.prompt for r in fitted.requests] == [r.prompt for r in plain.requests]
     assert all(r.schema.whole for r in fitted.requests)
     assert fit.shortened == {} and fitted.sample_notes() == []
@@ -46,7 +46,7 @@ def test_long_examples_are_dropped_then_cut_to_fit(task_file: Path, tmp_path: Pa
     data = _long_seed(tmp_path, words_each=700)  # one example alone is more than fits
     context = 1000
     fit = PromptFit(words, context=context)
-    plan = build_plan(task, strategy="few-shot", seed_data=data, fit=fit)
+    plan = build_plan(task, PlanSpec(strategy="few-shot", seed_data=data, fit=fit))
     texts = dict(zip(data.frame["id"], data.frame["text"], strict=True))
     requests = plan.requests  # built now, each measured once
     for r in requests:
@@ -63,7 +63,9 @@ def test_contrastive_negatives_recorded_are_the_ones_shown(task_file: Path, tmp_
     task = load_task(task_file)
     data = _long_seed(tmp_path, words_each=60)
     fit = PromptFit(words, context=800)
-    plan = build_plan(task, strategy="contrastive", seed_data=data, fit=fit, encoder=BagOfWords())
+    plan = build_plan(
+        task, PlanSpec(strategy="contrastive", seed_data=data, fit=fit, encoder=BagOfWords())
+    )
     texts = dict(zip(data.frame["id"], data.frame["text"], strict=True))
     requests = plan.requests
     assert fit.shortened  # the boundary examples went first
@@ -76,7 +78,7 @@ def test_contrastive_negatives_recorded_are_the_ones_shown(task_file: Path, tmp_
 def test_a_row_longer_than_half_the_context_gets_what_is_left(write_task) -> None:
     task = load_task(write_task(_task_with("max_words = 12\nmax_chars = 4000")))
     fit = PromptFit(words, context=4096)
-    plan = build_plan(task, fit=fit)
+    plan = build_plan(task, PlanSpec(fit=fit))
     for r in plan.requests:
         assert r.schema.token_bound > 16000 and not r.schema.whole
         assert r.max_tokens == 4096 - words(r.prompt) - 32
@@ -86,7 +88,7 @@ def test_a_row_longer_than_half_the_context_gets_what_is_left(write_task) -> Non
 def test_a_prompt_that_cannot_fit_is_a_clear_error(write_task) -> None:
     task = load_task(write_task(_task_with("max_words = 12", context="word " * 900)))
     with pytest.raises(TaskError, match="raise --max-model-len"):
-        build_plan(task, fit=PromptFit(words, context=1000))
+        build_plan(task, PlanSpec(fit=PromptFit(words, context=1000)))
 
 
 def _task_with(generation: str, context: str = "Messages to a help desk.") -> str:
@@ -108,7 +110,7 @@ def test_the_language_is_asked_for_in_every_prompt(write_task) -> None:
     assert all(
         "Write the text in German, not in English." in r.prompt for r in build_plan(task).requests
     )
-    french = build_plan(task, language="French").requests
+    french = build_plan(task, PlanSpec(language="French")).requests
     assert all("<the text in French>" in r.prompt for r in french)
 
 

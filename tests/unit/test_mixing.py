@@ -54,23 +54,23 @@ def test_auto_weighs_helpful_rows_and_turns_off_harmful_ones(flip: bool) -> None
     vectors = np.concatenate([real, synthetic])
     sources = ["real"] * len(real) + ["synthetic"] * len(synthetic)
     choice = choose_weight(vectors, real_labels + synthetic_labels, sources, ["a", "b"])
-    assert [e["weight"] for e in choice["scores"]] == [0.0, 0.1, 0.25, 0.5, 1.0]
-    assert all(len(e["fold_macro_f1"]) == 15 for e in choice["scores"])  # 5 folds, 3 times
-    by_weight = {e["weight"]: e for e in choice["scores"]}
+    assert [e["weight"] for e in choice.scores] == [0.0, 0.1, 0.25, 0.5, 1.0]
+    assert all(len(e["fold_macro_f1"]) == 15 for e in choice.scores)  # 5 folds, 3 times
+    by_weight = {e["weight"]: e for e in choice.scores}
     if flip:
-        assert choice["chosen"] == 0.0
+        assert choice.chosen == 0.0
         assert by_weight[1.0]["macro_f1"] < by_weight[0.0]["macro_f1"]
         assert by_weight[1.0]["log_loss"] > by_weight[0.0]["log_loss"]
         assert by_weight[1.0]["lower_loss_share"] < 0.1
     else:
-        assert choice["chosen"] > 0.0
-        assert by_weight[choice["chosen"]]["better_than_0_share"] >= 0.9
+        assert choice.chosen > 0.0
+        assert by_weight[choice.chosen]["better_than_0_share"] >= 0.9
         assert by_weight[1.0]["lower_loss_share"] >= 0.9
     for gate in GATES:  # every rule the bench compares turns them on and off alike
-        assert (pick(choice["scores"], gate)["weight"] > 0.0) is not flip
-    lowest = min(choice["scores"], key=lambda e: e["log_loss"])
+        assert (pick(choice.scores, gate)["weight"] > 0.0) is not flip
+    lowest = min(choice.scores, key=lambda e: e["log_loss"])
     if not flip:
-        assert pick(choice["scores"], "log_loss") is lowest
+        assert pick(choice.scores, "log_loss") is lowest
 
 
 def test_the_model_folder_records_the_choice(tmp_path: Path) -> None:
@@ -116,9 +116,9 @@ def test_folds_leave_out_the_rows_written_from_their_held_out_rows() -> None:
     labels = real_labels + real_labels
     grouped = choose_weight(vectors, labels, sources, ["a", "b"], real_ids + real_ids)
     blind = choose_weight(vectors, labels, sources, ["a", "b"])
-    assert blind["synthetic_rows_per_fold"] == 16
+    assert blind.synthetic_rows_per_fold == 16
     # A fold holds out about a fifth of the real rows, and their copies with them.
-    assert 12 <= grouped["synthetic_rows_per_fold"] <= 13
+    assert 12 <= grouped.synthetic_rows_per_fold <= 13
 
 
 def test_the_folds_macro_f1_is_the_scores() -> None:
@@ -139,7 +139,7 @@ def test_a_training_set_knows_which_real_rows_each_synthetic_row_came_from(
 ) -> None:
     from localgen.classify.train import training_set
     from localgen.data import read_labeled
-    from tests.conftest import REAL, BagOfWords, make_run, write_csv
+    from tests.helpers import REAL, BagOfWords, make_run, write_csv
 
     real = read_labeled(write_csv(tmp_path / "real.csv", REAL))
     first = real.frame["id"][0]
@@ -182,6 +182,6 @@ def test_training_weighs_documents_by_the_not_worse_rule(tmp_path: Path) -> None
         sources,
     )
     chosen = mixing(data, TrainSettings(), ["a", "b"])["documents"]
-    assert "any weight but one 0 beats" in chosen["method"]
-    assert chosen["chosen"] == pick(chosen["scores"], "not_worse")["weight"] > 0.0
-    assert all("worse_than_0_share" in e for e in chosen["scores"])
+    assert "any weight but one 0 beats" in chosen.method
+    assert chosen.chosen == pick(chosen.scores, "not_worse")["weight"] > 0.0
+    assert all("worse_than_0_share" in e for e in chosen.scores)

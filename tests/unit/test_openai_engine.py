@@ -27,7 +27,7 @@ from localgen.engines.openai import Server, check_base_url
 from localgen.errors import EgressBlocked, EngineError, UsageError
 from localgen.generation.generate import generate
 from localgen.offline import egress_guard
-from tests.conftest import EXAMPLE_TASK
+from tests.helpers import EXAMPLE_TASK
 
 
 class StandIn:

@@ -7,15 +7,15 @@ import pytest
 
 from localgen.data import LabeledData, read_labeled
 from localgen.errors import TaskError
-from localgen.planning.plan import build_plan
+from localgen.planning.plan import PlanSpec, build_plan
 from localgen.planning.prompts import PromptLibrary, Template
 from localgen.planning.requests import request_seeds
 from localgen.planning.task import load_task
-from tests.conftest import BagOfWords
+from tests.helpers import BagOfWords
 
 
 def test_counts_keys_and_schema_per_label(task_file: Path) -> None:
-    plan = build_plan(load_task(task_file), seed=1)
+    plan = build_plan(load_task(task_file), PlanSpec(seed=1))
     assert plan.counts() == {"billing": {"zero-shot": 3}, "bug": {"zero-shot": 3}}
     assert len({r.key for r in plan.requests}) == 6
     for r in plan.requests:
@@ -27,19 +27,23 @@ def test_counts_keys_and_schema_per_label(task_file: Path) -> None:
 
 def test_same_seed_same_plan_other_seed_other_plan(task_file: Path) -> None:
     task = load_task(task_file)
-    a, b, c = build_plan(task, seed=7), build_plan(task, seed=7), build_plan(task, seed=8)
+    a, b, c = (
+        build_plan(task, PlanSpec(seed=7)),
+        build_plan(task, PlanSpec(seed=7)),
+        build_plan(task, PlanSpec(seed=8)),
+    )
     assert [r.seed for r in a.requests] == [r.seed for r in b.requests]
     assert a.fingerprint == b.fingerprint
     assert [r.seed for r in a.requests] != [r.seed for r in c.requests]
     assert a.fingerprint != c.fingerprint
-    assert build_plan(task, seed=7, count=4).fingerprint != a.fingerprint
+    assert build_plan(task, PlanSpec(seed=7, count=4)).fingerprint != a.fingerprint
 
 
 def test_few_shot_shows_real_examples_of_the_label(task_file: Path, seed_csv: Path) -> None:
     data = read_labeled(seed_csv, "body", "cls")
     texts = dict(zip(data.frame["id"], data.frame["text"], strict=True))
     labels = dict(zip(data.frame["id"], data.frame["label"], strict=True))
-    plan = build_plan(load_task(task_file), seed=0, strategy="few-shot", seed_data=data)
+    plan = build_plan(load_task(task_file), PlanSpec(seed=0, strategy="few-shot", seed_data=data))
     for r in plan.requests:
         assert r.strategy == "few-shot" and r.template == "few-shot"
         k = 3 if r.label == "billing" else 2  # bug has only two real examples
@@ -52,14 +56,16 @@ def test_few_shot_shows_real_examples_of_the_label(task_file: Path, seed_csv: Pa
 def test_few_shot_falls_back_for_labels_without_examples(tmp_path: Path, task_file: Path) -> None:
     seed = tmp_path / "s.csv"
     seed.write_text("text,label\nrefund my last invoice please,billing\n")
-    plan = build_plan(load_task(task_file), strategy="few-shot", seed_data=read_labeled(seed))
+    plan = build_plan(
+        load_task(task_file), PlanSpec(strategy="few-shot", seed_data=read_labeled(seed))
+    )
     assert plan.counts() == {"billing": {"few-shot": 3}, "bug": {"zero-shot": 3}}
     assert any("'bug' has no real examples" in n for n in plan.notes)
 
 
 def test_few_shot_needs_seed_data(task_file: Path) -> None:
     with pytest.raises(TaskError, match="--seed-data"):
-        build_plan(load_task(task_file), strategy="few-shot")
+        build_plan(load_task(task_file), PlanSpec(strategy="few-shot"))
 
 
 def test_templates_are_strict(tmp_path: Path) -> None:
@@ -83,11 +89,13 @@ def test_any_request_is_built_alone_and_equals_the_walked_one(
     strategies = ["zero-shot", "few-shot", "contrastive", "hierarchical"]
     plan = build_plan(
         load_task(task_file),
-        seed=3,
-        count=9,
-        strategy=strategies,
-        seed_data=data,
-        encoder=BagOfWords(),
+        PlanSpec(
+            seed=3,
+            count=9,
+            strategy=strategies,
+            seed_data=data,
+            encoder=BagOfWords(),
+        ),
     )
     walked = list(plan.steps())
     assert len(walked) == plan.rows == 18
@@ -105,7 +113,7 @@ def test_a_plan_of_a_billion_rows_is_counted_and_sampled_without_building_them(
     tracemalloc.start()
     started = time.perf_counter()
     plan = build_plan(
-        load_task(task_file), count=500_000_000, strategy=["zero-shot", "hierarchical"]
+        load_task(task_file), PlanSpec(count=500_000_000, strategy=["zero-shot", "hierarchical"])
     )
     first = plan.step(0)
     last = plan.step(plan.rows - 1)
@@ -121,7 +129,8 @@ def test_a_plan_of_a_billion_rows_is_counted_and_sampled_without_building_them(
     assert (
         fingerprint
         == build_plan(
-            load_task(task_file), count=500_000_000, strategy=["zero-shot", "hierarchical"]
+            load_task(task_file),
+            PlanSpec(count=500_000_000, strategy=["zero-shot", "hierarchical"]),
         ).fingerprint
     )
     assert peak < 20 * 2**20, f"{peak / 2**20:.0f} MB held"  # a built plan would be ~3 TB
@@ -133,14 +142,16 @@ def test_the_fingerprint_sees_the_data_and_the_templates(
 ) -> None:
     task = load_task(task_file)
     data = read_labeled(seed_csv, "body", "cls")
-    base = build_plan(task, strategy="few-shot", seed_data=data).fingerprint
+    base = build_plan(task, PlanSpec(strategy="few-shot", seed_data=data)).fingerprint
     fewer = data.frame.head(4)
-    other = build_plan(task, strategy="few-shot", seed_data=LabeledData(fewer, "x", 0))
+    other = build_plan(task, PlanSpec(strategy="few-shot", seed_data=LabeledData(fewer, "x", 0)))
     assert other.fingerprint != base
     folder = tmp_path / "prompts"
     shutil.copytree(PromptLibrary().folder, folder)
     (folder / "few-shot.jinja").write_text((folder / "few-shot.jinja").read_text() + "\nMore.")
-    edited = build_plan(task, strategy="few-shot", seed_data=data, prompts=PromptLibrary(folder))
+    edited = build_plan(
+        task, PlanSpec(strategy="few-shot", seed_data=data, prompts=PromptLibrary(folder))
+    )
     assert edited.fingerprint != base
 
 
@@ -152,8 +163,10 @@ def test_a_plan_grown_by_rounds_starts_with_the_plan_it_grew_from(
     task, data = load_task(task_file), read_labeled(seed_csv, "body", "cls")
     strategies = ["zero-shot", "contrastive"]
     common = {"seed": 5, "strategy": strategies, "seed_data": data, "encoder": BagOfWords()}
-    base = build_plan(task, count=4, **common)
-    grown = build_plan(task, count=4, more=[{"bug": 6}, {"billing": 2, "bug": 0}], **common)
+    base = build_plan(task, PlanSpec(count=4, **common))
+    grown = build_plan(
+        task, PlanSpec(count=4, more=[{"bug": 6}, {"billing": 2, "bug": 0}], **common)
+    )
     assert base.rows == 8 and grown.rows == 16
     assert list(grown.steps(0, base.rows)) == list(base.steps())
     assert grown.fingerprints[0] == base.fingerprint != grown.fingerprint
@@ -161,7 +174,9 @@ def test_a_plan_grown_by_rounds_starts_with_the_plan_it_grew_from(
     # A round that asks a label for nothing leaves the plan as it was.
     assert (
         grown.fingerprint
-        == build_plan(task, count=4, more=[{"bug": 6}, {"billing": 2}], **common).fingerprint
+        == build_plan(
+            task, PlanSpec(count=4, more=[{"bug": 6}, {"billing": 2}], **common)
+        ).fingerprint
     )
     # Keys go on numbering the label's rows; seeds are new; each round splits its rows
     # among the strategies and contrastive asks its second half after the first pass.
@@ -173,4 +188,4 @@ def test_a_plan_grown_by_rounds_starts_with_the_plan_it_grew_from(
     round_two = [b for b in grown.blocks if b.label == "bug" and b.index == 7]
     assert [(b.strategy, b.count, b.first_followup) for b in round_two] == [("contrastive", 3, 2)]
     with pytest.raises(TaskError, match="unknown label 'nope'"):
-        build_plan(task, count=4, more=[{"nope": 1}], **common)
+        build_plan(task, PlanSpec(count=4, more=[{"nope": 1}], **common))

@@ -21,7 +21,7 @@ from localgen.curation.curate import curate
 from localgen.report import metrics
 from localgen.report.charts import pca_2d
 from localgen.report.report import METRICS, REPORT, write_report
-from tests.conftest import EXAMPLE_SEED, EXAMPLE_TASK, REAL, BagOfWords, make_run, write_csv
+from tests.helpers import EXAMPLE_SEED, EXAMPLE_TASK, REAL, BagOfWords, make_run, write_csv
 
 ROWS = [
     {"text": "Please refund the double charge on my invoice", "label": "billing"},

@@ -21,7 +21,7 @@ from localgen.generation.generate import generate
 from localgen.generation.rejects import read_rejects
 from localgen.models.resolve import ModelRef
 from localgen.planning.check import CHECK_SUFFIX
-from localgen.planning.plan import build_plan, split_count
+from localgen.planning.plan import PlanSpec, build_plan, split_count
 from localgen.planning.requests import SUMMARY_SUFFIX
 from localgen.planning.task import parse_task
 
@@ -91,7 +91,7 @@ def strategy_task(write_task: Callable[..., Path]) -> Path:
 def _plan(task_path: Path, seed_file: Path | None = None, **kw):  # type: ignore[no-untyped-def]
     data = read_labeled(seed_file) if seed_file else None
     task = parse_task(task_path.read_text())
-    return build_plan(task, seed_data=data, encoder=PlantedEncoder(), **kw)  # type: ignore[arg-type]
+    return build_plan(task, PlanSpec(seed_data=data, encoder=PlantedEncoder(), **kw))  # type: ignore[arg-type]
 
 
 def _generate(task: Path, out: Path, engine: FakeEngine | None = None, **kw):  # type: ignore[no-untyped-def]
@@ -222,7 +222,7 @@ def test_rows_record_what_they_were_asked_for(
 
 def test_attributes_need_pools(task_file: Path) -> None:
     with pytest.raises(TaskError, match=r"needs attribute pools"):
-        build_plan(parse_task(task_file.read_text()), strategy="attributes")
+        build_plan(parse_task(task_file.read_text()), PlanSpec(strategy="attributes"))
 
 
 def test_contrastive_positives_boundary_and_rejects(
@@ -400,7 +400,7 @@ def test_earlier_rows_come_from_a_bounded_pool_of_the_first_ones(
     # A large run must not read every stored row to show two: the pool is each label's
     # first EARLIER_POOL first-pass rows, the same in a resumed run.
     monkeypatch.setattr("localgen.vectors.encoder.default_encoder", lambda: PlantedEncoder())
-    monkeypatch.setattr("localgen.generation.generate.EARLIER_POOL", 1)
+    monkeypatch.setattr("localgen.generation.passes.EARLIER_POOL", 1)
     _generate(
         strategy_task,
         tmp_path / "run",
@@ -501,7 +501,7 @@ def test_generating_from_documents_end_to_end_and_leakage_against_them(
 ) -> None:
     from localgen.config import CurateConfig
     from localgen.curation.curate import curate
-    from tests.conftest import BagOfWords
+    from tests.helpers import BagOfWords
 
     copied = "the quarterly statement for the Harbour Cafe account lists a late fee"
     engine = FakeEngine()

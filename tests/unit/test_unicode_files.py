@@ -18,7 +18,7 @@ from localgen.generation.generate import generate
 from localgen.generation.store import export_rows
 from localgen.models.resolve import ModelRef
 from localgen.report.report import write_report
-from tests.conftest import BagOfWords
+from tests.helpers import BagOfWords
 
 TEXTS = [
     'Sehr geehrte Damen und Herren,\n\nder „Vertrag" § 3 kostet 49,90 € – bitte prüfen.\n\tDanke',

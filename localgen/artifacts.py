@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import platform
+import re
 import tempfile
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -57,9 +58,23 @@ def software_versions(*dists: str) -> dict[str, str]:
     return out
 
 
+def failure_reason(e: BaseException) -> str:
+    """Why a read or write failed, in the operating system's words where it gave some
+    ("No space left on device"): polars wraps them as "... (os error 28)" in errors of its
+    own types, not OSError."""
+    if isinstance(e, OSError) and e.strerror:
+        return e.strerror
+    text = str(e).strip()
+    code = re.search(r"\(os error (\d+)\)", text)
+    if code:
+        return os.strerror(int(code.group(1)))
+    return text.splitlines()[0] if text else type(e).__name__
+
+
 def write_with(path: Path, write: Callable[[Path], object]) -> None:
     """Write `path` with `write(temporary path)`: a temporary file in the same folder,
-    fsync, then a rename over `path`."""
+    fsync, then a rename over `path`. A failure of the write (a full disk, a quota, a
+    folder removed under us) is an OutputError naming `path`, whichever library raised it."""
     try:
         fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     except OSError as e:
@@ -71,10 +86,9 @@ def write_with(path: Path, write: Callable[[Path], object]) -> None:
         with tmp.open("rb+") as f:
             os.fsync(f.fileno())
         tmp.replace(path)
-    except OSError as e:  # a full disk, a quota, a folder removed under us
+    except (OSError, pl.exceptions.PolarsError) as e:
         tmp.unlink(missing_ok=True)
-        reason = e.strerror or str(e).strip().splitlines()[0] or type(e).__name__
-        raise OutputError(f"cannot write {path}: {reason}") from None
+        raise OutputError(f"cannot write {path}: {failure_reason(e)}") from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

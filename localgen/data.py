@@ -29,6 +29,7 @@ READ_FORMATS = {
     ".parquet": "parquet",
     ".pq": "parquet",
 }
+TABLES = ".csv, .tsv, .jsonl or .parquet"  # the READ_FORMATS, as a message names them
 
 
 # The longest real text read (about 50 pages): a longer one is almost always a whole file
@@ -83,18 +84,44 @@ class LabeledData:
         return {str(k[0]): g for k, g in self.frame.group_by("label", maintain_order=True)}
 
 
+def check_data_file(path: Path, what: str = "data file", kinds: str = TABLES) -> None:
+    """Fail clearly unless `path` is a file: missing, or a folder where a file is needed."""
+    if path.is_dir():
+        raise DataError(f"{path} is a folder; give a {what} ({kinds})")
+    if not path.is_file():
+        raise DataError(f"{what} not found: {path}")
+
+
+def _check_separator(path: Path, source: Path | bytes, sep: str) -> None:
+    """Fail clearly on a CSV whose header is separated by ';' (what spreadsheet programs
+    write where the comma is the decimal mark): polars would read one column named
+    "text;label", or stop at a quoted field with a message of its own."""
+    if isinstance(source, bytes):
+        head = source[:4096]
+    else:
+        with source.open("rb") as f:
+            head = f.read(4096)
+    header = head.decode("utf-8", errors="replace").removeprefix("\ufeff").split("\n")[0]
+    if sep not in header and ";" in header:
+        wanted = (
+            "tabs; save it tab-separated"
+            if sep == "\t"
+            else "commas; save it as comma-separated CSV (or tab-separated, as .tsv)"
+        )
+        raise DataError(f"{path}: the columns are separated by ';', not {wanted}")
+
+
 def read_frame(path: Path) -> pl.DataFrame:
     """A CSV, TSV, JSONL or Parquet file as read; a clear error for anything else."""
     kind = READ_FORMATS.get(path.suffix.lower())
     if kind is None:
-        raise DataError(
-            f"{path}: unknown file type '{path.suffix}'; use .csv, .tsv, .jsonl or .parquet"
-        )
+        raise DataError(f"{path}: unknown file type '{path.suffix}'; use {TABLES}")
     try:
         if kind == "csv":
             sep = "\t" if path.suffix.lower() == ".tsv" else ","
             # All columns as strings: labels such as "01" must not become integers.
             source = _utf8_source(path)
+            _check_separator(path, source, sep)
             return pl.read_csv(source, separator=sep, infer_schema=False, encoding="utf8")
         if kind == "jsonl":
             return pl.read_ndjson(_utf8_source(path))
@@ -109,8 +136,7 @@ def read_labeled(
 ) -> LabeledData:
     """Read a labeled file and map its columns to `text` and `label`."""
     p = Path(path)
-    if not p.is_file():
-        raise DataError(f"data file not found: {p}")
+    check_data_file(p)
     if p.stat().st_size == 0:
         raise DataError(f"{p}: the file is empty")
     df = read_frame(p)
@@ -153,8 +179,7 @@ def read_lines(path: Path) -> list[str]:
 def _text_table(path: Path, text_column: str, what: str) -> pl.DataFrame:
     """A table's columns with its text column renamed `text` (stripped, empty ones kept),
     or a .txt file's lines as `text`."""
-    if not path.is_file():
-        raise DataError(f"{what} not found: {path}")
+    check_data_file(path, what, f".txt, {TABLES}")
     if path.suffix.lower() == ".txt":
         return pl.DataFrame({"text": read_lines(path)}, schema={"text": pl.Utf8})
     if path.stat().st_size == 0:

@@ -51,6 +51,7 @@ def cli(verbose: bool) -> None:
         warnings.filterwarnings("ignore", category=FutureWarning)
         warnings.filterwarnings("ignore", category=DeprecationWarning)
         os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+        os.environ.setdefault("TORCH_CPP_LOG_LEVEL", "ERROR")  # torch's C++ warnings
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
 

@@ -7,6 +7,8 @@ in `localgen.cli.groups`. This module imports nothing heavy.
 from __future__ import annotations
 
 import functools
+import logging
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -129,7 +131,28 @@ def api_key_file_option(what: str) -> Callable[[F], F]:
     )
 
 
-quiet_option = click.option("-q", "--quiet", is_flag=True, help="No progress lines.")
+# What the engines print while they load, silenced by --quiet besides localgen's own
+# progress: tqdm's bars (engines/vllm_setup.py passes the switch on to vLLM, which
+# overrides it), torch's C++ warnings and vLLM's log lines; read when they start.
+QUIET_ENV = {"TQDM_DISABLE": "1", "TORCH_CPP_LOG_LEVEL": "ERROR", "VLLM_LOGGING_LEVEL": "ERROR"}
+QUIET_LOGGERS = ("vllm", "torch", "transformers", "sentence_transformers")
+
+
+def _quiet_engines(ctx: click.Context, param: click.Parameter, quiet: bool) -> bool:
+    if quiet:
+        os.environ.update(QUIET_ENV)
+        for name in QUIET_LOGGERS:  # an engine imported already read the environment
+            logging.getLogger(name).setLevel(logging.ERROR)
+    return quiet
+
+
+quiet_option = click.option(
+    "-q",
+    "--quiet",
+    is_flag=True,
+    callback=_quiet_engines,
+    help="No progress lines, and no loading bars or warnings from the engines.",
+)
 strict_option = click.option(
     "--strict",
     is_flag=True,

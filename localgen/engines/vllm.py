@@ -18,6 +18,7 @@ from localgen.engines.vllm_setup import (
     ENV_DEFAULTS,
     INSTALL_HINT,
     llm_options,
+    load_progress,
 )
 from localgen.errors import EngineError
 from localgen.models.resolve import ModelRef
@@ -75,6 +76,7 @@ class VllmEngine:
             seed,
             tensor_parallel_size,
             torch.cuda.is_available(),
+            load_progress(),
         )
         try:
             self.llm = LLM(**options)

@@ -8,6 +8,7 @@ natively, whole prefills, and a bounded KV cache. This module does not import vL
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -59,6 +60,12 @@ def cpu_options(max_model_len: int) -> dict[str, Any]:
     }
 
 
+def load_progress() -> bool:
+    """Whether vLLM shows its weight-loading bar: not where tqdm's own switch TQDM_DISABLE
+    is on (`--quiet` sets it), which vLLM overrides by passing `disable` to tqdm itself."""
+    return os.environ.get("TQDM_DISABLE", "").lower() not in ("1", "true", "yes")
+
+
 def llm_options(
     model_path: Path | None,
     backend: str,
@@ -66,10 +73,13 @@ def llm_options(
     seed: int,
     tensor_parallel_size: int,
     on_gpu: bool,
+    progress: bool = True,
 ) -> dict[str, Any]:
-    """The keyword arguments of `vllm.LLM` for localgen's in-process engine."""
+    """The keyword arguments of `vllm.LLM` for localgen's in-process engine; `progress`:
+    the weight-loading bar (`load_progress`)."""
     return {
         "model": str(model_path),
+        "use_tqdm_on_load": progress,
         "seed": seed,
         "max_model_len": max_model_len,
         "dtype": "auto" if on_gpu else cpu_dtype(),  # the model's own dtype on a GPU

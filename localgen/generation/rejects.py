@@ -10,7 +10,7 @@ from pathlib import Path
 
 import polars as pl
 
-from localgen.data import content_id, read_frame, read_lines
+from localgen.data import TABLES, check_data_file, content_id, read_frame, read_lines
 from localgen.errors import DataError
 from localgen.generation.store import RunFolder
 from localgen.planning.requests import Rejected
@@ -34,8 +34,7 @@ def read_rejects(path: str | Path) -> list[Rejected]:
     up in the synthetic.parquet next to the file, the run the user reviewed.
     """
     p = Path(path)
-    if not p.is_file():
-        raise DataError(f"reject file not found: {p}")
+    check_data_file(p, "reject file", f".txt, {TABLES}")
     if p.suffix.lower() == ".txt":
         entries: list[tuple[str, str | None]] = [(s, None) for s in read_lines(p) if s]
     else:

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from localgen.artifacts import write_table, write_with
+from localgen.artifacts import failure_reason, write_table, write_with
 from localgen.data import LabeledData, read_documents, read_labeled
 from localgen.errors import OutputError, UsageError
 from localgen.locks import LOCK_FILE
@@ -42,6 +42,14 @@ WRITE_FORMATS = ("parquet", "jsonl")
 CURATED = "curated.parquet"
 CURATION = "curation.json"
 COMPARISON = "comparison.json"
+# Entries of a run folder that --overwrite may remove (besides synthetic.* and hidden
+# caches and temporary files): ours, and those of the later stages that write into it,
+# named here because those stages import this module, not the other way round:
+# report (metrics.json, report.html) and run (models/, documents/).
+RUN_ENTRIES = (
+    MANIFEST, SHARDS, DRAFTS, CHECKS, CURATED, CURATION, COMPARISON,
+    "metrics.json", "report.html", "models", "documents",
+)  # fmt: skip
 
 
 class KeySet:
@@ -132,7 +140,10 @@ class ShardSet:
         return KeySet(pl.scan_parquet(files).select(self.key_column).collect()[self.key_column])
 
     def write(self, records: list[dict[str, Any]], schema: dict[str, Any]) -> Path:
-        self.folder.mkdir(parents=True, exist_ok=True)
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise OutputError(f"cannot create {self.folder}: {failure_reason(e)}") from None
         if self._next is None:  # listed once: a run of a million rows writes 5,000 shards
             self._next = len(self.files())
         path = self.folder / f"part-{self._next:05d}.parquet"
@@ -175,20 +186,28 @@ class RunFolder:
         if self.path.exists() and not self.path.is_dir():
             raise OutputError(f"--out {self.path} is a file; give a folder for the run")
         previous = self.read_manifest()
-        if self.path.is_dir() and self._contents() and not overwrite:
-            if previous is None:
-                raise OutputError(
-                    f"{self.path} is not empty and holds no localgen run; "
-                    "choose another --out or pass --overwrite"
-                )
-            if previous.get("plan", {}).get("fingerprint") not in fingerprints:
-                raise OutputError(
-                    f"{self.path} holds a different run (other task, count, seed or data); "
-                    "choose another --out or pass --overwrite to replace it"
-                )
-        if overwrite and self.path.is_dir():
-            for entry in self._contents():  # the writer lock stays: it is held
-                shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+        plan = (previous or {}).get("plan")
+        fingerprint = plan.get("fingerprint") if isinstance(plan, dict) else None
+        if fingerprint is None:
+            previous = None  # no manifest, or a manifest.json of something else
+        contents = self._contents() if self.path.is_dir() else []
+        if contents and previous is None:
+            # Never removed, --overwrite or not: localgen did not write them.
+            names = sorted(p.name for p in contents)
+            shown = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
+            raise OutputError(
+                f"{self.path} holds no localgen run: it holds files localgen did not write "
+                f"({shown}); choose an empty or new folder"
+            )
+        if contents and not overwrite and fingerprint not in fingerprints:
+            raise OutputError(
+                f"{self.path} holds a different run (other task, count, seed or data); "
+                "choose another --out or pass --overwrite to replace it"
+            )
+        if overwrite and contents:
+            for entry in contents:
+                if self._written_by_localgen(entry):  # the user's own files stay
+                    shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
             previous = None
         try:
             self.shards.mkdir(parents=True, exist_ok=True)
@@ -216,6 +235,18 @@ class RunFolder:
         killed then, while its engine loaded, stored nothing and starts afresh."""
         return [p for p in self.path.iterdir() if not self._before_manifest(p)]
 
+    @staticmethod
+    def _written_by_localgen(entry: Path) -> bool:
+        """What the commands that work on a run folder write in it (and --overwrite
+        replaces): this module's files, curate's, report's, and run's classifiers and
+        labelled documents; the writer lock is held, so it stays."""
+        name = entry.name
+        return (
+            name in RUN_ENTRIES
+            or name.startswith((f"{OUTPUT_STEM}.", ".embeddings-"))
+            or (name.startswith(".") and name.endswith(".tmp"))
+        )
+
     def _before_manifest(self, entry: Path) -> bool:
         if entry.name == LOCK_FILE:
             return True
@@ -232,10 +263,7 @@ class RunFolder:
             state = manifest.get("status") if manifest else None
             hint = f" (status: {state}; rerun generate to finish it)" if state else ""
             raise OutputError(f"{self.path} has no {table.name}{hint}")
-        try:
-            return pl.read_parquet(table, columns=columns)
-        except (pl.exceptions.PolarsError, OSError) as e:
-            raise OutputError(f"{table}: cannot read: {str(e).strip().splitlines()[0]}") from None
+        return read_table(table, columns)
 
     def chosen_table(self, source: str = "auto") -> Path:
         """The table of the rows to use: curated rows (auto: when curate has run) or all
@@ -251,7 +279,7 @@ class RunFolder:
     def chosen_rows(self, source: str = "auto") -> tuple[pl.DataFrame, str]:
         """(rows, file name) of `chosen_table`."""
         table = self.chosen_table(source)
-        rows = self.read_rows() if table == self.output_table else pl.read_parquet(table)
+        rows = self.read_rows() if table == self.output_table else read_table(table)
         return rows, table.name
 
     def real_data(
@@ -313,6 +341,15 @@ class RunFolder:
             write_with(path, write)
             written.append(path)
         return written
+
+
+def read_table(table: Path, columns: list[str] | None = None) -> pl.DataFrame:
+    """A Parquet table of the run (of `columns`, else all); OutputError naming it when it
+    cannot be read."""
+    try:
+        return pl.read_parquet(table, columns=columns)
+    except (pl.exceptions.PolarsError, OSError) as e:
+        raise OutputError(f"{table}: cannot read: {failure_reason(e)}") from None
 
 
 SORTED_AT_ONCE = 2_000  # rows of a label per bucket when the output table is written
@@ -418,12 +455,17 @@ def export_rows(
         raise OutputError(f"{run_dir} is not a localgen run folder (no manifest.json)")
     table = run.chosen_table(source)
     rows = pl.scan_parquet(table)
-    if columns == "minimal":
-        rows = rows.select("text", "label")
+    try:  # from the file's footer: a damaged input is named here, before anything is written
+        count = rows.select(pl.len()).collect().item()
+        if columns == "minimal":
+            rows = rows.select("text", "label")
+        schema = rows.collect_schema()
+    except (pl.exceptions.PolarsError, OSError) as e:
+        raise OutputError(f"{table}: cannot read: {failure_reason(e)}") from None
     if out.suffix == ".csv":  # CSV has no lists: each becomes a JSON array
         rows = rows.with_columns(
             pl.col(name).map_batches(_json_arrays, return_dtype=pl.String)
-            for name, dtype in rows.collect_schema().items()
+            for name, dtype in schema.items()
             if isinstance(dtype, pl.List)
         )
     try:
@@ -439,12 +481,7 @@ def export_rows(
         else:
             rows.sink_parquet(path)
 
-    try:  # streamed: memory holds a batch of rows, not the table
-        write_with(out, sink)
-        count = pl.scan_parquet(table).select(pl.len()).collect().item()
-    except pl.exceptions.PolarsError as e:
-        why = str(e).strip().splitlines()[0]
-        raise OutputError(f"{table}: cannot read: {why}") from None
+    write_with(out, sink)  # streamed: memory holds a batch of rows; a failure names `out`
     return out, count
 
 

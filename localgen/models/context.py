@@ -24,6 +24,8 @@ def model_context(path: Path | None) -> int | None:
         config = json.loads((path / "config.json").read_text())
     except (OSError, ValueError):
         return None
+    if not isinstance(config, dict):  # check_model_folder says what is wrong with it
+        return None
     config = config.get("text_config", config)  # multimodal configs nest the text model
     for key in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
         if isinstance(config.get(key), int) and config[key] > 0:

@@ -55,17 +55,34 @@ def check_model_folder(path: Path) -> ModelRef:
     config = path / "config.json"
     if not config.is_file():
         raise ModelError(f"{path} is not a model folder: it has no config.json")
-    try:
-        json.loads(config.read_text())
-    except ValueError:
-        raise ModelError(f"{config}: not valid JSON") from None
+    architecture = _read_config(path).get("model_type")
     if not any(path.glob("*.safetensors")) and not any(path.glob("*.bin")):
         raise ModelError(f"{path} is not a model folder: no *.safetensors or *.bin weights")
     if not any(
         (path / f).is_file() for f in ("tokenizer.json", "tokenizer.model", "tokenizer_config.json")
     ):
         raise ModelError(f"{path} is not a model folder: no tokenizer files")
+    if not isinstance(architecture, str) or not architecture:
+        # vLLM and transformers would say so only while loading, in pydantic's many lines.
+        raise ModelError(
+            f"model folder {path}: config.json lacks model_type (the architecture, e.g. "
+            '"llama"): the copy is damaged or is not a Hugging Face model'
+        )
     return ModelRef(name=path.name, path=path.resolve(), config_hash=sha256_file(config)[:16])
+
+
+def _read_config(path: Path) -> dict[str, object]:
+    """The model folder's config.json; ModelError when it is not a JSON object."""
+    damaged = f"model folder {path}: config.json"
+    try:
+        config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError):
+        raise ModelError(f"{damaged} is not valid JSON: the copy is damaged") from None
+    except OSError as e:
+        raise ModelError(f"{damaged} cannot be read: {e.strerror}") from None
+    if not isinstance(config, dict):
+        raise ModelError(f"{damaged} is not a JSON object: the copy is damaged")
+    return config
 
 
 def local_folder(spec: str) -> Path:

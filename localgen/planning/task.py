@@ -202,14 +202,28 @@ def strategy_weights(value: object) -> dict[str, float]:
     raise ValueError("strategy must be a name, a list of names or a table of weights")
 
 
+# What a name checked against a pattern may hold, in words: pydantic's message quotes the regex.
+NAME_RULES = {
+    "labels": "a label name is letters, digits, _, spaces and . & / + : - "
+    "(at most 64 characters, starting with a letter, digit or _)",
+    "attributes": "a pool name is letters, digits, _ and - "
+    "(at most 40 characters, starting with a letter or _)",
+}
+
+
 def _format_validation_error(err: ValidationError) -> str:
     first = err.errors()[0]
+    loc = [str(p) for p in first["loc"]]
     # A key with a line break or other control character is quoted: the error stays one line.
-    parts = [str(p) if str(p).isprintable() else json.dumps(str(p)) for p in first["loc"]]
+    parts = [p if p.isprintable() else json.dumps(p) for p in loc]
     where = ".".join(parts) or "(top level)"
     msg = first["msg"]
     if first["type"] == "extra_forbidden":
         msg = "unknown key (check the spelling)"
+    elif first["type"] == "string_pattern_mismatch" and loc[-1:] == ["[key]"] and len(loc) >= 3:
+        kind, name = loc[-3], parts[-2]  # a key of [labels] or of an attributes table
+        where = f"label {name!r}" if kind == "labels" else f"{'.'.join(parts[:-2])} {name!r}"
+        msg = NAME_RULES.get(kind, "holds characters that are not allowed")
     more = f" (and {err.error_count() - 1} more problems)" if err.error_count() > 1 else ""
     return f"{where}: {msg}{more}"
 

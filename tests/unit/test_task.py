@@ -4,7 +4,7 @@ import pytest
 
 from localgen.errors import TaskError
 from localgen.planning.task import load_task, parse_task
-from tests.conftest import EXAMPLE_TASK, TASK_TOML
+from tests.helpers import EXAMPLE_TASK, TASK_TOML
 
 
 def test_example_task_is_valid() -> None:
@@ -39,7 +39,10 @@ def test_defaults_and_long_texts() -> None:
             'description = "b"\n',
             "differ only in letter case",
         ),
-        ('name = "x"\ncontext = "y"\n[labels."say \\"hi\\""]\ndescription = "a"\n', "labels."),
+        (
+            'name = "x"\ncontext = "y"\n[labels."say \\"hi\\""]\ndescription = "a"\n',
+            "a label name is letters",
+        ),
         ("name = ", "not valid TOML"),
     ],
 )

@@ -1,6 +1,6 @@
 """Errors a user can act on. The CLI turns each into one line on stderr and an exit code.
 
-Exit codes (documented in the README):
+Exit codes (documented in docs/reliability.md, "Errors and exit codes"):
   1  the work could not be done (bad file contents, a model that will not load, ...)
   2  the command line itself is wrong (click's own usage errors also use 2)
   130 interrupted (Ctrl-C)

@@ -1,6 +1,6 @@
 """The transformers engine: Outlines on a plain Hugging Face model, for platforms vLLM
-does not support. About 5x slower than vLLM on a CPU (see docs/benchmarks), but it needs
-only torch and transformers.
+does not support. About 5x slower than vLLM on a CPU (docs/measurements.md, "vLLM against
+transformers + Outlines"), but it needs only torch and transformers.
 
 The requests the feed has room for are grouped by schema and sampling settings (a batch
 is sampled with one temperature and top-p, through one compiled generator) and sent in

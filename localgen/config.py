@@ -282,7 +282,7 @@ def parse_weight(value: str | float) -> str | float:
         return "auto"
     weight = float(value)
     if not weight >= 0 or weight == float("inf"):
-        raise ValueError(f"the synthetic weight must be auto or a number >= 0, not {value}")
+        raise ValueError(f"a weight must be auto or a number >= 0, not {value}")
     return weight
 
 

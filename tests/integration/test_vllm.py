@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import jsonschema
 import polars as pl
@@ -29,6 +30,21 @@ from localgen.planning.task import load_task
 from tests.helpers import EXAMPLE_SEED, EXAMPLE_TASK, EXAMPLE_TEST, ROOT
 
 pytestmark = pytest.mark.slow
+
+
+def _example(out: Path, count: int, *strategies: str, **extra: Any) -> GenerateConfig:
+    """A quiet run of the support-tickets example, its real tickets as seed data."""
+    return GenerateConfig(
+        task_path=EXAMPLE_TASK,
+        out=out,
+        count=count,
+        strategy=strategies,
+        seed_data=EXAMPLE_SEED,
+        text_column="message",
+        label_column="team",
+        quiet=True,
+        **extra,
+    )
 
 
 def _check_rows(
@@ -108,17 +124,7 @@ def test_run_keep_grows_a_real_run_in_rounds_on_one_engine(
     run (new keys and seeds, every row valid, label-checked and scored), and curation
     keeps at most N of each label."""
     out = tmp_path / "run"
-    generation = GenerateConfig(
-        task_path=EXAMPLE_TASK,
-        out=out,
-        count=2,
-        seed=3,
-        seed_data=EXAMPLE_SEED,
-        text_column="message",
-        label_column="team",
-        strategy=("zero-shot",),
-        quiet=True,
-    )
+    generation = _example(out, 2, "zero-shot", seed=3)
     config = RunConfig(generation, EXAMPLE_TEST, keep=3)
     _, curation, rounds = generate_and_curate(config, lambda _: None, vllm_engine, builtin_model)
     manifest = json.loads((out / "manifest.json").read_text())
@@ -204,16 +210,7 @@ def test_same_seed_same_rows_on_the_same_engine(
 
 
 def test_few_shot_rows_name_their_examples(vllm_engine, builtin_model, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    config = GenerateConfig(
-        task_path=EXAMPLE_TASK,
-        out=tmp_path / "run",
-        count=2,
-        quiet=True,
-        strategy=("few-shot",),
-        seed_data=EXAMPLE_SEED,
-        text_column="message",
-        label_column="team",
-    )
+    config = _example(tmp_path / "run", 2, "few-shot")
     generate(config, engine=vllm_engine, model=builtin_model)
     rows = _check_rows(tmp_path / "run", 2, load_task(EXAMPLE_TASK).label_names)
     assert set(rows["strategy"]) == {"few-shot"}
@@ -226,17 +223,7 @@ def test_rows_written_from_the_users_documents(vllm_engine, builtin_model, tmp_p
     from localgen.data import read_documents
 
     inbox = EXAMPLE_TASK.parent / "inbox.csv"
-    config = GenerateConfig(
-        task_path=EXAMPLE_TASK,
-        out=tmp_path / "run",
-        count=2,
-        quiet=True,
-        strategy=("from-documents",),
-        seed_data=EXAMPLE_SEED,
-        documents=inbox,
-        text_column="message",
-        label_column="team",
-    )
+    config = _example(tmp_path / "run", 2, "from-documents", documents=inbox)
     generate(config, engine=vllm_engine, model=builtin_model)
     rows = _check_rows(tmp_path / "run", 2, load_task(EXAMPLE_TASK).label_names)
     documents = set(read_documents(inbox, "message")[0]["id"])
@@ -252,16 +239,8 @@ def test_every_strategy_in_one_run(vllm_engine, builtin_model, tmp_path: Path) -
     The first pass holds ~4,000 prompt tokens (few-shot and contrastive prompts are long):
     more than one engine step takes, which crashed vLLM's CPU build with chunked prefill.
     """
-    config = GenerateConfig(
-        task_path=EXAMPLE_TASK,
-        out=tmp_path / "run",
-        count=10,
-        quiet=True,
-        strategy=("zero-shot", "few-shot", "contrastive", "attributes", "hierarchical"),
-        seed_data=EXAMPLE_SEED,
-        text_column="message",
-        label_column="team",
-    )
+    strategies = ("zero-shot", "few-shot", "contrastive", "attributes", "hierarchical")
+    config = _example(tmp_path / "run", 10, *strategies)
     result = generate(config, engine=vllm_engine, model=builtin_model)
     rows = _check_rows(tmp_path / "run", 10, load_task(EXAMPLE_TASK).label_names)
     assert rows.group_by("strategy").len().sort("strategy").rows() == [

@@ -8,8 +8,8 @@ real rows). `localgen label` labels them with each model, the real rows as examp
 as the few-shot classifier, on one vLLM engine per model (documents per second measured
 there). Then the frozen all-MiniLM-L6-v2 + logistic-regression classifier on:
 - real only;
-- + self-training: the real-only classifier's own most confident documents per predicted
-  label (as many per label as `label` chooses at most), weight 1: the classifier alone;
+- + self-training: the real-only classifier's own 64 most confident documents per
+  predicted label (SELF_TRAINING, or --per-label), weight 1: the classifier alone;
 - + documents, auto: the rows `label` chose, at the weight `train --documents` chooses;
 - + documents, 1: the same rows at weight 1;
 - with --generate N (rows per label, each model on its own engine, curated with the
@@ -65,6 +65,7 @@ from localgen.offline import apply_offline_env  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 PER_LABEL = 8
+SELF_TRAINING = 64  # documents per predicted label that self-training adds
 
 
 def prepare(name: str, out: Path, documents: int, seed: int) -> Path:
@@ -207,7 +208,7 @@ def evaluate(args: argparse.Namespace, name: str, model_name: str, encoder: Any)
         )
         .sort("confidence", descending=True)
         .group_by("label", maintain_order=True)
-        .head(args.per_label)
+        .head(args.per_label or SELF_TRAINING)
     )
     sets = {
         "+ self-training, 1": (own.select("id", "text", "label"), 1.0),

@@ -51,9 +51,9 @@ from localgen.config import EngineSettings, LabelConfig
     "--per-label",
     type=click.IntRange(min=0),
     default=LabelConfig.per_label,
-    show_default=True,
-    help="Documents chosen to train on per label at most: the most confident of those "
-    "the model and the few-shot classifier agree on.",
+    help="Documents chosen to train on per label at most, the most confident first. "
+    "Default: every document the model and the few-shot classifier agree on (without "
+    "--seed-data: the 64 most confident per label).",
 )
 @click.option(
     "--limit",
@@ -97,7 +97,7 @@ def label(
     label_column: str,
     out: Path,
     examples: int,
-    per_label: int,
+    per_label: int | None,
     limit: int | None,
     sample: int | None,
     seed: int,

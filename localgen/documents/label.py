@@ -229,9 +229,10 @@ def label_documents(
         if previous is not None and len(done):
             say(f"resuming {config.out}: {len(done)} of {documents.height} documents answered")
         manifest = _started(config, task.model_dump(), fingerprint, prompt, documents, read)
-        if previous is not None:  # what the earlier, interrupted processes asked and took
-            earlier = (previous.get("timings") or {}).get("sessions") or []
-            manifest["timings"]["sessions"] = list(earlier)
+        if previous is not None:
+            # What the earlier processes asked and took; a rerun that asks nothing (to
+            # choose again) keeps the speed they measured.
+            manifest["timings"] = dict(previous.get("timings") or {})
         manifest["model"] = {
             "name": model.name,
             "path": model.where,

@@ -160,9 +160,11 @@ def prepared_model(spec: str | None) -> ModelRef | None:
 
 
 def _model_path(spec: str) -> Path:
-    """A path as given, else a name under ./models/, else under the localgen home."""
+    """A path as given, else a name under ./models/, else under the localgen home. A bare
+    name that is also a folder here without config.json (a run folder named after the
+    model, say) names the model under ./models/ or the home where there is one."""
     path = Path(spec).expanduser()
-    if path.exists() or "/" in spec:
+    if "/" in spec or (path.exists() and (path / "config.json").is_file()):
         return path
     for root in (Path("models"), localgen_home() / "models"):
         if (root / spec).exists():

@@ -16,7 +16,7 @@ from localgen.cli import cli
 from localgen.config import EngineSettings, LabelConfig, TrainConfig
 from localgen.data import read_documents
 from localgen.documents.asking import DocumentPrompt, label_probabilities
-from localgen.documents.choose import calibrate, choose
+from localgen.documents.choose import UNCHECKED_PER_LABEL, calibrate, choose, summary
 from localgen.documents.label import chosen_documents, label_documents
 from localgen.engines.base import Completion, Feed
 from localgen.engines.fake import FakeEngine
@@ -130,6 +130,26 @@ def test_the_choice_keeps_the_most_confident_agreed_documents_per_label() -> Non
     assert chosen["rank"].to_list() == [0, 1, None, 0, 1, None]
     assert chosen["chosen"].to_list() == [True, False, False, True, False, False]
     assert chosen["confidence"][0] == pytest.approx(math.sqrt(0.9 * 0.9))
+
+
+def test_without_a_cap_every_agreed_document_is_chosen_and_unchecked_labels_are_capped() -> None:
+    rows = 70
+    frame = pl.DataFrame(
+        {
+            "label": ["a"] * rows + ["b"],
+            "p_model_a": [0.9] * rows + [0.3],
+            "p_model_b": [0.1] * rows + [0.7],
+            "p_classifier_a": [0.8] * (rows - 1) + [0.1, 0.2],
+            "p_classifier_b": [0.2] * (rows - 1) + [0.9, 0.8],
+        }
+    )
+    chosen = choose(frame, ["a", "b"], per_label=None)
+    # Every document both agree on, beyond the old cap of 64; the one they disagree on out.
+    assert chosen["chosen"].to_list() == [True] * (rows - 1) + [False, True]
+    assert summary(chosen, ["a", "b"], None)["cap"] is None
+    unchecked = choose(frame.drop("p_classifier_a", "p_classifier_b"), ["a", "b"], None)
+    assert unchecked["chosen"].sum() == UNCHECKED_PER_LABEL + 1
+    assert summary(unchecked, ["a", "b"], None)["cap"] == UNCHECKED_PER_LABEL
 
 
 def _documents(tmp_path: Path, texts: list[str], name: str = "docs.csv") -> Path:

@@ -134,6 +134,9 @@ def test_bundle_then_unbundle_installs_an_identical_verified_copy(
     assert verify_checksums(target) == []
     # A name now finds it in the localgen home, from any working directory.
     assert models.resolve_model("my-model").path == target.resolve()
+    # ... also where a run folder here is named after it (`label --out my-model`).
+    (tmp_path / "elsewhere" / "my-model" / "answers").mkdir(parents=True)
+    assert models.resolve_model("my-model").path == target.resolve()
     listed = json.loads(_cli("models", "list", "--json").stdout)
     entry = next(m for m in listed if m["name"] == "my-model")
     assert entry["source"] == "home" and entry["checksums"] is True

@@ -95,10 +95,8 @@ class LabelConfig:
     examples: int = (
         4  # real examples of each label in the prompt (fewer where the context is short)
     )
-    # Documents chosen per label at most, the most confident first. None: every document
-    # the model and the few-shot classifier agree on (without real rows: the 64 most
-    # confident, localgen.documents.choose.UNCHECKED_PER_LABEL).
-    per_label: int | None = None
+    per_label: int | None = None  # documents chosen per label at most; None: all both agree on
+    # (without real rows nothing checks the labels: 64, documents.choose.UNCHECKED_PER_LABEL)
     limit: int | None = None  # label only the first N documents
     sample: int | None = None  # label N documents drawn at random (with the seed)
     seed: int = SEED

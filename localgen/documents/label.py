@@ -347,6 +347,7 @@ def _ask(
         buffer: list[dict[str, Any]] = []
         last = time.monotonic()
         answered = len(done)
+        tokens = {"prompt": 0, "cached": 0, "reported": 0}  # this process's prompts
         try:
             for completion in active.generate(feed):
                 request = feed.answered(completion.key)
@@ -367,6 +368,10 @@ def _ask(
                 )
                 answered += 1
                 progress.advance(1, completion.prompt_tokens)
+                tokens["prompt"] += completion.prompt_tokens
+                if completion.cached_tokens is not None:
+                    tokens["cached"] += completion.cached_tokens
+                    tokens["reported"] += 1
                 if len(buffer) >= config.shard_rows or time.monotonic() - last > SHARD_SECONDS:
                     _flush(folder, buffer, manifest, answered)
                     buffer, last = [], time.monotonic()
@@ -374,13 +379,23 @@ def _ask(
             # this process's share, kept by a resumed run: a whole job's speed is the sum
             sessions = timings.setdefault("sessions", [])
             asked_here = answered - len(done)
-            sessions.append({"documents": asked_here, "label_s": round(time.monotonic() - t0, 3)})
+            sessions.append(
+                {
+                    "documents": asked_here,
+                    "label_s": round(time.monotonic() - t0, 3),
+                    "prompt_tokens": tokens["prompt"],
+                    # what vLLM's prefix cache served of them (None: the engine does not say)
+                    "cached_prompt_tokens": tokens["cached"] if tokens["reported"] else None,
+                }
+            )
             _flush(folder, buffer, manifest, answered)
             progress.close()
         timings["label_s"] = round(time.monotonic() - t0, 3)
         timings["documents_per_s"] = round(
             (answered - len(done)) / max(timings["label_s"], 1e-9), 3
         )
+        if tokens["reported"]:
+            timings["prefix_cache_share"] = round(tokens["cached"] / max(tokens["prompt"], 1), 4)
 
 
 def _flush(

@@ -40,6 +40,10 @@ class Completion:
     # sampled token first, then the most likely alternatives, each as (decoded text,
     # log-probability). None where not asked for or the engine cannot give them.
     top_logprobs: tuple[tuple[tuple[str, float], ...], ...] | None = None
+    # Prompt tokens the engine's prefix cache served instead of computing them (vLLM's
+    # num_cached_tokens; a server's usage.prompt_tokens_details.cached_tokens). None
+    # where the engine does not say.
+    cached_tokens: int | None = None
 
 
 class Feed:

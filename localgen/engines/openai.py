@@ -228,6 +228,7 @@ class OpenAIEngine:
                 prompt_tokens=int(usage.get("prompt_tokens") or 0),
                 completion_tokens=int(usage.get("completion_tokens") or 0),
                 mean_logprob=sum(logprobs) / len(logprobs) if logprobs else None,
+                cached_tokens=_cached_tokens(usage),
             )
         except (ValueError, KeyError, IndexError, TypeError):
             snippet = json.dumps(response.text[:200])
@@ -254,3 +255,10 @@ class OpenAIEngine:
     def close(self) -> None:
         self.closing.set()
         self.client.close()
+
+
+def _cached_tokens(usage: dict[str, Any]) -> int | None:
+    """The prompt tokens the server's prefix cache served, where it reports them (vLLM's
+    server with --enable-prompt-tokens-details, OpenAI's own API)."""
+    cached = (usage.get("prompt_tokens_details") or {}).get("cached_tokens")
+    return int(cached) if isinstance(cached, int) else None

@@ -71,6 +71,7 @@ def server_command(model: ModelRef, config: ServeConfig, gpu: bool) -> list[str]
         json.dumps(structured_outputs(config.backend)),
         "--generation-config",
         "vllm",  # sampling defaults from the request, not from the model folder
+        "--enable-prompt-tokens-details",  # usage says what the prefix cache served
     ]
     if config.tensor_parallel_size > 1:
         command += ["--tensor-parallel-size", str(config.tensor_parallel_size)]

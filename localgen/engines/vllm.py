@@ -156,6 +156,7 @@ class VllmEngine:
                         completion_tokens=n_out,
                         mean_logprob=None if total is None or not n_out else total / n_out,
                         top_logprobs=_alternatives(choice) if wanted.pop(key) else None,
+                        cached_tokens=out.num_cached_tokens,
                     )
         finally:
             # Interrupted mid-batch: drop what is still queued so the engine can be reused.

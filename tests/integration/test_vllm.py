@@ -319,6 +319,39 @@ def test_documents_are_labelled_with_every_labels_probability(  # type: ignore[n
     manifest = json.loads((result.out / "manifest.json").read_text())
     assert manifest["engine"]["name"] == "vllm" and manifest["egress"]["blocked_attempts"] == 0
     assert manifest["status"] == "complete" and manifest["timings"]["documents_per_s"] > 0
+    [session] = manifest["timings"]["sessions"]
+    assert session["prompt_tokens"] == table["prompt_tokens"].sum()
+    cached = session["cached_prompt_tokens"]  # the engine reports what its cache served
+    assert manifest["timings"]["prefix_cache_share"] == round(cached / session["prompt_tokens"], 4)
+
+
+def test_the_prefix_cache_serves_the_shared_part_of_a_prompt(vllm_engine) -> None:  # type: ignore[no-untyped-def]
+    """A document's prompt shares all but the document with the others (the task, the
+    labels, the real examples: ~500 tokens here). Asked after one such prompt, the next
+    one computes only its own tokens: vLLM's own counter says what its cache served."""
+    from dataclasses import replace
+
+    from localgen.data import read_task_data
+    from localgen.documents.asking import DocumentPrompt
+
+    task = load_task(EXAMPLE_TASK)
+    seed = read_task_data(EXAMPLE_SEED, "message", "team", task.label_names)
+    prompt = DocumentPrompt(task, seed, 4, 0, vllm_engine.context, None)
+    tickets = pl.read_csv(EXAMPLE_TEST)["message"].to_list()[:3]
+    # A prefix no earlier request had: the cache starts cold for it.
+    fresh = f"Batch {time.time_ns()}.\n"
+    asked = [prompt.ask(f"doc-{i}", text, i).request for i, text in enumerate(tickets)]
+    first, second, third = (replace(r, prompt=fresh + r.prompt) for r in asked)
+    [cold] = vllm_engine.generate([first])
+    [warm] = vllm_engine.generate([second])
+    assert cold.prompt_tokens > 400 and cold.cached_tokens is not None
+    assert cold.cached_tokens < cold.prompt_tokens / 5  # at most the chat template's start
+    computed = warm.prompt_tokens - (warm.cached_tokens or 0)
+    assert computed < warm.prompt_tokens / 5, (warm.prompt_tokens, warm.cached_tokens)
+    # A request with another prefix is not served from it.
+    other = replace(third, prompt="Another batch.\n" + third.prompt)
+    [unrelated] = vllm_engine.generate([other])
+    assert unrelated.cached_tokens is not None and unrelated.cached_tokens < 64
 
 
 def test_token_budget_holds_for_the_real_tokenizer(builtin_model) -> None:  # type: ignore[no-untyped-def]

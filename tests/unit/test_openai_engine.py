@@ -258,6 +258,7 @@ def test_serve_passes_localgens_engine_settings_to_vllms_server(tmp_path: Path) 
         "disable_any_whitespace": True,
     }
     assert "--enforce-eager" in cpu and "--no-enable-chunked-prefill" in cpu
+    assert "--enable-prompt-tokens-details" in cpu  # usage says what the prefix cache served
     assert "--tensor-parallel-size" not in cpu
     gpu = server_command(
         model,
@@ -385,3 +386,12 @@ def test_serve_refuses_the_network_without_a_key_and_hands_vllm_the_key_privatel
     assert "--api-key" not in command and "sk-secret" not in " ".join(command)
     assert server_env("sk-secret")["VLLM_API_KEY"] == "sk-secret"  # the environment only
     assert "VLLM_API_KEY" not in server_env(None)  # no key means none, whatever was set
+
+
+def test_what_the_servers_prefix_cache_served_is_read_where_it_is_reported() -> None:
+    from localgen.engines.openai import _cached_tokens
+
+    assert _cached_tokens({"prompt_tokens_details": {"cached_tokens": 64}}) == 64
+    assert _cached_tokens({"prompt_tokens_details": {"cached_tokens": 0}}) == 0
+    assert _cached_tokens({"prompt_tokens": 100}) is None
+    assert _cached_tokens({"prompt_tokens_details": None}) is None

@@ -8,6 +8,9 @@ task's labelling prompt with 4 real tickets per label):
 - one request alone (cold: nothing of its prefix cached), then a second with the same
   prefix and another ticket (warm): wall time and vLLM's own count of prompt tokens its
   cache served (num_cached_tokens);
+- a third request with the same prefix and another ticket whose answer is the label's
+  name alone (a regex over the names, `BareLabel`) instead of `{"label":"<name>"}`: what
+  the answer's form costs once the prefix is cached;
 - the same pair again with a third fresh prefix, each asked for one token only (vLLM's
   own `LLM.chat`, max_tokens=1): the prefill alone, without the answer's decoding steps;
 - then --batch requests with another fresh prefix, all handed to the engine at once, as
@@ -20,9 +23,10 @@ Run: python bench/prefix_cache.py --models builtin qwen-0.5b
 from __future__ import annotations
 
 import argparse
+import re
 import statistics
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import polars as pl
@@ -30,6 +34,23 @@ import polars as pl
 from localgen.offline import apply_offline_env
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class BareLabel:
+    """An answer that is one of `labels`' names and nothing else (vLLM's regex form)."""
+
+    labels: tuple[str, ...]
+
+    @property
+    def regex(self) -> str:
+        return "(?:" + "|".join(re.escape(n) for n in self.labels) + ")"
+
+    @property
+    def max_tokens(self) -> int:
+        return max(len(n.encode()) for n in self.labels) + 2
+
+
 EXAMPLE = ROOT / "examples" / "support-tickets"
 
 
@@ -53,6 +74,8 @@ def measure(model_name: str, trials: int, batch: int) -> dict[str, float]:
     one_token = SamplingParams(max_tokens=1, temperature=0.0)
     cold_s, warm_s, cold_computed, warm_computed, shares = [], [], [], [], []
     prefill_cold: list[float] = []
+    bare_s: list[float] = []
+    tokens: dict[str, int] = {}
     prefill_warm: list[float] = []
     try:
         list(engine.generate([replace(asked[0], prompt="Warm-up.\n" + asked[0].prompt)]))
@@ -66,6 +89,15 @@ def measure(model_name: str, trials: int, batch: int) -> dict[str, float]:
                 [done] = engine.generate([request])
                 times.append(time.perf_counter() - t0)
                 computed.append(done.prompt_tokens - (done.cached_tokens or 0))
+            bare = replace(
+                asked[20 + trial],
+                prompt=fresh + asked[20 + trial].prompt,
+                schema=BareLabel(tuple(task.label_names)),
+            )
+            t0 = time.perf_counter()
+            [named] = engine.generate([bare])
+            bare_s.append(time.perf_counter() - t0)
+            tokens["json"], tokens["bare"] = done.completion_tokens, named.completion_tokens
             fresh = f"Prefill {time.time_ns()}.\n"
             for i, times in enumerate((prefill_cold, prefill_warm)):
                 t0 = time.perf_counter()
@@ -88,6 +120,9 @@ def measure(model_name: str, trials: int, batch: int) -> dict[str, float]:
         "cold_s": cold,
         "warm_s": warm,
         "ratio": warm / cold,
+        "bare_s": statistics.median(bare_s),
+        "json_tokens": tokens["json"],
+        "bare_tokens": tokens["bare"],
         "prefill_cold_s": statistics.median(prefill_cold),
         "prefill_warm_s": statistics.median(prefill_warm),
         "prefill_ratio": statistics.median(prefill_warm) / statistics.median(prefill_cold),
@@ -109,8 +144,9 @@ def main() -> None:
         f"| warm / cold | tokens computed cold / warm | cached share, {args.batch} at once |",
         "|---|---|---|---|---|---|---|---|",
     ]
+    measured = {}
     for name in args.models:
-        got = measure(name, args.trials, args.batch)
+        got = measured[name] = measure(name, args.trials, args.batch)
         lines.append(
             f"| {name} | {got['prompt_tokens']} | {got['cold_s']:.3f} / {got['warm_s']:.3f} | "
             f"{got['ratio']:.2f} | {got['prefill_cold_s']:.3f} / {got['prefill_warm_s']:.3f} | "
@@ -119,6 +155,10 @@ def main() -> None:
         )
         print(lines[-1], flush=True)
     print("\n".join(lines))
+    print("\n| model | answer | tokens | warm s |\n|---|---|---|---|")
+    for name, got in measured.items():
+        print(f'| {name} | {{"label":"<name>"}} | {got["json_tokens"]} | {got["warm_s"]:.3f} |')
+        print(f"| {name} | the name alone | {got['bare_tokens']} | {got['bare_s']:.3f} |")
 
 
 if __name__ == "__main__":

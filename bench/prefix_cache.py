@@ -8,9 +8,11 @@ task's labelling prompt with 4 real tickets per label):
 - one request alone (cold: nothing of its prefix cached), then a second with the same
   prefix and another ticket (warm): wall time and vLLM's own count of prompt tokens its
   cache served (num_cached_tokens);
-- a third request with the same prefix and another ticket whose answer is the label's
-  name alone (a regex over the names, `BareLabel`) instead of `{"label":"<name>"}`: what
-  the answer's form costs once the prefix is cached;
+- two more requests with the same prefix and other tickets, the answer's form changed:
+  `{"label":"<name>"}` all decoded (a plain regex, `Answer`; before localgen started the
+  reply in the prompt, this was every label answer), and the label's name alone. The
+  warm request above is the default: `{"label":"` in the prompt (`LabelChoice`), the
+  rest decoded. What the answer's form costs once the prefix is cached;
 - the same pair again with a third fresh prefix, each asked for one token only (vLLM's
   own `LLM.chat`, max_tokens=1): the prefill alone, without the answer's decoding steps;
 - then --batch requests with another fresh prefix, all handed to the engine at once, as
@@ -34,24 +36,15 @@ import polars as pl
 from localgen.offline import apply_offline_env
 
 ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = ROOT / "examples" / "support-tickets"
 
 
 @dataclass(frozen=True)
-class BareLabel:
-    """An answer that is one of `labels`' names and nothing else (vLLM's regex form)."""
+class Answer:
+    """A constraint that is only a regex: the engine decodes all of it."""
 
-    labels: tuple[str, ...]
-
-    @property
-    def regex(self) -> str:
-        return "(?:" + "|".join(re.escape(n) for n in self.labels) + ")"
-
-    @property
-    def max_tokens(self) -> int:
-        return max(len(n.encode()) for n in self.labels) + 2
-
-
-EXAMPLE = ROOT / "examples" / "support-tickets"
+    regex: str
+    max_tokens: int = 24
 
 
 def measure(model_name: str, trials: int, batch: int) -> dict[str, float]:
@@ -74,7 +67,7 @@ def measure(model_name: str, trials: int, batch: int) -> dict[str, float]:
     one_token = SamplingParams(max_tokens=1, temperature=0.0)
     cold_s, warm_s, cold_computed, warm_computed, shares = [], [], [], [], []
     prefill_cold: list[float] = []
-    bare_s: list[float] = []
+    form_s: dict[str, list[float]] = {"decoded": [], "name": []}
     tokens: dict[str, int] = {}
     prefill_warm: list[float] = []
     try:
@@ -89,15 +82,17 @@ def measure(model_name: str, trials: int, batch: int) -> dict[str, float]:
                 [done] = engine.generate([request])
                 times.append(time.perf_counter() - t0)
                 computed.append(done.prompt_tokens - (done.cached_tokens or 0))
-            bare = replace(
-                asked[20 + trial],
-                prompt=fresh + asked[20 + trial].prompt,
-                schema=BareLabel(tuple(task.label_names)),
-            )
-            t0 = time.perf_counter()
-            [named] = engine.generate([bare])
-            bare_s.append(time.perf_counter() - t0)
-            tokens["json"], tokens["bare"] = done.completion_tokens, named.completion_tokens
+            names = "|".join(re.escape(n) for n in task.label_names)
+            forms = {"decoded": '\\{"label":"(?:' + names + ')"\\}', "name": f"(?:{names})"}
+            for j, (form, regex) in enumerate(forms.items()):
+                r = asked[20 + 2 * trial + j]
+                t0 = time.perf_counter()
+                [other] = engine.generate(
+                    [replace(r, prompt=fresh + r.prompt, schema=Answer(regex))]
+                )
+                form_s[form].append(time.perf_counter() - t0)
+                tokens[form] = other.completion_tokens
+            tokens["started"] = done.completion_tokens
             fresh = f"Prefill {time.time_ns()}.\n"
             for i, times in enumerate((prefill_cold, prefill_warm)):
                 t0 = time.perf_counter()
@@ -120,9 +115,11 @@ def measure(model_name: str, trials: int, batch: int) -> dict[str, float]:
         "cold_s": cold,
         "warm_s": warm,
         "ratio": warm / cold,
-        "bare_s": statistics.median(bare_s),
-        "json_tokens": tokens["json"],
-        "bare_tokens": tokens["bare"],
+        "forms": {
+            "decoded": (tokens["decoded"], statistics.median(form_s["decoded"])),
+            "started": (tokens["started"], warm),
+            "name": (tokens["name"], statistics.median(form_s["name"])),
+        },
         "prefill_cold_s": statistics.median(prefill_cold),
         "prefill_warm_s": statistics.median(prefill_warm),
         "prefill_ratio": statistics.median(prefill_warm) / statistics.median(prefill_cold),
@@ -155,10 +152,15 @@ def main() -> None:
         )
         print(lines[-1], flush=True)
     print("\n".join(lines))
-    print("\n| model | answer | tokens | warm s |\n|---|---|---|---|")
+    print("\n| model | answer | decoding steps | warm s |\n|---|---|---|---|")
+    shown = {
+        "decoded": '`{"label":"<name>"}`, all decoded',
+        "started": '`{"label":"` in the prompt, the rest decoded (the default)',
+        "name": "the name alone",
+    }
     for name, got in measured.items():
-        print(f'| {name} | {{"label":"<name>"}} | {got["json_tokens"]} | {got["warm_s"]:.3f} |')
-        print(f"| {name} | the name alone | {got['bare_tokens']} | {got['bare_s']:.3f} |")
+        for form, (steps, seconds) in got["forms"].items():
+            print(f"| {name} | {shown[form]} | {steps} | {seconds:.3f} |")
 
 
 if __name__ == "__main__":

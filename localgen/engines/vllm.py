@@ -5,6 +5,9 @@ scheduler always has requests waiting and no batch drains before the run's end.
 The engine core runs in this process (no worker processes, no ZMQ), with the settings of
 `engines/vllm_setup.py`. The constraint goes to vLLM's own structured outputs: the row's
 regex for guidance and outlines, its EBNF grammar for xgrammar (`planning/schema.py`).
+A label answer starts the model's reply in the prompt (`LabelChoice.REPLY_START`, the
+chat's last message continued) and constrains the rest; its completion is given back
+whole, as other engines give it.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from localgen.engines.vllm_setup import (
 from localgen.errors import EngineError
 from localgen.models.resolve import ModelRef
 from localgen.planning.requests import Request
+from localgen.planning.schema import LabelChoice
 
 
 def _first_line(e: BaseException) -> str:
@@ -86,9 +90,26 @@ class VllmEngine:
     def _constraint(self, request: Request) -> Any:
         from vllm.sampling_params import StructuredOutputsParams
 
+        schema = request.schema
+        if isinstance(schema, LabelChoice):  # the reply's start is in the prompt
+            if self.backend == "xgrammar":
+                return StructuredOutputsParams(grammar=schema.rest_ebnf)
+            return StructuredOutputsParams(regex=schema.rest_regex)
         if self.backend == "xgrammar":
-            return StructuredOutputsParams(grammar=request.schema.ebnf)
-        return StructuredOutputsParams(regex=request.schema.regex)
+            return StructuredOutputsParams(grammar=schema.ebnf)
+        return StructuredOutputsParams(regex=schema.regex)
+
+    def _enqueue(self, request: Request) -> str:
+        """Hand one request to vLLM; its internal id."""
+        messages: list[Any] = [{"role": "user", "content": request.prompt}]
+        reply: dict[str, Any] = {}
+        if isinstance(request.schema, LabelChoice):
+            messages.append({"role": "assistant", "content": LabelChoice.REPLY_START})
+            reply = {"add_generation_prompt": False, "continue_final_message": True}
+        [internal] = self.llm.enqueue_chat(
+            messages, self.sampling_params(request), use_tqdm=False, **reply
+        )
+        return internal
 
     def sampling_params(self, request: Request) -> Any:
         """vLLM's SamplingParams for a request: its sampling settings, seed and grammar."""
@@ -111,6 +132,7 @@ class VllmEngine:
         keys: dict[str, str] = {}  # vLLM's internal request id -> request key, held ones
         internal_of: dict[str, str] = {}  # external id -> internal id, held ones
         wanted: dict[str, bool] = {}  # request key -> whether it asked for alternatives
+        started: dict[str, bool] = {}  # request key -> whether its reply began in the prompt
         try:
             while True:
                 taken = feed.take(feed.room(len(keys)))
@@ -118,16 +140,13 @@ class VllmEngine:
                     # One at a time, so a request vLLM refuses (a prompt longer than the
                     # context) is one failed row, not a failed batch.
                     try:
-                        [internal] = self.llm.enqueue_chat(
-                            [{"role": "user", "content": r.prompt}],  # type: ignore[arg-type]
-                            self.sampling_params(r),
-                            use_tqdm=False,
-                        )
+                        internal = self._enqueue(r)
                     except Exception as e:  # vLLM raises ValueError and its own errors
                         yield Completion(r.key, "", "error", 0, 0, error=_first_line(e))
                         continue
                     keys[internal] = r.key
                     wanted[r.key] = r.top_logprobs > 0
+                    started[r.key] = isinstance(r.schema, LabelChoice)
                     # enqueue returns internal ids ("7-a1b2c3"); outputs carry the external.
                     internal_of[internal.rsplit("-", 1)[0]] = internal
                 if not keys:
@@ -148,14 +167,18 @@ class VllmEngine:
                     choice = out.outputs[0]  # type: ignore[index]
                     n_out = len(choice.token_ids)
                     total = choice.cumulative_logprob
+                    steps = _alternatives(choice) if wanted.pop(key) else None
+                    start = LabelChoice.REPLY_START if started.pop(key) else ""
+                    if start and steps is not None:  # given, as if written with certainty
+                        steps = (((start, 0.0),),) + steps
                     yield Completion(
                         key=key,
-                        text=choice.text,
+                        text=start + choice.text,
                         finish_reason=str(choice.finish_reason),
                         prompt_tokens=len(out.prompt_token_ids or ()),
                         completion_tokens=n_out,
                         mean_logprob=None if total is None or not n_out else total / n_out,
-                        top_logprobs=_alternatives(choice) if wanted.pop(key) else None,
+                        top_logprobs=steps,
                         cached_tokens=out.num_cached_tokens,
                     )
         finally:

@@ -195,6 +195,27 @@ class LabelChoice:
         longest = max(len(_label_json(n).encode()) for n in self.labels)
         return len('{"label":""}') + longest + 2
 
+    # An engine that can start the model's reply itself (vLLM: the chat's last message,
+    # continued) writes REPLY_START into the prompt and constrains only the rest: the
+    # model reads the same tokens, but they are computed with the prompt instead of in
+    # decoding steps of their own (on the example task, 3-4 steps instead of 7).
+    REPLY_START = '{"label":"'
+
+    @cached_property
+    def rest_regex(self) -> str:
+        """`regex` after REPLY_START."""
+        choices = "|".join(_regex_literal(_label_json(name)) for name in self.labels)
+        return f'(?:{choices})"\\}}'
+
+    @property
+    def rest_ebnf(self) -> str:
+        """`ebnf` after REPLY_START."""
+        quoted = [
+            '"' + _label_json(n).replace("\\", "\\\\").replace('"', '\\"') + '"'
+            for n in self.labels
+        ]
+        return f'root ::= ({" | ".join(quoted)}) "\\"}}"'
+
     def parse(self, raw: str) -> tuple[dict[str, Any] | None, str]:
         try:
             answer = json.loads(raw)

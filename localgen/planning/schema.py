@@ -64,6 +64,11 @@ def _none_of(chars: str, dash: bool = False) -> str:
     return f"[^{chars}{'-' if dash else ''}]"
 
 
+def _ebnf_literal(text: str) -> str:
+    """`text` as a quoted EBNF string literal."""
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
 def _regex_literal(text: str) -> str:
     """`text` as a regex that matches it exactly (the dialects differ in what they allow
     escaped, so only metacharacters are escaped)."""
@@ -177,29 +182,19 @@ class LabelChoice:
             "additionalProperties": False,
         }
 
-    @cached_property
-    def regex(self) -> str:
-        choices = "|".join(_regex_literal(_label_json(name)) for name in self.labels)
-        return f'\\{{"label":"(?:{choices})"\\}}'
-
-    @property
-    def ebnf(self) -> str:
-        quoted = [
-            '"' + _label_json(n).replace("\\", "\\\\").replace('"', '\\"') + '"'
-            for n in self.labels
-        ]
-        return f'root ::= "{{\\"label\\":\\"" ({" | ".join(quoted)}) "\\"}}"'
-
-    @property
-    def max_tokens(self) -> int:
-        longest = max(len(_label_json(n).encode()) for n in self.labels)
-        return len('{"label":""}') + longest + 2
-
     # An engine that can start the model's reply itself (vLLM: the chat's last message,
     # continued) writes REPLY_START into the prompt and constrains only the rest: the
     # model reads the same tokens, but they are computed with the prompt instead of in
     # decoding steps of their own (on the example task, 3-4 steps instead of 7).
     REPLY_START = '{"label":"'
+
+    @cached_property
+    def regex(self) -> str:
+        return _regex_literal(self.REPLY_START) + self.rest_regex
+
+    @property
+    def ebnf(self) -> str:
+        return f"root ::= {_ebnf_literal(self.REPLY_START)} {self._rest_ebnf}"
 
     @cached_property
     def rest_regex(self) -> str:
@@ -210,11 +205,18 @@ class LabelChoice:
     @property
     def rest_ebnf(self) -> str:
         """`ebnf` after REPLY_START."""
-        quoted = [
-            '"' + _label_json(n).replace("\\", "\\\\").replace('"', '\\"') + '"'
-            for n in self.labels
-        ]
-        return f'root ::= ({" | ".join(quoted)}) "\\"}}"'
+        return f"root ::= {self._rest_ebnf}"
+
+    @property
+    def _rest_ebnf(self) -> str:
+        quoted = " | ".join(_ebnf_literal(_label_json(n)) for n in self.labels)
+        closing = _ebnf_literal('"}')
+        return f"({quoted}) {closing}"
+
+    @property
+    def max_tokens(self) -> int:
+        longest = max(len(_label_json(n).encode()) for n in self.labels)
+        return len('{"label":""}') + longest + 2
 
     def parse(self, raw: str) -> tuple[dict[str, Any] | None, str]:
         try:

@@ -138,13 +138,13 @@ def _share(agrees: pl.Series) -> float:
     return round(int(agrees.fill_null(False).sum()) / max(len(agrees), 1), 4)
 
 
-def cap(frame: pl.DataFrame, labels: Sequence[str], per_label: int | None) -> int | None:
+def cap(per_label: int | None, checked: bool) -> int | None:
     """How many documents each label keeps at most: `per_label` where given; else none
-    (every agreed document) where the few-shot classifier checks the labels, and
-    UNCHECKED_PER_LABEL where it does not."""
+    (every agreed document) where the few-shot classifier `checked` the labels, and
+    UNCHECKED_PER_LABEL where it did not."""
     if per_label is not None:
         return per_label
-    return None if f"{CLASSIFIER_P}{labels[0]}" in frame.columns else UNCHECKED_PER_LABEL
+    return None if checked else UNCHECKED_PER_LABEL
 
 
 def choose(frame: pl.DataFrame, labels: Sequence[str], per_label: int | None) -> pl.DataFrame:
@@ -186,7 +186,7 @@ def choose(frame: pl.DataFrame, labels: Sequence[str], per_label: int | None) ->
         .sort("_order")
         .drop("_order")
     )
-    limit = cap(frame, labels, per_label)
+    limit = cap(per_label, has_classifier)
     within = pl.col("rank").is_not_null() if limit is None else pl.col("rank") < limit
     return ranked.with_columns(within.fill_null(False).alias("chosen"))
 
@@ -209,8 +209,8 @@ def _of_label(prefix: str, labels: Sequence[str]) -> pl.Expr:
 
 def summary(frame: pl.DataFrame, labels: Sequence[str], per_label: int | None) -> dict[str, Any]:
     """What the choice kept and left out, per label, for the manifest and the report."""
-    limit = cap(frame, labels, per_label)
     checked = frame["agree"].null_count() < frame.height
+    limit = cap(per_label, checked)
     if limit is None:
         rule = "every document whose model label the few-shot classifier agrees with"
     else:

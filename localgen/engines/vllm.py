@@ -99,17 +99,21 @@ class VllmEngine:
             return StructuredOutputsParams(grammar=schema.ebnf)
         return StructuredOutputsParams(regex=schema.regex)
 
-    def _enqueue(self, request: Request) -> str:
-        """Hand one request to vLLM; its internal id."""
+    def _enqueue(self, request: Request) -> tuple[str, str]:
+        """Hand one request to vLLM: its internal id, and the start of the reply written
+        into the prompt ("" where none)."""
+        start = LabelChoice.REPLY_START if isinstance(request.schema, LabelChoice) else ""
         messages: list[Any] = [{"role": "user", "content": request.prompt}]
-        reply: dict[str, Any] = {}
-        if isinstance(request.schema, LabelChoice):
-            messages.append({"role": "assistant", "content": LabelChoice.REPLY_START})
-            reply = {"add_generation_prompt": False, "continue_final_message": True}
+        if start:
+            messages.append({"role": "assistant", "content": start})
         [internal] = self.llm.enqueue_chat(
-            messages, self.sampling_params(request), use_tqdm=False, **reply
+            messages,
+            self.sampling_params(request),
+            use_tqdm=False,
+            add_generation_prompt=not start,
+            continue_final_message=bool(start),
         )
-        return internal
+        return internal, start
 
     def sampling_params(self, request: Request) -> Any:
         """vLLM's SamplingParams for a request: its sampling settings, seed and grammar."""
@@ -132,7 +136,7 @@ class VllmEngine:
         keys: dict[str, str] = {}  # vLLM's internal request id -> request key, held ones
         internal_of: dict[str, str] = {}  # external id -> internal id, held ones
         wanted: dict[str, bool] = {}  # request key -> whether it asked for alternatives
-        started: dict[str, bool] = {}  # request key -> whether its reply began in the prompt
+        started: dict[str, str] = {}  # request key -> the reply's start given in the prompt
         try:
             while True:
                 taken = feed.take(feed.room(len(keys)))
@@ -140,13 +144,12 @@ class VllmEngine:
                     # One at a time, so a request vLLM refuses (a prompt longer than the
                     # context) is one failed row, not a failed batch.
                     try:
-                        internal = self._enqueue(r)
+                        internal, started[r.key] = self._enqueue(r)
                     except Exception as e:  # vLLM raises ValueError and its own errors
                         yield Completion(r.key, "", "error", 0, 0, error=_first_line(e))
                         continue
                     keys[internal] = r.key
                     wanted[r.key] = r.top_logprobs > 0
-                    started[r.key] = isinstance(r.schema, LabelChoice)
                     # enqueue returns internal ids ("7-a1b2c3"); outputs carry the external.
                     internal_of[internal.rsplit("-", 1)[0]] = internal
                 if not keys:
@@ -168,7 +171,7 @@ class VllmEngine:
                     n_out = len(choice.token_ids)
                     total = choice.cumulative_logprob
                     steps = _alternatives(choice) if wanted.pop(key) else None
-                    start = LabelChoice.REPLY_START if started.pop(key) else ""
+                    start = started.pop(key)
                     if start and steps is not None:  # given, as if written with certainty
                         steps = (((start, 0.0),),) + steps
                     yield Completion(

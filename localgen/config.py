@@ -156,8 +156,10 @@ class TrainSettings:
     encoder: str | None = None  # None: the built-in all-MiniLM-L6-v2
     c: float = 1.0  # inverse regularisation strength of the head, as in scikit-learn
     balanced: bool = True  # class weights n / (k * rows of the label)
-    # factor on each synthetic row's loss next to a real row's; "auto": chosen by
-    # cross-validation on the real rows, 0 included (classify/mixing.py)
+    # factor on each synthetic row's loss next to a real row's; "fit": each row its own,
+    # the probability a classifier on the real rows alone gives its label; "auto": one
+    # for all rows, chosen by cross-validation on the real rows, 0 included
+    # (classify/mixing.py)
     synthetic_weight: str | float = "auto"
     # the same for the rows chosen from labelled documents (`train --documents`), chosen
     # on the real rows alone, apart from the synthetic weight; "auto" leaves them out only
@@ -277,13 +279,19 @@ METHOD_TITLES = {  # how the run table and the report name them
 }
 
 
+WEIGHT_RULES = ("fit", "auto")  # besides a number: per row, or one chosen for all rows
+
+
 def parse_weight(value: str | float) -> str | float:
-    """'auto' or a factor >= 0; ValueError otherwise."""
-    if isinstance(value, str) and value.strip().lower() == "auto":
-        return "auto"
-    weight = float(value)
+    """'fit', 'auto' or a factor >= 0; ValueError otherwise."""
+    if isinstance(value, str) and value.strip().lower() in WEIGHT_RULES:
+        return value.strip().lower()
+    try:
+        weight = float(value)
+    except ValueError:
+        weight = -1.0
     if not weight >= 0 or weight == float("inf"):
-        raise ValueError(f"a weight must be auto or a number >= 0, not {value}")
+        raise ValueError(f"a weight must be fit, auto or a number >= 0, not {value}")
     return weight
 
 

@@ -107,11 +107,18 @@ class TextClassifier:
     def predict(self, texts: Sequence[str]) -> list[str]:
         return self.head.predict(self.encoder.encode(texts))
 
-    def save(self, folder: Path, encoder_model: Any = None, tokenizer: Any = None) -> None:
+    def save(
+        self,
+        folder: Path,
+        encoder_model: Any = None,
+        tokenizer: Any = None,
+        tables: dict[str, Any] | None = None,
+    ) -> None:
         """Write the model folder whole or not at all (built aside, then renamed).
 
         `encoder_model`/`tokenizer` (transformers objects) are saved into the folder: a
-        fine-tuned encoder travels with its head."""
+        fine-tuned encoder travels with its head. `tables`: file name -> polars frame,
+        written as Parquet beside the model (what training recorded row by row)."""
         from safetensors.numpy import save
 
         check_model_out(folder)
@@ -148,6 +155,8 @@ class TextClassifier:
             (staging / MODEL_FILE).write_text(
                 json.dumps(payload, indent=2, ensure_ascii=False) + "\n"
             )
+            for name, table in (tables or {}).items():
+                table.write_parquet(staging / name)
             old = None
             if folder.exists():
                 old = folder.with_name(f".{folder.name}.old")

@@ -27,6 +27,13 @@ user's own texts, chosen where the model and the real-row classifier agree, so t
 burden of proof is on leaving them out: measured on three datasets with two models
 (docs/measurements.md, "Labelling documents"), the documents at weight 1 beat real only
 in all six cells, and the `macro_f1` gate chose 0 in one of them, giving up +0.080.
+
+`fit` weighs each synthetic row on its own: by the probability that a classifier fitted
+on the real rows alone gives the row's label (`label_fit`). A row that reads like the real
+rows of its label counts almost fully; one that reads like another label's, or like none,
+counts little, without a threshold that drops it. One factor for all rows of a run cannot
+tell these apart, and the cross-validation that chooses it on 16-48 real rows mostly
+chooses 0 (docs/measurements.md, "A weight per generated row").
 """
 
 from __future__ import annotations
@@ -41,6 +48,7 @@ from localgen.config import GATE_RESAMPLES
 from localgen.vectors.linear import fit_linear, stratified_folds
 
 WEIGHTS = (0.0, 0.1, 0.25, 0.5, 1.0)  # the factors `auto` chooses from
+LOWEST = 5  # the lowest-weighted rows a model records under `fit`
 FOLDS = 5
 REPEATS = 3  # shuffles of the folds: the held-out predictions of all are pooled
 GATE = 0.9  # a weight above 0 must beat 0 in this share of them
@@ -57,13 +65,17 @@ class Mix:
     reason: str | None = None  # why auto chose without cross-validation
     synthetic_rows_per_fold: float | None = None
     scores: list[dict[str, Any]] = field(default_factory=list)
+    # `fit`: each row's own factor, in the order of the source's rows (`chosen` is their mean)
+    per_row: tuple[float, ...] | None = None
+    summary: dict[str, Any] | None = None  # `fit`: the factors per label, the lowest rows
 
     def as_dict(self) -> dict[str, Any]:
-        """As model.json records it."""
+        """As model.json records it (the per-row factors go to their own file)."""
         out: dict[str, Any] = {"setting": self.setting, "chosen": self.chosen}
         for key in ("method", "reason", "synthetic_rows_per_fold"):
             if getattr(self, key) is not None:
                 out[key] = getattr(self, key)
+        out |= self.summary or {}
         return out | ({"scores": self.scores} if self.setting == "auto" and self.scores else {})
 
 
@@ -123,6 +135,51 @@ def pick(table: list[dict[str, Any]], gate: str = "macro_f1") -> dict[str, Any]:
     if gate == "log_loss":
         return min(trusted, key=lambda e: (e["log_loss"], e["weight"]))
     return max(trusted, key=lambda e: (e["macro_f1"], -e["log_loss"], -e["weight"]))
+
+
+def label_fit(
+    real_vectors: np.ndarray,
+    real_labels: Sequence[str],
+    vectors: np.ndarray,
+    labels: Sequence[str],
+    label_names: Sequence[str],
+    c: float = 1.0,
+    balanced: bool = True,
+) -> np.ndarray:
+    """For each row of `vectors`, the probability that a head fitted on the real rows
+    alone gives its label in `labels`: the row's factor under `fit`."""
+    head = fit_linear(real_vectors, real_labels, label_names, c, balanced)
+    proba = head.proba(vectors)
+    columns = [list(label_names).index(label) for label in labels]
+    return proba[np.arange(len(columns)), columns]
+
+
+def fit_mix(
+    weights: np.ndarray, labels: Sequence[str], texts: Sequence[str], real_rows: int
+) -> Mix:
+    """The `fit` choice for rows with these factors: the mean, per label the mean, lowest
+    and highest factor, and the LOWEST lowest-weighted rows."""
+    per_label: dict[str, dict[str, float]] = {}
+    for name in sorted(set(labels)):
+        own = weights[[i for i, label in enumerate(labels) if label == name]]
+        per_label[name] = {
+            "rows": len(own),
+            "mean": round(float(own.mean()), 3),
+            "min": round(float(own.min()), 3),
+            "max": round(float(own.max()), 3),
+        }
+    lowest = [
+        {"text": texts[i], "label": labels[i], "weight": round(float(weights[i]), 3)}
+        for i in np.argsort(weights, kind="stable")[:LOWEST]
+    ]
+    return Mix(
+        "fit",
+        round(float(weights.mean()), 3) if len(weights) else 0.0,
+        method=f"each row: the probability of its label by a classifier on the {real_rows} "
+        "real rows alone",
+        per_row=tuple(float(w) for w in weights),
+        summary={"per_label": per_label, "lowest": lowest},
+    )
 
 
 def factors(sources: Sequence[str], weight: float | dict[str, float]) -> np.ndarray:

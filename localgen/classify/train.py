@@ -22,7 +22,7 @@ import polars as pl
 from localgen.artifacts import software_versions, utc_now
 from localgen.classify.classifier import TextClassifier, check_model_out, resolve_encoder
 from localgen.classify.evaluation import score
-from localgen.classify.mixing import Mix, choose_weight, factors
+from localgen.classify.mixing import Mix, choose_weight, factors, fit_mix, label_fit
 from localgen.config import RESAMPLES, TrainConfig, TrainSettings
 from localgen.data import (
     LabeledData,
@@ -154,15 +154,31 @@ def mixing(
     data: TrainingSet, settings: TrainSettings, names: Sequence[str], say: Say = silent
 ) -> dict[str, Mix]:
     """The weight of each source of rows besides the real ones (none where there are no
-    real rows): the setting's factor, or the one `auto` chose, with its scores. Each is
-    chosen on the real rows and that source alone."""
+    real rows): the setting's factor, the one `auto` chose, with its scores, or under `fit`
+    one per row. Each is chosen on the real rows and that source alone."""
     if "real" not in data.sources:
         return {}
     chosen: dict[str, Mix] = {}
+    real = [i for i, s in enumerate(data.sources) if s == "real"]
     for source in WEIGHTED:
         if source not in data.sources:
             continue
         setting = settings.synthetic_weight if source == "synthetic" else settings.documents_weight
+        if setting == "fit":
+            say(f"weighing each {source} row by how well it fits its label")
+            own = [i for i, s in enumerate(data.sources) if s == source]
+            labels = [data.labels[i] for i in own]
+            weights = label_fit(
+                data.vectors[real],
+                [data.labels[i] for i in real],
+                data.vectors[own],
+                labels,
+                names,
+                settings.c,
+                settings.balanced,
+            )
+            chosen[source] = fit_mix(weights, labels, [data.texts[i] for i in own], len(real))
+            continue
         if setting != "auto":
             chosen[source] = Mix(setting, float(setting))
             continue
@@ -183,6 +199,42 @@ def mixing(
     return chosen
 
 
+def row_weights_of(data: TrainingSet, mixes: dict[str, Mix]) -> np.ndarray | None:
+    """Each row's factor in the loss: 1 for a real row, its source's factor, or under
+    `fit` its own. None where nothing is mixed."""
+    if not mixes:
+        return None
+    out = factors(data.sources, {source: mix.chosen for source, mix in mixes.items()})
+    for source, mix in mixes.items():
+        if mix.per_row is not None:
+            out[[i for i, s in enumerate(data.sources) if s == source]] = mix.per_row
+    return out
+
+
+ROW_WEIGHTS = "row_weights.parquet"  # in a model folder: each row weighed under `fit`
+
+
+def _row_weight_tables(data: TrainingSet, mixes: dict[str, Mix]) -> dict[str, pl.DataFrame]:
+    """ROW_WEIGHTS: the factor of every row weighed one by one (`fit`), with its source,
+    label and text; nothing where no row was."""
+    parts = []
+    for source, mix in mixes.items():
+        if mix.per_row is None:
+            continue
+        own = [i for i, s in enumerate(data.sources) if s == source]
+        parts.append(
+            pl.DataFrame(
+                {
+                    "source": [source] * len(own),
+                    "label": [data.labels[i] for i in own],
+                    "weight": [round(w, 4) for w in mix.per_row],
+                    "text": [data.texts[i] for i in own],
+                }
+            )
+        )
+    return {ROW_WEIGHTS: pl.concat(parts)} if parts else {}
+
+
 def _recorded(mix: Mix | None) -> dict[str, Any] | None:
     return None if mix is None else mix.as_dict()
 
@@ -201,8 +253,7 @@ def fit(
     names = tuple(label_names) if label_names is not None else tuple(sorted(set(data.labels)))
     encoder_name, encoder_path = resolve_encoder(settings.encoder)
     mixes = mixing(data, settings, names, say)
-    chosen = {source: mix.chosen for source, mix in mixes.items()}
-    row_factors = factors(data.sources, chosen) if mixes else None
+    row_factors = row_weights_of(data, mixes)
     training: dict[str, Any] = {"inputs": inputs or {}, "rows": data.counts()}
     if settings.method == "setfit":
         training["pairs"] = settings.pairs
@@ -221,7 +272,7 @@ def fit(
         )
     if settings.method == "frozen":
         model = TextClassifier(encoder_path, head, encoder_name, info)
-        model.save(out)
+        model.save(out, tables=_row_weight_tables(data, mixes))
         return model
     if settings.method == "fine-tune":
         from localgen.classify.finetune import fine_tune
@@ -249,7 +300,9 @@ def fit(
             factors=row_factors,
         )
         tuned_encoder, tokenizer = tuned[0].auto_model, tuned[0].tokenizer
-    TextClassifier(encoder_path, tuned_head, encoder_name, info).save(out, tuned_encoder, tokenizer)
+    TextClassifier(encoder_path, tuned_head, encoder_name, info).save(
+        out, tuned_encoder, tokenizer, _row_weight_tables(data, mixes)
+    )
     return TextClassifier.load(out)
 
 
@@ -286,7 +339,14 @@ def trained_message(model: TextClassifier) -> str:
     line = f"trained on {' + '.join(parts)} rows, {len(model.labels)} labels"
     for source in ("synthetic", "documents"):
         mix = model.info["training"].get(f"{source}_weight")
-        if mix:
+        if mix and mix["setting"] == "fit":
+            low = min(entry["min"] for entry in mix["per_label"].values())
+            high = max(entry["max"] for entry in mix["per_label"].values())
+            line += (
+                f"; {source} rows weigh {low:.2f}-{high:.2f} by how well each fits its "
+                f"label (mean {mix['chosen']:.2f})"
+            )
+        elif mix:
             how = " (chosen by cross-validation)" if mix["setting"] == "auto" else ""
             line += f"; {source} rows weigh {mix['chosen']:g}{how}"
     return line

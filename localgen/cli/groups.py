@@ -247,15 +247,15 @@ engine_options = _group(
 
 
 class SyntheticWeight(click.ParamType):
-    """auto, or a factor >= 0."""
+    """fit, auto, or a factor >= 0."""
 
-    name = "auto|FACTOR"
+    name = "fit|auto|FACTOR"
 
     def convert(self, value: Any, param: Any, ctx: Any) -> str | float:
         try:
             return parse_weight(value)
         except ValueError:
-            self.fail(f"{value!r}: give auto or a number >= 0", param, ctx)
+            self.fail(f"{value!r}: give fit, auto or a number >= 0", param, ctx)
 
 
 _HEAD = [
@@ -284,7 +284,8 @@ _HEAD = [
         default=TrainSettings.synthetic_weight,
         show_default=True,
         help="What a synthetic row's loss counts next to a real row's, when training on "
-        "both: a factor (0 ignores them), or auto: the factor of "
+        "both: fit: each row its own, the probability a classifier on the real rows alone "
+        "gives its label; a factor for all rows (0 ignores them); or auto: the factor of "
         "0, 0.1, 0.25, 0.5, 1 that cross-validation on the real rows prefers.",
     ),
     click.option(

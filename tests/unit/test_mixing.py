@@ -1,5 +1,6 @@
-"""The synthetic weight: a factor of 0 is the real-only classifier, and `auto` keeps
-helpful synthetic rows and turns off harmful ones, choosing on the real rows only."""
+"""The synthetic weight: a factor of 0 is the real-only classifier, `auto` keeps helpful
+synthetic rows and turns off harmful ones, choosing on the real rows only, and `fit`
+weighs each row by how well it reads like its label's real rows."""
 
 from __future__ import annotations
 
@@ -7,11 +8,12 @@ import json
 from pathlib import Path
 
 import numpy as np
+import polars as pl
 import pytest
 from click.testing import CliRunner
 
 from localgen.classify.mixing import GATES, choose_weight, factors, pick
-from localgen.classify.train import TrainingSet, fit, mixing
+from localgen.classify.train import ROW_WEIGHTS, TrainingSet, fit, mixing, trained_message
 from localgen.cli import cli
 from localgen.config import TrainSettings, parse_weight
 from localgen.vectors.linear import fit_linear
@@ -95,14 +97,54 @@ def test_the_model_folder_records_the_choice(tmp_path: Path) -> None:
     assert info["training"]["synthetic_weight"] is None  # nothing to mix
 
 
-def test_the_weight_option_takes_auto_or_a_factor() -> None:
+def test_fit_weighs_each_row_by_how_well_it_reads_like_its_label(tmp_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    real, real_labels = _blobs(rng, 8, dims=8)
+    # 20 rows per label where their label's real rows are; 20 under the other label.
+    good, good_labels = _blobs(rng, 20, dims=8)
+    bad, bad_labels = _blobs(rng, 20, flip=True, dims=8)
+    synthetic = np.concatenate([good, bad])
+    data = TrainingSet(
+        [f"real {i}" for i in range(len(real))] + [f"row {i}" for i in range(len(synthetic))],
+        real_labels + good_labels + bad_labels,
+        np.concatenate([real, synthetic]),
+        ["real"] * len(real) + ["synthetic"] * len(synthetic),
+    )
+    model = fit(data, TrainSettings(synthetic_weight="fit"), tmp_path / "fit")
+    weights = pl.read_parquet(tmp_path / "fit" / ROW_WEIGHTS)
+    assert weights["text"].to_list() == data.texts[len(real) :]  # one per row, in order
+    good_w, bad_w = weights["weight"][:40].to_numpy(), weights["weight"][40:].to_numpy()
+    assert np.median(good_w) > 0.7 > 0.3 > np.median(bad_w)
+    assert ((weights["weight"] > 0) & (weights["weight"] < 1)).all()
+    mix = model.info["training"]["synthetic_weight"]
+    assert mix["setting"] == "fit" and mix["chosen"] == pytest.approx(
+        weights["weight"].mean(), abs=1e-3
+    )
+    assert set(mix["per_label"]) == {"a", "b"} and mix["per_label"]["a"]["rows"] == 40
+    lowest = mix["lowest"]
+    assert len(lowest) == 5 and all(row["text"] in set(weights["text"][40:]) for row in lowest)
+    # The head is the one fitted with these factors: the flipped rows barely move it,
+    # where at weight 1 they pull it towards chance.
+    one = fit(data, TrainSettings(synthetic_weight=1.0), tmp_path / "one").head
+
+    def right(head: object) -> float:
+        return float(np.mean(np.array(head.predict(real)) == np.array(real_labels)))
+
+    assert right(model.head) >= right(one)
+    assert "by how well each fits its label" in trained_message(model)
+    assert not (tmp_path / "one" / ROW_WEIGHTS).exists()  # one factor: nothing per row
+
+
+def test_the_weight_option_takes_fit_auto_or_a_factor() -> None:
     assert parse_weight("AUTO") == "auto" and parse_weight("0.25") == 0.25
-    with pytest.raises(ValueError):
-        parse_weight("-1")
+    assert parse_weight(" Fit") == "fit"
+    for wrong in ("-1", "lots"):
+        with pytest.raises(ValueError, match="fit, auto or a number"):
+            parse_weight(wrong)
     result = CliRunner().invoke(
         cli, ["train", "--real", "x.csv", "--out", "m", "--synthetic-weight", "lots"]
     )
-    assert result.exit_code == 2 and "give auto or a number >= 0" in result.output
+    assert result.exit_code == 2 and "give fit, auto or a number >= 0" in result.output
 
 
 def test_folds_leave_out_the_rows_written_from_their_held_out_rows() -> None:

@@ -11,9 +11,10 @@ each rule of `--synthetic-weight` in RULES:
 - 1 and 0.1: one fixed factor for all rows;
 - fit: each row its own factor, the probability that a classifier on the real rows alone
   gives the row's label.
-Where the dataset folder also holds that model's label run (`localgen label`), the chosen
-documents join too (their weight chosen as `train --documents` does): + documents +
-generated under auto and under fit. Each scored on the same real test rows: macro-F1 with
+With --with-documents, where the dataset folder also holds that model's label run
+(`localgen label`), the chosen documents join too (their weight chosen as `train
+--documents` does): + documents + generated under auto and under fit (slow: two
+cross-validations over every chosen document). Each scored on the same real test rows: macro-F1 with
 95% bootstrap intervals and the paired difference to real only. The summary counts, per
 rule, the runs where it gains and loses with the interval clear of 0, the sum of the
 differences, and the runs where weight 1 gains and the rule does not (a gain thrown away).
@@ -69,7 +70,9 @@ def runs(sample: Path) -> list[tuple[Path, str, str]]:
     return found
 
 
-def evaluate(folder: Path, model: str, kind: str, encoder: Any, out: Path) -> dict[str, Any]:
+def evaluate(
+    folder: Path, model: str, kind: str, encoder: Any, out: Path, with_documents: bool
+) -> dict[str, Any]:
     """Every rule on one run, paired with real only on the dataset's test rows."""
     real = read_labeled(folder / "real.csv")
     test = pl.read_csv(folder / "test.csv")
@@ -86,7 +89,7 @@ def evaluate(folder: Path, model: str, kind: str, encoder: Any, out: Path) -> di
     data = training_set(encoder, real, run)
     result["rows"] = data.counts().get("synthetic", {})
     documents = None
-    if (folder / model / "labeled.parquet").is_file():
+    if with_documents and (folder / model / "labeled.parquet").is_file():
         documents = chosen_documents(folder / model)
     for name, setting in RULES.items():
         t0 = time.monotonic()
@@ -122,7 +125,11 @@ def _sign(entry: dict[str, Any]) -> int:
 
 
 def table(results: dict[str, Any]) -> str:
-    rules = list(RULES) + [f"+ documents, {name}" for name in WITH_DOCUMENTS]
+    rules = list(RULES) + [
+        f"+ documents, {name}"
+        for name in WITH_DOCUMENTS
+        if any(f"+ documents, {name}" in got for got in results.values())
+    ]
     lines = [
         "| sample / dataset / model / rows | synthetic rows | real only | "
         + " | ".join(rules)
@@ -161,6 +168,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--samples", nargs="+", type=Path, required=True)
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "bench-row-weights")
+    parser.add_argument("--with-documents", action="store_true")
     args = parser.parse_args()
     apply_offline_env()
     encoder = load_encoder(None)
@@ -169,7 +177,9 @@ def main() -> None:
         for folder, model, kind in runs(sample):
             key = f"{sample.name} / {folder.name} / {model} / {kind}"
             print(key, flush=True)
-            results[key] = evaluate(folder, model, kind, encoder, args.out / "models")
+            results[key] = evaluate(
+                folder, model, kind, encoder, args.out / "models", args.with_documents
+            )
     text = table(results)
     print(text)
     args.out.mkdir(parents=True, exist_ok=True)

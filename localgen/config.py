@@ -165,6 +165,9 @@ class TrainSettings:
     # on the real rows alone, apart from the synthetic weight; "auto" leaves them out only
     # where the real rows say they harm (the not_worse gate)
     documents_weight: str | float = "auto"
+    # each label's description in the task file as one row of that label (`train --task`,
+    # `run`), at this factor; 0 leaves them out (docs/measurements.md, "Label descriptions")
+    descriptions_weight: str | float = 4.0  # factor of each label description's row; 0: none
     # frozen: the head on the encoder's vectors; fine-tune: encoder and head trained
     # together on the rows; setfit: the encoder tuned on pairs first (classify/setfit.py)
     method: str = "frozen"  # frozen, fine-tune or setfit
@@ -178,7 +181,7 @@ class TrainSettings:
         if self.method not in METHODS:
             known = ", ".join(METHODS)
             raise UsageError(f"unknown training method {self.method!r}; one of {known}")
-        for name in ("synthetic_weight", "documents_weight"):  # parsed here, once
+        for name in ("synthetic_weight", "documents_weight", "descriptions_weight"):
             try:
                 object.__setattr__(self, name, parse_weight(getattr(self, name)))
             except ValueError as e:
@@ -203,6 +206,7 @@ class TrainConfig:
     settings: TrainSettings = field(default_factory=TrainSettings)
     strict: bool = False  # a real text with two labels is an error, not a warning
     documents: Path | None = None  # a label folder (its chosen rows) or a labeled file
+    task: Path | None = None  # a task file: its label descriptions join as rows
 
 
 @dataclass(frozen=True)

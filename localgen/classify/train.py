@@ -50,7 +50,7 @@ class TrainingSet:
     texts: list[str]
     labels: list[str]
     vectors: np.ndarray
-    sources: list[str]  # "real", "synthetic" or "documents" per row
+    sources: list[str]  # "real", "synthetic", "documents" or "descriptions" per row
     # A real row's own id; the ids of the real examples a synthetic row's prompt showed.
     # Empty: unknown. Cross-validation keeps a held-out real row's offspring out.
     ids: list[tuple[str, ...]] = field(default_factory=list)
@@ -103,10 +103,12 @@ def training_set(
     rows: str = "auto",
     say: Say = silent,
     documents: pl.DataFrame | None = None,
+    descriptions: dict[str, str] | None = None,
 ) -> TrainingSet:
-    """Embed the real rows, the run's rows (reusing the run folder's cached vectors) and
-    the documents chosen from a label run (`id`, `text`, `label`). The data is checked
-    before anything is embedded."""
+    """Embed the real rows, the run's rows (reusing the run folder's cached vectors), the
+    documents chosen from a label run (`id`, `text`, `label`) and one row per label
+    description (label -> text). The data is checked before anything is embedded."""
+    descriptions = descriptions or {}
     frame, name = (None, "") if run_dir is None else RunFolder(run_dir).chosen_rows(rows)
     if frame is not None and frame.height == 0:
         raise DataError(f"{run_dir} {name} holds no rows")
@@ -114,6 +116,7 @@ def training_set(
         (real.frame["label"].to_list() if real is not None else [])
         + (frame["label"].to_list() if frame is not None else [])
         + (documents["label"].to_list() if documents is not None else [])
+        + list(descriptions)
     )
     if not labels:
         raise DataError(NOTHING_TO_TRAIN)
@@ -144,10 +147,27 @@ def training_set(
         parts.append(encoder.encode(documents["text"].to_list()))
         sources += ["documents"] * documents.height
         origin += [(i,) for i in documents["id"].to_list()]
+    if descriptions:
+        say(f"embedding {len(descriptions)} label descriptions")
+        texts += list(descriptions.values())
+        parts.append(encoder.encode(list(descriptions.values())))
+        sources += ["descriptions"] * len(descriptions)
+        origin += [()] * len(descriptions)
     return TrainingSet(texts, labels, np.concatenate(parts), sources, origin)
 
 
-WEIGHTED = ("synthetic", "documents")  # sources weighed against the real rows
+def label_descriptions(task_path: Path | None, settings: TrainSettings) -> dict[str, str]:
+    """Each label of the task file -> its description: the rows that join training
+    (none without a task, or at a descriptions weight of 0)."""
+    if task_path is None or settings.descriptions_weight == 0:
+        return {}
+    from localgen.planning.task import load_task
+
+    return {name: label.description for name, label in load_task(task_path).labels.items()}
+
+
+WEIGHTED = ("synthetic", "documents", "descriptions")  # sources weighed against the real rows
+ROWS_OF = {"synthetic": "synthetic rows", "documents": "documents rows"}  # else the source
 
 
 def mixing(
@@ -163,7 +183,7 @@ def mixing(
     for source in WEIGHTED:
         if source not in data.sources:
             continue
-        setting = settings.synthetic_weight if source == "synthetic" else settings.documents_weight
+        setting = getattr(settings, f"{source}_weight")
         if setting == "fit":
             say(f"weighing each {source} row by how well it fits its label")
             own = [i for i, s in enumerate(data.sources) if s == source]
@@ -317,13 +337,17 @@ def train(config: TrainConfig, say: Say = silent) -> TextClassifier:
     if synthetic is not None and not (synthetic / MANIFEST).is_file():
         raise DataError(f"--synthetic {synthetic}: not a localgen run folder (no {MANIFEST})")
     documents = None if config.documents is None else chosen_documents(config.documents)
+    descriptions = label_descriptions(config.task, config.settings)
     if documents is not None and documents.height == 0:
         raise DataError(f"--documents {config.documents}: no rows chosen to train on")
     check_model_out(config.out)
     with egress_guard():
         encoder = load_encoder(config.settings.encoder)
-        data = training_set(encoder, real_data, synthetic, config.rows, say, documents)
+        data = training_set(
+            encoder, real_data, synthetic, config.rows, say, documents, descriptions
+        )
         inputs = {
+            "task": None if config.task is None else str(config.task),
             "real": None if real is None else str(real),
             "synthetic": None if synthetic is None else str(synthetic),
             "documents": None if config.documents is None else str(config.documents),
@@ -337,19 +361,21 @@ def trained_message(model: TextClassifier) -> str:
     counts = model.info["training"]["rows"]
     parts = [f"{sum(c.values())} {source}" for source, c in counts.items()]
     line = f"trained on {' + '.join(parts)} rows, {len(model.labels)} labels"
-    for source in ("synthetic", "documents"):
+    for source in WEIGHTED:
         mix = model.info["training"].get(f"{source}_weight")
-        if mix and mix["setting"] == "fit":
-            low = min(entry["min"] for entry in mix["per_label"].values())
-            high = max(entry["max"] for entry in mix["per_label"].values())
-            line += (
-                f"; {source} rows weigh {low:.2f}-{high:.2f} by how well each fits its "
-                f"label (mean {mix['chosen']:.2f})"
-            )
-        elif mix:
-            how = " (chosen by cross-validation)" if mix["setting"] == "auto" else ""
-            line += f"; {source} rows weigh {mix['chosen']:g}{how}"
+        if mix:
+            line += f"; {ROWS_OF.get(source, f'label {source}')} weigh {weight_phrase(mix)}"
     return line
+
+
+def weight_phrase(mix: dict[str, Any]) -> str:
+    """What a source's rows weigh, as model.json records it (`Mix.as_dict`), in words."""
+    if mix["setting"] == "fit":
+        low = min(entry["min"] for entry in mix["per_label"].values())
+        high = max(entry["max"] for entry in mix["per_label"].values())
+        return f"{low:.2f}-{high:.2f} by how well each fits its label (mean {mix['chosen']:.2f})"
+    how = " (chosen by cross-validation on the real rows)" if mix["setting"] == "auto" else ""
+    return f"{mix['chosen']:g}{how}"
 
 
 def check_known(data: LabeledData, model: TextClassifier) -> None:

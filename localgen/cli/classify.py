@@ -36,6 +36,11 @@ from localgen.config import TrainConfig, TrainSettings
     "--documents",
     "A label folder (localgen label: its chosen documents) or a labeled file of documents.",
 )
+@data_file(
+    "--task",
+    "A task file: each label's description joins training as one row of that label "
+    "(see --descriptions-weight).",
+)
 @out_option("Model folder to write (replaced whole if it holds a model).")
 @columns("--real")
 @rows_option("Rows of --synthetic; auto: curated.parquet when curate has run, else all rows.")
@@ -48,6 +53,7 @@ def train(
     real: Path | None,
     synthetic: Path | None,
     documents: Path | None,
+    task: Path | None,
     out: Path,
     text_column: str,
     label_column: str,
@@ -71,12 +77,13 @@ def train(
       localgen train --real data/train.csv --synthetic runs/tickets --out models/tickets
       localgen train --real data/train.csv --out models/real-only --method setfit
       localgen train --real data/train.csv --documents runs/inbox --out models/inbox
+      localgen train --real data/train.csv --task task.toml --out models/described
     """
     from localgen.classify.train import train as run_training
     from localgen.classify.train import trained_message
 
     config = TrainConfig(
-        out, real, synthetic, rows, text_column, label_column, settings, strict, documents
+        out, real, synthetic, rows, text_column, label_column, settings, strict, documents, task
     )
     model = run_training(config, say=say(quiet))
     echo_err(trained_message(model))

@@ -296,6 +296,14 @@ _HEAD = [
         help="The same for the rows of --documents, chosen on the real rows and the "
         "documents alone; auto leaves them out only where the real rows say they harm.",
     ),
+    click.option(
+        "--descriptions-weight",
+        type=SyntheticWeight(),
+        default=TrainSettings.descriptions_weight,
+        show_default=True,
+        help="The same for the task file's label descriptions, each one row of its label "
+        "(train --task, run); 0 leaves them out.",
+    ),
 ]
 _TRAIN = [
     click.option(
@@ -350,6 +358,7 @@ def _train(
     no_class_weights: bool,
     synthetic_weight: str | float,
     documents_weight: str | float,
+    descriptions_weight: str | float,
     method: str,
     fine_tune: bool,
     pairs: int,
@@ -366,6 +375,7 @@ def _train(
         balanced=not no_class_weights,
         synthetic_weight=synthetic_weight,
         documents_weight=documents_weight,
+        descriptions_weight=descriptions_weight,
         method="fine-tune" if fine_tune else method,
         pairs=pairs,
         epochs=epochs,

@@ -23,7 +23,17 @@ from typing import Any
 
 from localgen.artifacts import utc_now, write_json
 from localgen.classify.evaluation import paired_difference, score
-from localgen.classify.train import TrainingSet, check_known, fit, load_encoder, training_set
+from localgen.classify.train import (
+    ROWS_OF,
+    WEIGHTED,
+    TrainingSet,
+    check_known,
+    fit,
+    label_descriptions,
+    load_encoder,
+    training_set,
+    weight_phrase,
+)
 from localgen.config import (
     METHOD_TITLES,
     RESAMPLES,
@@ -64,9 +74,11 @@ SETS = (
     ("real", "real only", ("real",)),
     ("synthetic", "synthetic only", ("synthetic",)),
     ("combined", "real + synthetic", ("real", "synthetic")),
+    ("descriptions", "real + label descriptions", ("real", "descriptions")),
     ("documents", "real + documents", ("real", "documents")),
-    ("all", "real + documents + synthetic", ("real", "documents", "synthetic")),
+    ("all", "all of them", ("real", "descriptions", "documents", "synthetic")),
 )
+OPTIONAL = {"descriptions", "documents"}  # sources a run may lack
 WIDTH = max(len(title) for _, title, _ in SETS)  # of the first column of the table
 DOCUMENTS = "documents"  # the label folder inside the run folder, when run labels them
 
@@ -87,9 +99,10 @@ def compare(
     texts = test.frame["text"].to_list()
     results: dict[str, Any] = {}
     predictions: dict[str, list[str]] = {}
+    given = OPTIONAL & set(data.sources)
     for name, title, sources in SETS:
-        if "documents" in sources and "documents" not in data.sources:
-            continue
+        if (OPTIONAL & set(sources)) - given if name != "all" else not given:
+            continue  # a source not given; all of them: only when it adds one
         part = data.subset(*sources)
         if len(set(part.labels)) < 2:
             results[name] = {"title": title, "skipped": "fewer than two labels to train on"}
@@ -101,16 +114,21 @@ def compare(
             model.predict(texts) if test_vectors is None else model.head.predict(test_vectors)
         )
         predictions[name] = predicted
-        results[name] = {
-            "title": title,
-            "training_rows": part.counts(),
-            "train_rows": len(part.labels),
-            "model": str(models_dir / name),
-            "synthetic_weight": model.info["training"].get("synthetic_weight"),
-            "documents_weight": model.info["training"].get("documents_weight"),
-        } | score(truth, predicted, resamples=resamples)
+        results[name] = (
+            {
+                "title": title,
+                "training_rows": part.counts(),
+                "train_rows": len(part.labels),
+                "model": str(models_dir / name),
+            }
+            | {
+                f"{source}_weight": model.info["training"].get(f"{source}_weight")
+                for source in WEIGHTED
+            }
+            | score(truth, predicted, resamples=resamples)
+        )
     differences = {}
-    for name in ("combined", "synthetic", "documents", "all"):
+    for name in ("combined", "synthetic", "descriptions", "documents", "all"):
         if name in predictions and "real" in predictions:
             differences[f"{name}_minus_real"] = paired_difference(
                 truth, predictions["real"], predictions[name], resamples=resamples
@@ -135,7 +153,8 @@ def _train_and_compare(
         inputs["documents"] = str(documents)
     with egress_guard() as audit:
         encoder = load_encoder(config.settings.encoder)
-        data = training_set(encoder, real, gen.out, "curated", say, chosen)
+        descriptions = label_descriptions(gen.task_path, config.settings)
+        data = training_set(encoder, real, gen.out, "curated", say, chosen, descriptions)
         test_vectors = None
         if not config.settings.tunes_encoder:  # else each model brings its own encoder
             say(f"embedding {test.frame.height} test rows")
@@ -189,6 +208,7 @@ def _comparison(
             "c": config.settings.c,
             "balanced": config.settings.balanced,
             "synthetic_weight": config.settings.synthetic_weight,
+            "descriptions_weight": config.settings.descriptions_weight,
         },
         **outcome,
         "report": str(gen.out / REPORT),
@@ -363,14 +383,12 @@ def comparison_table(comparison: dict[str, Any]) -> str:
             f"({chosen}); labels in {documents['labels']}"
         )
     titles = {name: title for name, title, _ in SETS}
-    for name in ("combined", "documents", "all"):
-        for source in ("synthetic", "documents"):
+    for name in ("combined", "descriptions", "documents", "all"):
+        for source in WEIGHTED:
             mix = comparison["results"].get(name, {}).get(f"{source}_weight")
             if mix:
-                how = (
-                    " (auto: cross-validation on the real rows)" if mix["setting"] == "auto" else ""
-                )
-                lines.append(f"{source} rows weigh {mix['chosen']:g} in {titles[name]}{how}")
+                rows = ROWS_OF.get(source, f"label {source}")
+                lines.append(f"{rows} weigh {weight_phrase(mix)} in {titles[name]}")
     for key, diff in comparison["differences"].items():
         what = titles[key.removesuffix("_minus_real")]
         low, high = diff.get("ci", [None, None])

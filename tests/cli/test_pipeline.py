@@ -9,8 +9,10 @@ from pathlib import Path
 import polars as pl
 from click.testing import CliRunner
 
+from localgen.classify.train import weight_phrase
 from localgen.cli import cli
 from localgen.data import document_id
+from localgen.planning.task import load_task
 from tests.helpers import EXAMPLE_SEED, EXAMPLE_TASK, EXAMPLE_TEST
 
 COLUMNS = ["--text-column", "message", "--label-column", "team"]
@@ -40,10 +42,19 @@ def test_run_compares_three_training_sets_reproducibly(tmp_path: Path) -> None:
     assert comparison["synthetic"]["generated"] - sum(removed.values()) == alone["train_rows"]
     mix = combined["synthetic_weight"]
     assert mix["setting"] == "auto" and mix["chosen"] in [e["weight"] for e in mix["scores"]]
-    assert f"synthetic rows weigh {mix['chosen']:g} in real + synthetic" in result.stdout
+    assert f"synthetic rows weigh {weight_phrase(mix)} in real + synthetic" in result.stdout
     model = json.loads((out / "models" / "combined" / "model.json").read_text())
     assert model["training"]["synthetic_weight"] == mix
     assert results["real"]["synthetic_weight"] is None
+    # The task's label descriptions: one row per label, on their own and in all of them.
+    labels = load_task(EXAMPLE_TASK).label_names
+    described = json.loads((out / "models" / "descriptions" / "model.json").read_text())
+    assert described["training"]["rows"]["descriptions"] == {name: 1 for name in sorted(labels)}
+    assert described["training"]["descriptions_weight"] == {"setting": 4.0, "chosen": 4.0}
+    assert results["descriptions"]["train_rows"] == 24 + len(labels)
+    assert results["all"]["train_rows"] == 24 + len(labels) + comparison["synthetic"]["kept"]
+    assert "real + label descriptions minus real only" in result.stdout
+    assert set(results["all"]["training_rows"]) == {"real", "descriptions", "synthetic"}
 
     # Each saved model, scored by `localgen evaluate`, gives the number in the comparison.
     for name in ("real", "synthetic", "combined"):
@@ -216,7 +227,8 @@ def test_run_labels_the_documents_and_trains_on_them_too(tmp_path: Path) -> None
     chosen = documents["chosen"]
     assert chosen == sum(documents["chosen_per_label"].values()) > 0
     assert results["documents"]["train_rows"] == 24 + chosen
-    assert results["all"]["train_rows"] == 24 + chosen + comparison["synthetic"]["kept"]
+    described = len(load_task(EXAMPLE_TASK).label_names)  # one row per label description
+    assert results["all"]["train_rows"] == 24 + chosen + comparison["synthetic"]["kept"] + described
     assert results["documents"]["training_rows"]["documents"] == {
         k: v for k, v in sorted(documents["chosen_per_label"].items()) if v
     }
@@ -261,3 +273,25 @@ def test_run_generates_from_the_documents_it_labels(tmp_path: Path) -> None:
     assert {ids[0] for ids in shown} <= inbox_ids  # the documents shown are the user's
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["documents"]["path"] == str(inbox)
+
+
+def test_train_with_a_task_adds_one_row_per_label_description(tmp_path: Path) -> None:
+    runner = CliRunner()
+    base = ["train", "--real", str(EXAMPLE_SEED), *COLUMNS, "--task", str(EXAMPLE_TASK), "-q"]
+    result = runner.invoke(cli, [*base, "--out", str(tmp_path / "m"), "--json"])
+    assert result.exit_code == 0, result.output
+    training = json.loads(result.stdout)["training"]
+    labels = load_task(EXAMPLE_TASK).label_names
+    assert training["rows"]["descriptions"] == {name: 1 for name in sorted(labels)}
+    assert training["inputs"]["task"] == str(EXAMPLE_TASK)
+    assert "label descriptions weigh 4" in result.stderr
+    off = runner.invoke(
+        cli, [*base, "--out", str(tmp_path / "off"), "--descriptions-weight", "0", "--json"]
+    )
+    assert off.exit_code == 0, off.output
+    assert "descriptions" not in json.loads(off.stdout)["training"]["rows"]
+    missing = runner.invoke(
+        cli, [*base[:-3], "--task", str(tmp_path / "none.toml"), "-q", "--out", str(tmp_path / "x")]
+    )
+    assert missing.exit_code == 1 and "none.toml" in missing.output
+    assert not (tmp_path / "x").exists()

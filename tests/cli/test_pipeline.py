@@ -295,3 +295,21 @@ def test_train_with_a_task_adds_one_row_per_label_description(tmp_path: Path) ->
     )
     assert missing.exit_code == 1 and "none.toml" in missing.output
     assert not (tmp_path / "x").exists()
+
+
+def test_run_with_fit_weights_shows_each_rows_weight_in_the_report(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    args = ["run", str(EXAMPLE_TASK), "--real", str(EXAMPLE_SEED), "--test", str(EXAMPLE_TEST)]
+    args += [*COLUMNS, "--out", str(out), "-n", "3", "--engine", "fake", "--quiet"]
+    result = CliRunner().invoke(cli, [*args, "--synthetic-weight", "fit"])
+    assert result.exit_code == 0, result.output
+    weights = pl.read_parquet(out / "models" / "combined" / "row_weights.parquet")
+    comparison = json.loads((out / "comparison.json").read_text())
+    assert weights.height == comparison["synthetic"]["kept"] > 0
+    mix = comparison["results"]["combined"]["synthetic_weight"]
+    assert mix["setting"] == "fit" and len(mix["lowest"]) == min(5, weights.height)
+    assert "by how well each fits its label" in result.stdout
+    html = (out / "report.html").read_text()
+    assert "The lowest-weighted rows" in html
+    for name, entry in mix["per_label"].items():
+        assert f"<td>{name}</td><td>{entry['rows']}</td><td>{entry['mean']:.3f}</td>" in html

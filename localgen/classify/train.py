@@ -167,7 +167,12 @@ def label_descriptions(task_path: Path | None, settings: TrainSettings) -> dict[
 
 
 WEIGHTED = ("synthetic", "documents", "descriptions")  # sources weighed against the real rows
-ROWS_OF = {"synthetic": "synthetic rows", "documents": "documents rows"}  # else the source
+# how the printed lines name each source's rows
+ROWS_OF = {
+    "synthetic": "synthetic rows",
+    "documents": "documents rows",
+    "descriptions": "label descriptions",
+}
 
 
 def mixing(
@@ -364,7 +369,7 @@ def trained_message(model: TextClassifier) -> str:
     for source in WEIGHTED:
         mix = model.info["training"].get(f"{source}_weight")
         if mix:
-            line += f"; {ROWS_OF.get(source, f'label {source}')} weigh {weight_phrase(mix)}"
+            line += f"; {ROWS_OF[source]} weigh {weight_phrase(mix)}"
     return line
 
 

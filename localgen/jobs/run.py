@@ -101,7 +101,8 @@ def compare(
     predictions: dict[str, list[str]] = {}
     given = OPTIONAL & set(data.sources)
     for name, title, sources in SETS:
-        if (OPTIONAL & set(sources)) - given if name != "all" else not given:
+        missing = (OPTIONAL & set(sources)) - given
+        if (name == "all" and not given) or (name != "all" and missing):
             continue  # a source not given; all of them: only when it adds one
         part = data.subset(*sources)
         if len(set(part.labels)) < 2:
@@ -387,8 +388,7 @@ def comparison_table(comparison: dict[str, Any]) -> str:
         for source in WEIGHTED:
             mix = comparison["results"].get(name, {}).get(f"{source}_weight")
             if mix:
-                rows = ROWS_OF.get(source, f"label {source}")
-                lines.append(f"{rows} weigh {weight_phrase(mix)} in {titles[name]}")
+                lines.append(f"{ROWS_OF[source]} weigh {weight_phrase(mix)} in {titles[name]}")
     for key, diff in comparison["differences"].items():
         what = titles[key.removesuffix("_minus_real")]
         low, high = diff.get("ci", [None, None])

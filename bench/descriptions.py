@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tomllib
 from pathlib import Path
 
 import numpy as np
@@ -35,7 +34,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from real_data import DATASETS, TASKS, ci, clean, sample, split  # noqa: E402
 
 from localgen.classify.evaluation import paired_difference, score  # noqa: E402
-from localgen.classify.train import fit, load_encoder, training_set  # noqa: E402
+from localgen.classify.train import (  # noqa: E402
+    fit,
+    label_descriptions,
+    load_encoder,
+    training_set,
+)
 from localgen.config import TrainSettings  # noqa: E402
 from localgen.data import read_labeled  # noqa: E402
 from localgen.documents.label import chosen_documents  # noqa: E402
@@ -47,8 +51,8 @@ WEIGHTS = (1.0, 2.0, 4.0, 8.0, 16.0)
 
 
 def descriptions(name: str) -> dict[str, str]:
-    task = tomllib.loads((TASKS / f"{name}.toml").read_text())
-    return {label: entry["description"] for label, entry in sorted(task["labels"].items())}
+    """Label -> description of the dataset's task file, in label order (what `run` adds)."""
+    return dict(sorted(label_descriptions(TASKS / f"{name}.toml", TrainSettings()).items()))
 
 
 def _shown(diff: dict) -> str:

@@ -7,7 +7,8 @@ The engine core runs in this process (no worker processes, no ZMQ), with the set
 regex for guidance and outlines, its EBNF grammar for xgrammar (`planning/schema.py`).
 A label answer starts the model's reply in the prompt (`LabelChoice.REPLY_START`, the
 chat's last message continued) and constrains the rest; its completion is given back
-whole, as other engines give it.
+whole, as other engines give it. On a CPU, the sampler's top-p filter is localgen's
+(`engines/vllm_sampling.py`): vLLM's result without sorting the vocabulary every step.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import os
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+from localgen.engines import vllm_sampling
 from localgen.engines.base import Completion, Feed
 from localgen.engines.vllm_setup import (
     ENV_DEFAULTS,
@@ -73,6 +75,8 @@ class VllmEngine:
         self.backend = backend
         self.model = model
         self.context: int | None = max_model_len
+        if not torch.cuda.is_available():  # measured on a CPU only; a GPU keeps vLLM's
+            vllm_sampling.install()
         options = llm_options(
             model.path,
             backend,

@@ -115,6 +115,33 @@ def test_the_real_engine_is_topped_up_as_requests_finish(vllm_engine) -> None:  
     assert not engine.has_unfinished_requests()
 
 
+def test_the_top_p_filter_keeps_what_vllms_sort_keeps_on_the_real_logits(vllm_engine) -> None:  # type: ignore[no-untyped-def]
+    """On a CPU the engine puts localgen's top-p filter into vLLM's sampler
+    (engines/vllm_sampling.py). At every sampling step of a real batch, it keeps exactly
+    the tokens vLLM's own filter (a sort of the vocabulary) keeps, with their logits."""
+    import torch
+    from vllm.v1.sample.ops import topk_topp_sampler as sampler
+
+    ours = sampler.apply_top_k_top_p
+    assert ours.original is not None  # installed by the engine
+    steps: list[bool] = []
+
+    def compared(logits, k, p):  # type: ignore[no-untyped-def]
+        expected = ours.original(logits.clone(), k, p)
+        got = ours(logits, k, p)
+        steps.append(torch.equal(got, expected) and p is not None)
+        return got
+
+    requests = build_plan(load_task(EXAMPLE_TASK), PlanSpec(count=2, strategy="zero-shot")).requests
+    sampler.apply_top_k_top_p = compared
+    try:
+        completions = list(vllm_engine.generate(requests))
+    finally:
+        sampler.apply_top_k_top_p = ours
+    assert len(completions) == len(requests) and all(c.text for c in completions)
+    assert len(steps) >= 10 and all(steps)  # every step, each with top-p (0.95) in force
+
+
 def test_run_keep_grows_a_real_run_in_rounds_on_one_engine(
     vllm_engine,
     builtin_model,  # type: ignore[no-untyped-def]

@@ -1,0 +1,68 @@
+"""Top-p (nucleus) filtering without sorting the vocabulary, for vLLM on a CPU.
+
+vLLM's CPU sampler finds each sequence's nucleus by sorting all of its logits every step
+(`apply_top_k_top_p_pytorch`: 49,152 for the built-in model, 151,936 for Qwen). Profiled
+on the default path (64 rows in flight), that sort took 21% (built-in) and 32% (0.5B) of
+the engine's time. The nucleus is almost always among the few hundred most likely
+tokens, so `nucleus` finds it there: the largest logits of a window (`torch.topk`, no
+full sort), their probabilities against the softmax over the whole vocabulary (one
+`logsumexp`), and the same rule as vLLM's (a token stays while the probability of the
+tokens above it is below p). A row whose window holds less than p of the probability
+tries the next window, and past the last one vLLM's own sort, so the result is vLLM's
+filter, computed in a smaller space; upstream proposes the same for its GPU path
+(vllm-project/vllm#48913). The same rows at 1.28x (built-in) and 1.52x (0.5B) the
+tokens/s (`bench/decoding_paths.py`).
+
+`install` puts it in place of vLLM's filter on a CPU; a vLLM whose sampler module has
+another layout is left as it is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+# Candidates per row, tried in turn: a row whose nucleus spills past one window tries the
+# next, and past the last, vLLM's sort. torch.topk of 4,096 costs about a quarter of a
+# sort of 49,152 logits and a tenth of 151,936 (one core).
+WINDOWS = (256, 4096)
+
+
+def nucleus(
+    logits: Any, k: Any, p: Any, fallback: Callable[..., Any], windows: tuple[int, ...] = WINDOWS
+) -> Any:
+    """`logits` ([rows, vocabulary]) with every token outside each row's top-p nucleus set
+    to -inf, in place, as vLLM's `apply_top_k_top_p_pytorch(logits, k, p)` does. Top-k,
+    no top-p, and rows past every window go to `fallback` (vLLM's own)."""
+    if p is None or k is not None or not windows or logits.shape[1] <= windows[0]:
+        return fallback(logits, k, p)
+    top, index = logits.topk(windows[0], dim=-1)  # largest first
+    probs = (top - logits.logsumexp(dim=-1, keepdim=True)).exp()
+    above = probs.cumsum(dim=-1) - probs  # probability of the tokens ranked above each
+    spills = probs.sum(dim=-1) < p  # the nucleus may reach past the window
+    top.masked_fill_(above >= p.unsqueeze(1), -float("inf"))
+    rest = logits.clone() if bool(spills.any()) else None
+    logits.fill_(-float("inf")).scatter_(1, index, top)
+    if rest is not None:
+        rows = spills.nonzero().squeeze(1)
+        logits[rows] = nucleus(rest[rows], None, p[rows], fallback, windows[1:])
+    return logits
+
+
+def install() -> bool:
+    """`nucleus` in place of the top-p filter of vLLM's sampler (once per process; the
+    replaced one stays as its `original`); whether it is in place."""
+    try:
+        from vllm.v1.sample.ops import topk_topp_sampler as sampler
+    except ImportError:
+        return False
+    original = getattr(sampler, "apply_top_k_top_p", None)
+    if original is None or hasattr(original, "original"):
+        return original is not None
+
+    def apply_top_k_top_p(logits: Any, k: Any, p: Any) -> Any:
+        return nucleus(logits, k, p, fallback=original)
+
+    apply_top_k_top_p.original = original  # type: ignore[attr-defined]
+    sampler.apply_top_k_top_p = apply_top_k_top_p
+    return True

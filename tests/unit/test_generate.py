@@ -209,11 +209,13 @@ def test_the_label_check_asks_the_model_about_every_row_once(
     [checks] = [c for c in engine.calls if c[0].endswith("/check")]
     assert sorted(checks) == sorted(f"{key}/check" for key in answers)
     prompt_of = {r.key: r.prompt for r in engine.last_requests}
-    assert "Which category does the text belong to?" in prompt_of["billing-000001/check"]
-    assert (
-        rows.filter(pl.col("request_key") == "billing-000001")["text"].item()
-        in (prompt_of["billing-000001/check"])
-    )
+    checked = prompt_of["billing-000001/check"]
+    text = rows.filter(pl.col("request_key") == "billing-000001")["text"].item()
+    # The question, then the row last: the prefix cache serves all but the row.
+    assert checked.endswith(text) and "Which category does the text below belong to?" in checked
+    other = prompt_of["bug-000002/check"]
+    shared = checked[: checked.index(text)]
+    assert other.startswith(shared) and shared.count("Which category") == 1
     # Rerun: every row is stored and checked, so the engine is not even asked.
     again = FakeEngine()
     _run(_config(task_file, tmp_path / "run", seed=3), again)

@@ -230,7 +230,7 @@ def table(name: str, model: Any, tallies: dict[str, Tally], n: int, rounds: int)
         return t.tokens / t.wall
 
     default = tallies[DEFAULT]
-    constrained = [p for p in PATHS if p not in (DEFAULT, FREE, FREE_ASCII)]
+    constrained = [p for p in PATHS if p not in (DEFAULT, SORT, FREE, FREE_ASCII)]
     fastest = max(constrained, key=lambda p: rate(tallies[p]))
     lines = [
         f"### {name} ({model.path.name}): {n} requests x {rounds} rounds per path\n",

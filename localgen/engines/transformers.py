@@ -1,5 +1,5 @@
 """The transformers engine: Outlines on a plain Hugging Face model, for platforms vLLM
-does not support. About 7x slower than vLLM on a CPU (docs/measurements.md, "vLLM against
+does not support. About 6x slower than vLLM on a CPU (docs/measurements.md, "vLLM against
 transformers + Outlines"), but it needs only torch and transformers.
 
 The requests the feed has room for are grouped by schema and sampling settings (a batch

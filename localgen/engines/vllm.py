@@ -75,8 +75,7 @@ class VllmEngine:
         self.backend = backend
         self.model = model
         self.context: int | None = max_model_len
-        if not torch.cuda.is_available():  # measured on a CPU only; a GPU keeps vLLM's
-            vllm_sampling.install()
+        vllm_sampling.install()  # on a CPU: the top-p filter without a sort
         options = llm_options(
             model.path,
             backend,

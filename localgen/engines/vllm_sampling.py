@@ -9,12 +9,13 @@ full sort), their probabilities against the softmax over the whole vocabulary (o
 `logsumexp`), and the same rule as vLLM's (a token stays while the probability of the
 tokens above it is below p). A row whose window holds less than p of the probability
 tries the next window, and past the last one vLLM's own sort, so the result is vLLM's
-filter, computed in a smaller space; upstream proposes the same for its GPU path
-(vllm-project/vllm#48913). The same rows at 1.28x (built-in) and 1.52x (0.5B) the
-tokens/s (`bench/decoding_paths.py`).
+filter (up to float rounding at the cut-off), computed in a smaller space; upstream
+proposes the same for its GPU path (vllm-project/vllm#48913). The same rows at 1.28x
+(built-in) and 1.52x (0.5B) the tokens/s (`bench/decoding_paths.py`).
 
-`install` puts it in place of vLLM's filter on a CPU; a vLLM whose sampler module has
-another layout is left as it is.
+`install` puts it in place of vLLM's filter in this process on a CPU (the in-process
+engine; vLLM's own server and worker processes keep theirs); a vLLM whose sampler module
+has another layout is left as it is.
 """
 
 from __future__ import annotations
@@ -32,20 +33,28 @@ def nucleus(
     logits: Any, k: Any, p: Any, fallback: Callable[..., Any], windows: tuple[int, ...] = WINDOWS
 ) -> Any:
     """`logits` ([rows, vocabulary]) with every token outside each row's top-p nucleus set
-    to -inf, in place, as vLLM's `apply_top_k_top_p_pytorch(logits, k, p)` does. Top-k,
-    no top-p, and rows past every window go to `fallback` (vLLM's own)."""
+    to -inf, in place, as vLLM's `apply_top_k_top_p_pytorch(logits, k, p)` does (the same
+    tokens, up to float rounding right at the cut-off and which of equal logits there is
+    kept). Top-k, no top-p, and rows past every window go to `fallback` (vLLM's own)."""
     if p is None or k is not None or not windows or logits.shape[1] <= windows[0]:
         return fallback(logits, k, p)
     top, index = logits.topk(windows[0], dim=-1)  # largest first
     probs = (top - logits.logsumexp(dim=-1, keepdim=True)).exp()
     above = probs.cumsum(dim=-1) - probs  # probability of the tokens ranked above each
-    spills = probs.sum(dim=-1) < p  # the nucleus may reach past the window
+    # Rows whose nucleus may reach past the window, and rows without top-p (p = 1: a
+    # greedy request beside sampled ones) go on as vLLM's would.
+    spills = (probs.sum(dim=-1) < p) | (p >= 1)
     top.masked_fill_(above >= p.unsqueeze(1), -float("inf"))
-    rest = logits.clone() if bool(spills.any()) else None
+    rows = spills.nonzero().squeeze(1)
+    rest = logits[rows] if len(rows) else None  # a copy, before the fill below
     logits.fill_(-float("inf")).scatter_(1, index, top)
     if rest is not None:
-        rows = spills.nonzero().squeeze(1)
-        logits[rows] = nucleus(rest[rows], None, p[rows], fallback, windows[1:])
+        q = p[rows]
+        if bool((whole := q >= 1).any()):
+            rest[whole] = fallback(rest[whole], None, q[whole])
+        if bool((wider := q < 1).any()):
+            rest[wider] = nucleus(rest[wider], None, q[wider], fallback, windows[1:])
+        logits[rows] = rest
     return logits
 
 
@@ -53,8 +62,11 @@ def install() -> bool:
     """`nucleus` in place of the top-p filter of vLLM's sampler (once per process; the
     replaced one stays as its `original`); whether it is in place."""
     try:
+        from vllm.platforms import current_platform
         from vllm.v1.sample.ops import topk_topp_sampler as sampler
     except ImportError:
+        return False
+    if not current_platform.is_cpu():  # measured on a CPU only; elsewhere vLLM's own
         return False
     original = getattr(sampler, "apply_top_k_top_p", None)
     if original is None or hasattr(original, "original"):

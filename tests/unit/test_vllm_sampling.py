@@ -1,7 +1,7 @@
 """The top-p filter localgen puts into vLLM's CPU sampler gives vLLM's own result: the same
 tokens kept, with the same logits, for peaked rows (nucleus inside the first window),
 flatter ones (inside the second), flat ones (past both: vLLM's sort), rows a grammar
-masked, and mixed top-p values."""
+masked, equal logits at the cut-off, and a row without top-p (p = 1)."""
 
 import pytest
 
@@ -28,9 +28,23 @@ def batch(seed: int) -> tuple[object, object]:
     few = torch.full((VOCABULARY,), -float("inf"))
     few[:3] = torch.tensor([1.0, 0.5, -2.0])  # fewer admitted tokens than the window
     rows.append(few)
+    tied = torch.full((VOCABULARY,), -float("inf"))
+    tied[:10] = torch.tensor([2.0] + [1.0] * 9)  # p = 0.5 cuts through the nine equal ones
+    rows.append(tied)
+    rows.append(torch.randn(VOCABULARY, generator=g) * 3.0)  # p = 1: a greedy row's
     logits = torch.stack(rows)
-    p = torch.tensor([0.95, 0.9, 0.5, 0.95, 0.95, 0.8, 0.95], dtype=torch.float32)
+    p = torch.tensor([0.95, 0.9, 0.5, 0.95, 0.95, 0.8, 0.95, 0.5, 1.0], dtype=torch.float32)
     return logits, p
+
+
+def kept(logits):  # type: ignore[no-untyped-def]
+    """Per row, the logits kept, largest first: which of equal logits at the cut-off is
+    kept is the sort's choice, so tokens are compared by value."""
+    return [row[~torch.isinf(row)].sort(descending=True).values for row in logits]
+
+
+def same(got, expected) -> bool:  # type: ignore[no-untyped-def]
+    return all(torch.equal(a, b) for a, b in zip(kept(got), kept(expected), strict=True))
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -44,13 +58,14 @@ def test_the_nucleus_is_vllms_own(seed: int) -> None:
         return reference(rows, k, q)
 
     got = nucleus(logits.clone(), None, p, fallback=fallback)
-    assert torch.equal(torch.isinf(got), torch.isinf(expected))
-    assert torch.equal(got[~torch.isinf(got)], expected[~torch.isinf(expected)])
-    kept = (~torch.isinf(got)).sum(dim=1)
-    spilled = int((kept > WINDOWS[-1]).sum())
-    between = (kept > WINDOWS[0]) & (kept <= WINDOWS[-1])
-    assert kept.min() < WINDOWS[0] and bool(between.any()) and 0 < spilled < len(kept)
-    assert calls == [spilled]  # only rows whose nucleus spills past every window sorted
+    assert same(got, expected)
+    counts = torch.tensor([len(row) for row in kept(got)])
+    assert counts[7] == 5  # the largest and four of the nine equal ones
+    spilled = int((counts > WINDOWS[-1]).sum())
+    between = (counts > WINDOWS[0]) & (counts <= WINDOWS[-1])
+    assert counts.min() < WINDOWS[0] and bool(between.any()) and 0 < spilled < len(counts)
+    # Sorted by vLLM: the p = 1 row at once, then the others past every window.
+    assert counts[8] > WINDOWS[-1] and calls == [1, spilled - 1]
 
 
 def test_top_k_and_no_top_p_go_to_vllm() -> None:
@@ -61,7 +76,7 @@ def test_top_k_and_no_top_p_go_to_vllm() -> None:
         seen.append((k is not None, q is not None))
         return rows
 
-    nucleus(logits, torch.full((7,), 5), p, fallback=fallback)
+    nucleus(logits, torch.full((len(p),), 5), p, fallback=fallback)
     nucleus(logits, None, None, fallback=fallback)
     assert seen == [(True, True), (False, False)]
 
@@ -77,6 +92,6 @@ def test_install_replaces_the_filter_of_the_cpu_sampler_once() -> None:
         logits, p = batch(3)
         expected = reference(logits.clone(), None, p)
         got = sampler.apply_top_k_top_p(logits.clone(), None, p)
-        assert torch.equal(torch.isinf(got), torch.isinf(expected))
+        assert same(got, expected)
     finally:
         sampler.apply_top_k_top_p = before

@@ -258,6 +258,11 @@ class SyntheticWeight(click.ParamType):
             self.fail(f"{value!r}: give fit, auto or a number >= 0", param, ctx)
 
 
+def _weight_option(flag: str, default: str | float, help: str) -> Any:
+    """A weight of one kind of row next to the real rows: fit, auto or a factor."""
+    return click.option(flag, type=SyntheticWeight(), default=default, show_default=True, help=help)
+
+
 _HEAD = [
     click.option(
         "--encoder",
@@ -278,30 +283,24 @@ _HEAD = [
         is_flag=True,
         help="Weigh every row the same (default: each label weighs the same in total).",
     ),
-    click.option(
+    _weight_option(
         "--synthetic-weight",
-        type=SyntheticWeight(),
-        default=TrainSettings.synthetic_weight,
-        show_default=True,
-        help="What a synthetic row's loss counts next to a real row's, when training on "
+        TrainSettings.synthetic_weight,
+        "What a synthetic row's loss counts next to a real row's, when training on "
         "both: fit: each row its own, the probability a classifier on the real rows alone "
         "gives its label; a factor for all rows (0 ignores them); or auto: the factor of "
         "0, 0.1, 0.25, 0.5, 1 that cross-validation on the real rows prefers.",
     ),
-    click.option(
+    _weight_option(
         "--documents-weight",
-        type=SyntheticWeight(),
-        default=TrainSettings.documents_weight,
-        show_default=True,
-        help="The same for the rows of --documents, chosen on the real rows and the "
+        TrainSettings.documents_weight,
+        "The same for the rows of --documents, chosen on the real rows and the "
         "documents alone; auto leaves them out only where the real rows say they harm.",
     ),
-    click.option(
+    _weight_option(
         "--descriptions-weight",
-        type=SyntheticWeight(),
-        default=TrainSettings.descriptions_weight,
-        show_default=True,
-        help="The same for the task file's label descriptions, each one row of its label "
+        TrainSettings.descriptions_weight,
+        "The same for the task file's label descriptions, each one row of its label "
         "(train --task, run); 0 leaves them out.",
     ),
 ]

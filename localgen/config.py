@@ -68,6 +68,9 @@ class GenerateConfig:
     engine: EngineSettings = field(default_factory=EngineSettings)
     max_retries: int = 2  # extra attempts, with a new seed, for an output that fails validation
     check_labels: bool = True  # ask the model which label each row belongs to (check_label)
+    # with the check, each row's fit_margin and fit_posterior (planning/channel.py): a
+    # prompt-only pass per label, as costly as the rest of a run on the example task
+    fit_margin: bool = False
     formats: tuple[str, ...] = ("parquet",)
     shard_rows: int = 200  # rows per shard: a kill loses at most this many finished rows
     window: int = WINDOW  # requests in flight at once; memory holds this many
@@ -248,6 +251,7 @@ class BoostConfig:
     engine: EngineSettings = field(default_factory=EngineSettings)
     max_retries: int = GenerateConfig.max_retries
     check_labels: bool = GenerateConfig.check_labels
+    fit_margin: bool = GenerateConfig.fit_margin
     overwrite: bool = False  # regenerate rounds a previous boost with other settings left
     settings: TrainSettings = field(default_factory=TrainSettings)
     strict: bool = False  # conflicting labels, or training texts in the test data: errors
@@ -283,11 +287,13 @@ METHOD_TITLES = {  # how the run table and the report name them
 }
 
 
-WEIGHT_RULES = ("fit", "auto")  # besides a number: per row, or one chosen for all rows
+# besides a number: per row (by the real rows' classifier, or by the generating model's
+# fit_posterior), or one factor chosen for all rows
+WEIGHT_RULES = ("fit", "channel", "auto")
 
 
 def parse_weight(value: str | float) -> str | float:
-    """'fit', 'auto' or a factor >= 0; ValueError otherwise."""
+    """'fit', 'channel', 'auto' or a factor >= 0; ValueError otherwise."""
     if isinstance(value, str) and value.strip().lower() in WEIGHT_RULES:
         return value.strip().lower()
     try:
@@ -295,7 +301,7 @@ def parse_weight(value: str | float) -> str | float:
     except ValueError:
         weight = -1.0
     if not weight >= 0 or weight == float("inf"):
-        raise ValueError(f"a weight must be fit, auto or a number >= 0, not {value}")
+        raise ValueError(f"a weight must be fit, channel, auto or a number >= 0, not {value}")
     return weight
 
 

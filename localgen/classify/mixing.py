@@ -201,10 +201,12 @@ def choose_weight(
     seed: int = 0,
     weights: Sequence[float] = WEIGHTS,
     gate: str = "macro_f1",
+    row_factors: np.ndarray | None = None,
 ) -> Mix:
     """The factor cross-validation on the real rows prefers, with every score. `ids`: a
     real row's own id, and the real ids a synthetic row was written from (`TrainingSet.ids`).
-    `gate`: the rule of `pick` that chooses."""
+    `gate`: the rule of `pick` that chooses. `row_factors`: each row's own factor, which
+    the chosen one scales (1 for a real row); None: 1 for every row."""
     ids = list(ids) or [()] * len(labels)
     real = np.array([i for i, s in enumerate(sources) if s == "real"])
     synthetic = np.array([i for i, s in enumerate(sources) if s == "synthetic"], dtype=np.int64)
@@ -235,6 +237,8 @@ def choose_weight(
             train_labels = [labels[i] for i in train]
             scale = len(synthetic) / len(own) if len(own) else 0.0  # the same total weight
             f = factors([sources[i] for i in train], weight * scale)
+            if row_factors is not None:
+                f = f * row_factors[train]
             if len({lab for lab, w in zip(train_labels, f, strict=True) if w > 0}) < 2:
                 continue
             head = fit_linear(vectors[train], train_labels, label_names, c, balanced, factors=f)

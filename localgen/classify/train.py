@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -54,20 +54,27 @@ class TrainingSet:
     # A real row's own id; the ids of the real examples a synthetic row's prompt showed.
     # Empty: unknown. Cross-validation keeps a held-out real row's offspring out.
     ids: list[tuple[str, ...]] = field(default_factory=list)
+    # A synthetic row's fit_posterior (the generating model's reading of it, generate's
+    # check), None where the row has none. Empty: none known.
+    fits: list[float | None] = field(default_factory=list)
 
     def _ids(self) -> list[tuple[str, ...]]:
         return self.ids or [()] * len(self.texts)
 
+    def _fits(self) -> list[float | None]:
+        return self.fits or [None] * len(self.texts)
+
     def subset(self, *sources: str) -> TrainingSet:
         """The rows of these sources, in their order."""
         rows = [i for i, s in enumerate(self.sources) if s in sources]
-        ids = self._ids()
+        ids, fits = self._ids(), self._fits()
         return TrainingSet(
             [self.texts[i] for i in rows],
             [self.labels[i] for i in rows],
             self.vectors[rows],
             [self.sources[i] for i in rows],
             [ids[i] for i in rows],
+            [fits[i] for i in rows],
         )
 
     def join(self, other: TrainingSet) -> TrainingSet:
@@ -78,6 +85,7 @@ class TrainingSet:
             np.concatenate([self.vectors, other.vectors]),
             self.sources + other.sources,
             self._ids() + other._ids(),
+            self._fits() + other._fits(),
         )
 
     def counts(self) -> dict[str, dict[str, int]]:
@@ -126,6 +134,7 @@ def training_set(
     parts = []
     sources: list[str] = []
     origin: list[tuple[str, ...]] = []  # TrainingSet.ids
+    fits: list[float | None] = []  # TrainingSet.fits
     if real is not None:
         say(f"embedding {real.frame.height} real rows")
         texts += real.frame["text"].to_list()
@@ -133,6 +142,7 @@ def training_set(
         sources += ["real"] * real.frame.height
         own = real.frame["id"].to_list() if "id" in real.frame.columns else None
         origin += [(i,) for i in own] if own is not None else [()] * real.frame.height
+        fits += [None] * real.frame.height
     if frame is not None and run_dir is not None:
         say(f"embedding {frame.height} synthetic rows from {name}")
         ids, run_texts = frame["id"].to_list(), frame["text"].to_list()
@@ -141,19 +151,23 @@ def training_set(
         sources += ["synthetic"] * frame.height
         shown = frame["positive_ids"].to_list() if "positive_ids" in frame.columns else None
         origin += [tuple(p or ()) for p in shown] if shown is not None else [()] * frame.height
+        has_fit = "fit_posterior" in frame.columns
+        fits += frame["fit_posterior"].to_list() if has_fit else [None] * frame.height
     if documents is not None and documents.height:
         say(f"embedding {documents.height} labelled documents")
         texts += documents["text"].to_list()
         parts.append(encoder.encode(documents["text"].to_list()))
         sources += ["documents"] * documents.height
         origin += [(i,) for i in documents["id"].to_list()]
+        fits += [None] * documents.height
     if descriptions:
         say(f"embedding {len(descriptions)} label descriptions")
         texts += list(descriptions.values())
         parts.append(encoder.encode(list(descriptions.values())))
         sources += ["descriptions"] * len(descriptions)
         origin += [()] * len(descriptions)
-    return TrainingSet(texts, labels, np.concatenate(parts), sources, origin)
+        fits += [None] * len(descriptions)
+    return TrainingSet(texts, labels, np.concatenate(parts), sources, origin, fits)
 
 
 def label_descriptions(task_path: Path | None, settings: TrainSettings) -> dict[str, str]:
@@ -189,6 +203,9 @@ def mixing(
         if source not in data.sources:
             continue
         setting = getattr(settings, f"{source}_weight")
+        if setting == "channel":
+            chosen[source] = channel_mix(data, source, len(real))
+            continue
         if setting == "fit":
             say(f"weighing each {source} row by how well it fits its label")
             own = [i for i, s in enumerate(data.sources) if s == source]
@@ -222,6 +239,26 @@ def mixing(
             gate="macro_f1" if source == "synthetic" else "not_worse",
         )
     return chosen
+
+
+def channel_mix(data: TrainingSet, source: str, real_rows: int) -> Mix:
+    """Each row of `source` weighed by its fit_posterior: how much of its text's
+    probability the generating model gives its own label's prompt (generate's check)."""
+    own = [i for i, s in enumerate(data.sources) if s == source]
+    fits = data._fits()
+    missing = sum(fits[i] is None for i in own)
+    if missing:
+        raise DataError(
+            f"{missing} of {len(own)} {ROWS_OF[source]} have no fit_posterior, which "
+            "--synthetic-weight channel needs: generate them with the vllm engine and the "
+            "label check on"
+        )
+    weights = np.array([fits[i] for i in own], dtype=np.float64)
+    mix = fit_mix(weights, [data.labels[i] for i in own], [data.texts[i] for i in own], real_rows)
+    method = (
+        "each row: the share of its text's probability the generating model gives its own label"
+    )
+    return replace(mix, setting="channel", method=method)
 
 
 def row_weights_of(data: TrainingSet, mixes: dict[str, Mix]) -> np.ndarray | None:
@@ -375,7 +412,7 @@ def trained_message(model: TextClassifier) -> str:
 
 def weight_phrase(mix: dict[str, Any]) -> str:
     """What a source's rows weigh, as model.json records it (`Mix.as_dict`), in words."""
-    if mix["setting"] == "fit":
+    if mix["setting"] in ("fit", "channel"):
         low = min(entry["min"] for entry in mix["per_label"].values())
         high = max(entry["max"] for entry in mix["per_label"].values())
         return f"{low:.2f}-{high:.2f} by how well each fits its label (mean {mix['chosen']:.2f})"

@@ -12,6 +12,7 @@ from localgen.cli.groups import engine_options, planned
 from localgen.cli.options import (
     check_labels_option,
     echo_err,
+    fit_margin_option,
     handle_errors,
     json_option,
     max_model_len_option,
@@ -84,6 +85,7 @@ def plan_command(
 @engine_options
 @retries_option
 @check_labels_option
+@fit_margin_option
 @click.option(
     "--format",
     "formats",
@@ -125,6 +127,7 @@ def generate(
     engine: EngineSettings,
     retries: int,
     check_labels: bool,
+    fit_margin: bool,
     formats: tuple[str, ...],
     shard_rows: int,
     window: int,
@@ -154,6 +157,7 @@ def generate(
         engine=engine,
         max_retries=retries,
         check_labels=check_labels,
+        fit_margin=fit_margin,
         formats=tuple(dict.fromkeys(formats)),
         shard_rows=shard_rows,
         window=window,

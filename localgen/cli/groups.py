@@ -247,19 +247,19 @@ engine_options = _group(
 
 
 class SyntheticWeight(click.ParamType):
-    """fit, auto, or a factor >= 0."""
+    """fit, channel, auto, or a factor >= 0."""
 
-    name = "fit|auto|FACTOR"
+    name = "fit|channel|auto|FACTOR"
 
     def convert(self, value: Any, param: Any, ctx: Any) -> str | float:
         try:
             return parse_weight(value)
         except ValueError:
-            self.fail(f"{value!r}: give fit, auto or a number >= 0", param, ctx)
+            self.fail(f"{value!r}: give fit, channel, auto or a number >= 0", param, ctx)
 
 
 def _weight_option(flag: str, default: str | float, help: str) -> Any:
-    """A weight of one kind of row next to the real rows: fit, auto or a factor."""
+    """A weight of one kind of row next to the real rows: fit, channel, auto or a factor."""
     return click.option(flag, type=SyntheticWeight(), default=default, show_default=True, help=help)
 
 
@@ -287,9 +287,11 @@ _HEAD = [
         "--synthetic-weight",
         TrainSettings.synthetic_weight,
         "What a synthetic row's loss counts next to a real row's, when training on "
-        "both: fit: each row its own, the probability a classifier on the real rows alone "
-        "gives its label; a factor for all rows (0 ignores them); or auto: the factor of "
-        "0, 0.1, 0.25, 0.5, 1 that cross-validation on the real rows prefers.",
+        "both: channel: each row its own, its fit_posterior, the share of its text's "
+        "probability the generating model gives its own label (generate's check, vllm "
+        "engine); fit: each row its own, the probability a classifier on the real rows "
+        "alone gives its label; a factor for all rows (0 ignores them); or auto: the "
+        "factor of 0, 0.1, 0.25, 0.5, 1 that cross-validation on the real rows prefers.",
     ),
     _weight_option(
         "--documents-weight",

@@ -13,6 +13,7 @@ from localgen.cli.options import (
     check_labels_option,
     columns,
     data_file,
+    fit_margin_option,
     handle_errors,
     instructions_option,
     json_option,
@@ -68,6 +69,7 @@ from localgen.config import (
 @engine_options
 @retries_option
 @check_labels_option
+@fit_margin_option
 @click.option(
     "--keep",
     type=click.IntRange(min=1),
@@ -107,6 +109,7 @@ def run_command(
     engine: EngineSettings,
     retries: int,
     check_labels: bool,
+    fit_margin: bool,
     keep: int | None,
     keep_budget: float,
     settings: TrainSettings,
@@ -151,6 +154,8 @@ def run_command(
         engine=engine,
         max_retries=retries,
         check_labels=check_labels,
+        # the channel weight reads the rows' fit_posterior: score them
+        fit_margin=fit_margin or settings.synthetic_weight == "channel",
         overwrite=overwrite,
         quiet=quiet,
         strict=strict,
@@ -216,6 +221,7 @@ def run_command(
 @engine_options
 @retries_option
 @check_labels_option
+@fit_margin_option
 @train_options
 @overwrite_option("Regenerate rounds left by an earlier boost.")
 @json_option("boost.json instead of a table")
@@ -239,6 +245,7 @@ def boost(
     engine: EngineSettings,
     retries: int,
     check_labels: bool,
+    fit_margin: bool,
     settings: TrainSettings,
     overwrite: bool,
     as_json: bool,
@@ -279,6 +286,7 @@ def boost(
         engine=engine,
         max_retries=retries,
         check_labels=check_labels,
+        fit_margin=fit_margin or settings.synthetic_weight == "channel",
         overwrite=overwrite,
         settings=settings,
         strict=strict,

@@ -206,6 +206,14 @@ check_labels_option = click.option(
     "that admits only the task's labels (the check_label column; curation's "
     "label-consistency rule reads it).",
 )
+fit_margin_option = click.option(
+    "--fit-margin/--no-fit-margin",
+    default=GenerateConfig.fit_margin,
+    show_default=True,
+    help="With the label check, score each row under every label's prompt (a prompt-only "
+    "pass per label, vllm engine): the fit_margin and fit_posterior columns that "
+    "--synthetic-weight channel uses. About doubles a run on the example task.",
+)
 resamples_option = click.option(
     "--resamples",
     type=click.IntRange(min=0),

@@ -46,6 +46,16 @@ class Completion:
     cached_tokens: int | None = None
 
 
+@dataclass(frozen=True)
+class Continuation:
+    """A text scored after a prompt (`Engine.likelihoods`): the chat's user message, the
+    start of the model's reply, and the text that follows it."""
+
+    prompt: str
+    start: str
+    text: str
+
+
 class Feed:
     """The requests an engine takes as it has room: the planned ones in order, with the
     ones put back (retries) first. An engine holds at most `in_flight` requests it has

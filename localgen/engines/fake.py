@@ -14,9 +14,9 @@ import json
 import random
 import time
 from collections import defaultdict, deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 
-from localgen.engines.base import Completion, Feed
+from localgen.engines.base import Completion, Continuation, Feed
 from localgen.planning.requests import Request
 from localgen.planning.schema import LabelChoice
 
@@ -131,6 +131,18 @@ class FakeEngine:
         if self.tokens_per_s:
             time.sleep(completion.completion_tokens / self.tokens_per_s)
         return completion
+
+    def likelihoods(self, items: Sequence[Continuation]) -> list[float]:
+        """A text's log-probability after a prompt: -1 per word, +2 for each word it
+        shares with the prompt's category line (`Category "<label>": ...`), so a text
+        that names its label's words fits that label."""
+        scores = []
+        for item in items:
+            line = next((x for x in item.prompt.splitlines() if x.startswith("Category")), "")
+            shared = set(line.lower().replace('"', " ").split()) - {"category"}
+            words = item.text.lower().replace('"', " ").split()
+            scores.append(-len(words) + 2.0 * sum(w in shared for w in words))
+        return scores
 
     def close(self) -> None:
         pass

@@ -14,11 +14,11 @@ whole, as other engines give it. On a CPU, the sampler's top-p filter is localge
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from localgen.engines import vllm_sampling
-from localgen.engines.base import Completion, Feed
+from localgen.engines.base import Completion, Continuation, Feed
 from localgen.engines.vllm_setup import (
     ENV_DEFAULTS,
     INSTALL_HINT,
@@ -191,6 +191,58 @@ class VllmEngine:
             # Interrupted mid-batch: drop what is still queued so the engine can be reused.
             if keys and engine.has_unfinished_requests():
                 engine.abort_request(list(keys), internal=True)
+
+    def likelihoods(self, items: Sequence[Continuation]) -> list[float]:
+        """For each item, the log-probability the model gives its `text` after its
+        prompt and the start of the reply: the sum over the text's tokens, read from
+        vLLM's prompt log-probabilities in a prompt-only pass (one token decoded, unread).
+        The text's tokens are appended to the prompt's as they are, so every item of one
+        text scores the same tokens.
+
+        vLLM leaves the prefix cache unread for such requests, since it returns no
+        log-probabilities for what the cache served; here it is read, because only the
+        text's are needed and the prompts (one per label) are shared by every text:
+        6.2x faster on the TREC-6 task (docs/measurements.md, "The fit margin"). Where
+        the cache served a token of the text too (a text scored twice, or sharing a
+        cache block's worth of opening words with an earlier one after the same prompt),
+        that item is computed again without it."""
+        from vllm import SamplingParams
+        from vllm.inputs import TokensPrompt
+
+        tokenizer = self.llm.get_tokenizer()
+        prompts, lengths = [], []
+        for item in items:
+            messages: list[Any] = [
+                {"role": "user", "content": item.prompt},
+                {"role": "assistant", "content": item.start},
+            ]
+            rendered: Any = tokenizer.apply_chat_template(
+                messages, tokenize=False, continue_final_message=True
+            )
+            head = tokenizer.encode(rendered, add_special_tokens=False)
+            tail = tokenizer.encode(item.text, add_special_tokens=False)
+            prompts.append(TokensPrompt(prompt_token_ids=head + tail))
+            lengths.append(len(tail))
+        scores: list[float | None] = [None] * len(items)
+        for read_cache in (True, False):
+            todo = [i for i, got in enumerate(scores) if got is None]
+            if not todo:
+                break
+            params = SamplingParams(
+                max_tokens=1,
+                temperature=0.0,
+                prompt_logprobs=0,
+                detokenize=False,  # ids are enough, and a cached position holds none
+                skip_reading_prefix_cache=not read_cache,
+            )
+            outputs = self.llm.generate([prompts[i] for i in todo], params, use_tqdm=False)
+            for i, out in zip(todo, outputs, strict=True):
+                ids: Any = out.prompt_token_ids
+                steps: Any = out.prompt_logprobs
+                first = len(ids) - lengths[i]  # the text's first token
+                if first > (out.num_cached_tokens or 0):  # every text token computed
+                    scores[i] = float(sum(steps[j][ids[j]].logprob for j in range(first, len(ids))))
+        return [float(s) for s in scores]  # type: ignore[arg-type]
 
     def close(self) -> None:
         """Shut the engine down and give its memory back: on a GPU, what vLLM held (weights,

@@ -36,6 +36,7 @@ from localgen.generation.rows import (
     make_row,
 )
 from localgen.generation.store import KeySet, RunFolder
+from localgen.planning.channel import ChannelFit
 from localgen.planning.check import CHECK_SUFFIX, LabelCheck
 from localgen.planning.requests import SUMMARY_SUFFIX, Request
 from localgen.progress import Progress
@@ -193,27 +194,36 @@ class Generation:
 
     def check_labels(self, engine: Engine) -> None:
         """The label check (`localgen.planning.check`) for every stored row not checked
-        yet, a window at a time, reading one shard at a time. An answer that is not one of
-        the labels leaves the row unchecked (null), not failed."""
+        yet, and with `fit_margin`, where the engine can score texts, the fit margin
+        (`localgen.planning.channel`), a shard's worth of rows at a time, reading one
+        shard at a time. An answer that is not one of the labels leaves the row's
+        check_label null, not failed."""
         checked = self.run.checks.keys()
         unchecked = self.run.rows.count() - len(checked)
         if unchecked <= 0:
             return
         check = LabelCheck(self.task)
-        progress = Progress(unchecked, enabled=not self.config.quiet, label="checks")
-        answers: list[dict[str, Any]] = []
-        requests = (check.request(*row) for row in self._unchecked(checked))
-        feed = Feed(requests, in_flight=self.config.window)
-        for completion in engine.generate(feed):
-            parsed, _ = feed.answered(completion.key).schema.parse(completion.text)
-            key = completion.key.removesuffix(CHECK_SUFFIX)
-            answers.append({"request_key": key, "check_label": parsed and parsed["label"]})
-            progress.advance(1, completion.completion_tokens)
-            if len(answers) >= self.config.shard_rows:
-                self.run.checks.write(answers, CHECK_SCHEMA)
-                answers = []
-        if answers:
-            self.run.checks.write(answers, CHECK_SCHEMA)
+        scores = self.config.fit_margin and hasattr(engine, "likelihoods")
+        channel = ChannelFit(self.task) if scores else None
+        steps = 2 if channel else 1
+        label = "checks and fit scores" if channel else "checks"
+        progress = Progress(steps * unchecked, enabled=not self.config.quiet, label=label)
+        for rows in _windows(self._unchecked(checked), self.config.shard_rows):
+            answers: dict[str, dict[str, Any]] = {
+                key: {"request_key": key, "check_label": None} for key, *_ in rows
+            }
+            feed = Feed((check.request(*row) for row in rows), in_flight=self.config.window)
+            for completion in engine.generate(feed):
+                parsed, _ = feed.answered(completion.key).schema.parse(completion.text)
+                key = completion.key.removesuffix(CHECK_SUFFIX)
+                answers[key]["check_label"] = parsed and parsed["label"]
+                progress.advance(1, completion.completion_tokens)
+            if channel is not None:
+                texts = [(text, row_label) for _, text, row_label, _ in rows]
+                for (key, *_), fit in zip(rows, channel.score(engine, texts), strict=True):
+                    answers[key] |= {"fit_margin": fit.margin, "fit_posterior": fit.posterior}
+                    progress.advance(1)
+            self.run.checks.write(list(answers.values()), CHECK_SCHEMA)
         progress.close()
 
     def _unchecked(self, checked: KeySet) -> Iterator[tuple[str, str, str, int]]:

@@ -6,7 +6,10 @@ intermediate, model, model_path, model_config_hash, engine, backend, temperature
 max_tokens, seed, attempt, finish_reason, prompt_tokens, completion_tokens,
 mean_logprob, created_at (UTC, ISO 8601). The output table adds check_label: the label
 the generating model gave the row when asked (`localgen.planning.check`), null when the
-check did not run.
+check did not run; and fit_margin and fit_posterior: how much more likely the model finds
+the text under its own label's prompt than under any other's, and its own label's share
+(`localgen.planning.channel`), null where the engine cannot score texts (only vLLM's in
+this process can) or the check did not run.
 """
 
 from __future__ import annotations
@@ -54,8 +57,15 @@ ROW_SCHEMA: dict[str, Any] = {
 }
 
 # What the label check stores per row (shards in checks/, joined into the output table).
-CHECK_SCHEMA: dict[str, Any] = {"request_key": pl.Utf8, "check_label": pl.Utf8}
-OUTPUT_SCHEMA: dict[str, Any] = ROW_SCHEMA | {"check_label": pl.Utf8}
+CHECK_SCHEMA: dict[str, Any] = {
+    "request_key": pl.Utf8,
+    "check_label": pl.Utf8,
+    "fit_margin": pl.Float64,
+    "fit_posterior": pl.Float64,
+}
+OUTPUT_SCHEMA: dict[str, Any] = ROW_SCHEMA | {
+    name: kind for name, kind in CHECK_SCHEMA.items() if name != "request_key"
+}
 
 
 def make_row(

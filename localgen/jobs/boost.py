@@ -231,6 +231,7 @@ def _variants(
         engine=config.engine,
         max_retries=config.max_retries,
         check_labels=config.check_labels,
+        fit_margin=config.fit_margin,
         overwrite=config.overwrite,
         quiet=True,
     )
@@ -277,7 +278,9 @@ def _round(
         return entry | {"kept": False, "why": "curation kept no rows"}
     ids, texts = rows["id"].to_list(), rows["text"].to_list()
     vectors = encode_cached(encoder, ids, texts, cache_file(folder, encoder))
-    added = TrainingSet(texts, rows["label"].to_list(), vectors, ["synthetic"] * rows.height)
+    fits = rows["fit_posterior"].to_list() if "fit_posterior" in rows.columns else []
+    sources = ["synthetic"] * rows.height
+    added = TrainingSet(texts, rows["label"].to_list(), vectors, sources, fits=fits)
     candidate_set = state.kept.join(added)
     labels = inputs.task.label_names
     candidate = fit(

@@ -79,7 +79,12 @@ def test_zero_shot_rows_are_valid_with_requested_labels(
     tmp_path: Path,
 ) -> None:
     config = GenerateConfig(
-        task_path=EXAMPLE_TASK, out=tmp_path / "run", count=4, strategy=("zero-shot",), quiet=True
+        task_path=EXAMPLE_TASK,
+        out=tmp_path / "run",
+        count=4,
+        strategy=("zero-shot",),
+        quiet=True,
+        fit_margin=True,
     )
     generate(config, engine=vllm_engine, model=builtin_model)
     labels = load_task(EXAMPLE_TASK).label_names
@@ -90,6 +95,11 @@ def test_zero_shot_rows_are_valid_with_requested_labels(
     assert rows["mean_logprob"].null_count() == 0 and (rows["mean_logprob"] < 0).all()
     assert rows["mean_logprob"].n_unique() > 1
     assert rows["check_label"].null_count() == 0 and set(rows["check_label"]) <= set(labels)
+    # The fit margin of every row, from the real engine's scores under each label.
+    assert rows["fit_margin"].null_count() == 0 and rows["fit_margin"].n_unique() > 1
+    posterior = rows["fit_posterior"]
+    assert ((posterior > 0) & (posterior <= 1)).all()
+    assert (rows.filter(posterior > 0.5)["fit_margin"] > 0).all()  # most of it: its own
 
 
 def test_the_real_engine_is_topped_up_as_requests_finish(vllm_engine) -> None:  # type: ignore[no-untyped-def]
@@ -385,6 +395,29 @@ def test_the_prefix_cache_serves_the_shared_part_of_a_prompt(vllm_engine) -> Non
     other = replace(third, prompt="Another batch.\n" + third.prompt)
     [unrelated] = vllm_engine.generate([other])
     assert unrelated.cached_tokens is not None and unrelated.cached_tokens < 64
+
+
+def test_a_texts_likelihood_is_what_decoding_it_gave(vllm_engine) -> None:  # type: ignore[no-untyped-def]
+    """The fit margin's scores (`likelihoods`, prompt log-probabilities) are the
+    log-probabilities vLLM's own decoding gives the same tokens after the same prompt:
+    the model writes a text greedily, then that text is scored after the prompt."""
+    from vllm import SamplingParams
+
+    from localgen.engines.base import Continuation
+
+    prompt, start = "Write one short sentence about the sea.", '{"text":"'
+    messages = [{"role": "user", "content": prompt}, {"role": "assistant", "content": start}]
+    params = SamplingParams(temperature=0.0, max_tokens=16, logprobs=0, seed=1)
+    [out] = vllm_engine.llm.chat(
+        messages, params, use_tqdm=False, add_generation_prompt=False, continue_final_message=True
+    )
+    choice = out.outputs[0]
+    tokenizer = vllm_engine.llm.get_tokenizer()
+    assert tokenizer.encode(choice.text, add_special_tokens=False) == list(choice.token_ids)
+    other = Continuation("Write one short sentence about taxes.", start, choice.text)
+    [own, elsewhere] = vllm_engine.likelihoods([Continuation(prompt, start, choice.text), other])
+    assert own == pytest.approx(choice.cumulative_logprob, abs=0.05 * len(choice.token_ids))
+    assert own < 0 and elsewhere < own  # the text is likelier after the prompt that wrote it
 
 
 def test_token_budget_holds_for_the_real_tokenizer(builtin_model) -> None:  # type: ignore[no-untyped-def]

@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 import pyarrow.parquet as pq
@@ -184,6 +185,48 @@ def test_bad_input_writes_nothing(tmp_path: Path, write_task, seed_csv: Path) ->
             )
         )
     assert not (tmp_path / "run2").exists()
+
+
+def test_the_check_records_each_rows_fit_margin_where_the_engine_scores_texts(
+    task_file: Path, tmp_path: Path
+) -> None:
+    """With --fit-margin every row gets its fit margin and posterior from the engine's
+    scores of its text under each label's prompt (`ChannelFit`); an engine that cannot
+    score, or a run that does not ask, leaves them null and still checks the labels."""
+    from localgen.planning.channel import ChannelFit
+    from localgen.planning.task import load_task
+
+    engine = FakeEngine()
+    engine.enqueue("billing-000001", '{"text":"Invoices and refunds, money","label":"billing"}')
+    engine.enqueue("bug-000001", '{"text":"Invoices and refunds, money","label":"bug"}')
+    _run(_config(task_file, tmp_path / "run", seed=3, fit_margin=True), engine)
+    rows = pl.read_parquet(tmp_path / "run" / "synthetic.parquet")
+    assert rows["fit_margin"].null_count() == 0 and rows["check_label"].null_count() == 0
+    margin = dict(rows.select("request_key", "fit_margin").iter_rows())
+    # "invoices" and "and" are in billing's line, nothing in bug's: 4 words, 2 shared
+    assert margin["billing-000001"] == 4.0 and margin["bug-000001"] == -4.0
+    channel = ChannelFit(load_task(task_file))
+    pairs = list(zip(rows["text"], rows["label"], strict=True))
+    expected = list(channel.score(FakeEngine(), pairs))
+    assert rows["fit_margin"].to_list() == [f.margin for f in expected]
+    assert rows["fit_posterior"].to_list() == [f.posterior for f in expected]
+    assert ((rows["fit_posterior"] > 0) & (rows["fit_posterior"] <= 1)).all()
+
+    class NoScores(FakeEngine):
+        def __getattribute__(self, name: str) -> Any:
+            if name == "likelihoods":
+                raise AttributeError(name)
+            return super().__getattribute__(name)
+
+    _run(_config(task_file, tmp_path / "plain", seed=3, fit_margin=True), NoScores())
+    plain = pl.read_parquet(tmp_path / "plain" / "synthetic.parquet")
+    assert plain["fit_margin"].null_count() == plain.height
+    assert plain["check_label"].null_count() == 0
+    # Not asked for (the default): the check alone, no scores.
+    _run(_config(task_file, tmp_path / "default", seed=3), FakeEngine())
+    default = pl.read_parquet(tmp_path / "default" / "synthetic.parquet")
+    assert default["fit_margin"].null_count() == default.height
+    assert default["check_label"].null_count() == 0
 
 
 def test_jsonl_output_matches_parquet(task_file: Path, tmp_path: Path) -> None:

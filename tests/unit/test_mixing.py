@@ -16,6 +16,7 @@ from localgen.classify.mixing import GATES, choose_weight, factors, pick
 from localgen.classify.train import ROW_WEIGHTS, TrainingSet, fit, mixing, trained_message
 from localgen.cli import cli
 from localgen.config import TrainSettings, parse_weight
+from localgen.errors import DataError
 from localgen.vectors.linear import fit_linear
 
 
@@ -97,6 +98,45 @@ def test_the_model_folder_records_the_choice(tmp_path: Path) -> None:
     assert info["training"]["synthetic_weight"] is None  # nothing to mix
 
 
+def test_channel_weighs_each_row_by_its_fit_posterior(tmp_path: Path) -> None:
+    """Under `channel` a synthetic row weighs its fit_posterior (generate's check), the
+    real rows 1; rows without one are refused in one line."""
+    rng = np.random.default_rng(3)
+    real, real_labels = _blobs(rng, 8, dims=8)
+    synthetic, synthetic_labels = _blobs(rng, 20, flip=True, dims=8)
+    posteriors = [round(float(p), 3) for p in rng.uniform(0.01, 1.0, len(synthetic))]
+    data = TrainingSet(
+        [f"real {i}" for i in range(len(real))] + [f"row {i}" for i in range(len(synthetic))],
+        real_labels + synthetic_labels,
+        np.concatenate([real, synthetic]),
+        ["real"] * len(real) + ["synthetic"] * len(synthetic),
+        fits=[None] * len(real) + list(posteriors),
+    )
+    model = fit(data, TrainSettings(synthetic_weight="channel"), tmp_path / "channel")
+    weights = pl.read_parquet(tmp_path / "channel" / ROW_WEIGHTS)
+    assert weights["weight"].to_list() == posteriors
+    mix = model.info["training"]["synthetic_weight"]
+    assert mix["setting"] == "channel" and mix["chosen"] == pytest.approx(
+        np.mean(posteriors), abs=1e-3
+    )
+    assert "generating model" in mix["method"]
+    # The head is the one fitted with these factors.
+    head = fit_linear(
+        data.vectors,
+        data.labels,
+        ["a", "b"],
+        factors=np.array([1.0] * len(real) + posteriors),
+    )
+    assert np.allclose(model.head.proba(real), head.proba(real), atol=1e-4)
+    assert "by how well each fits its label" in trained_message(model)
+    # The subset of real rows keeps no posteriors; a set without them is refused.
+    unscored = data.subset("real").join(data.subset("synthetic"))
+    assert unscored.fits == data.fits
+    bare = TrainingSet(data.texts, data.labels, data.vectors, data.sources)
+    with pytest.raises(DataError, match="40 of 40 synthetic rows have no fit_posterior"):
+        fit(bare, TrainSettings(synthetic_weight="channel"), tmp_path / "bare")
+
+
 def test_fit_weighs_each_row_by_how_well_it_reads_like_its_label(tmp_path: Path) -> None:
     rng = np.random.default_rng(3)
     real, real_labels = _blobs(rng, 8, dims=8)
@@ -139,12 +179,12 @@ def test_the_weight_option_takes_fit_auto_or_a_factor() -> None:
     assert parse_weight("AUTO") == "auto" and parse_weight("0.25") == 0.25
     assert parse_weight(" Fit") == "fit"
     for wrong in ("-1", "lots"):
-        with pytest.raises(ValueError, match="fit, auto or a number"):
+        with pytest.raises(ValueError, match="fit, channel, auto or a number"):
             parse_weight(wrong)
     result = CliRunner().invoke(
         cli, ["train", "--real", "x.csv", "--out", "m", "--synthetic-weight", "lots"]
     )
-    assert result.exit_code == 2 and "give fit, auto or a number >= 0" in result.output
+    assert result.exit_code == 2 and "give fit, channel, auto or a number >= 0" in result.output
 
 
 def test_folds_leave_out_the_rows_written_from_their_held_out_rows() -> None:

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import polars as pl
+import pytest
 from click.testing import CliRunner
 
 from localgen.classify.train import weight_phrase
@@ -313,3 +314,22 @@ def test_run_with_fit_weights_shows_each_rows_weight_in_the_report(tmp_path: Pat
     assert "The lowest-weighted rows" in html
     for name, entry in mix["per_label"].items():
         assert f"<td>{name}</td><td>{entry['rows']}</td><td>{entry['mean']:.3f}</td>" in html
+
+
+def test_run_with_channel_weights_scores_the_rows_and_trains_at_their_posterior(
+    tmp_path: Path,
+) -> None:
+    """`run --synthetic-weight channel` turns the fit margin on (the engine scores every
+    row under each label's prompt) and trains each kept row at its fit_posterior."""
+    out = tmp_path / "run"
+    args = ["run", str(EXAMPLE_TASK), "--real", str(EXAMPLE_SEED), "--test", str(EXAMPLE_TEST)]
+    args += [*COLUMNS, "--out", str(out), "-n", "3", "--engine", "fake", "--quiet"]
+    result = CliRunner().invoke(cli, [*args, "--synthetic-weight", "channel"])
+    assert result.exit_code == 0, result.output
+    kept = pl.read_parquet(out / "curated.parquet")
+    assert kept["fit_posterior"].null_count() == 0
+    weights = pl.read_parquet(out / "models" / "combined" / "row_weights.parquet")
+    assert weights["weight"].to_list() == pytest.approx(kept["fit_posterior"].to_list(), abs=1e-4)
+    comparison = json.loads((out / "comparison.json").read_text())
+    assert comparison["results"]["combined"]["synthetic_weight"]["setting"] == "channel"
+    assert "its fit_posterior" in (out / "report.html").read_text()

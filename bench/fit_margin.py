@@ -57,7 +57,7 @@ import polars as pl
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from real_data import ci  # noqa: E402
-from row_weights import _difference, _sign, runs  # noqa: E402
+from row_weights import _difference, runs, tally  # noqa: E402
 
 from localgen.classify.evaluation import paired_difference, score  # noqa: E402
 from localgen.classify.mixing import choose_weight, label_fit  # noqa: E402
@@ -218,15 +218,7 @@ def table(results: dict[str, Any]) -> str:
             "differences | weight 1's gains kept |",
             "|---|---|---|---|---|---|",
         ]
-        for rule in RULES:
-            signs = [_sign(got[rule]) for got in entries]
-            total = sum(got[rule]["vs real only"]["macro_f1_difference"] for got in entries)
-            ones = [got for got in entries if _sign(got["1"]) > 0]
-            kept = sum(_sign(got[rule]) > 0 for got in ones)
-            lines.append(
-                f"| {rule} | {len(entries)} | {signs.count(1)} | {signs.count(-1)} | "
-                f"{total:+.3f} | {kept} of {len(ones)} |"
-            )
+        lines += [tally(entries, rule) for rule in RULES]
     return "\n".join(lines)
 
 

@@ -68,9 +68,7 @@ class GenerateConfig:
     engine: EngineSettings = field(default_factory=EngineSettings)
     max_retries: int = 2  # extra attempts, with a new seed, for an output that fails validation
     check_labels: bool = True  # ask the model which label each row belongs to (check_label)
-    # with the check, each row's fit_margin and fit_posterior (planning/channel.py): a
-    # prompt-only pass per label, as costly as the rest of a run on the example task
-    fit_margin: bool = False
+    fit_margin: bool = False  # with the check, each row's fit_margin and fit_posterior
     formats: tuple[str, ...] = ("parquet",)
     shard_rows: int = 200  # rows per shard: a kill loses at most this many finished rows
     window: int = WINDOW  # requests in flight at once; memory holds this many
@@ -251,7 +249,7 @@ class BoostConfig:
     engine: EngineSettings = field(default_factory=EngineSettings)
     max_retries: int = GenerateConfig.max_retries
     check_labels: bool = GenerateConfig.check_labels
-    fit_margin: bool = GenerateConfig.fit_margin
+    fit_margin: bool = GenerateConfig.fit_margin  # each round's rows with their fit scores
     overwrite: bool = False  # regenerate rounds a previous boost with other settings left
     settings: TrainSettings = field(default_factory=TrainSettings)
     strict: bool = False  # conflicting labels, or training texts in the test data: errors

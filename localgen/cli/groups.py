@@ -247,20 +247,27 @@ engine_options = _group(
 
 
 class SyntheticWeight(click.ParamType):
-    """fit, channel, auto, or a factor >= 0."""
+    """fit, auto, or a factor >= 0; and channel where the rows can carry fit scores."""
 
-    name = "fit|channel|auto|FACTOR"
+    def __init__(self, channel: bool = False) -> None:
+        self.rules = ("fit", "channel", "auto") if channel else ("fit", "auto")
+        self.name = "|".join(self.rules) + "|FACTOR"
 
     def convert(self, value: Any, param: Any, ctx: Any) -> str | float:
         try:
-            return parse_weight(value)
+            weight = parse_weight(value)
+            if isinstance(weight, str) and weight not in self.rules:
+                raise ValueError(weight)
+            return weight
         except ValueError:
-            self.fail(f"{value!r}: give fit, channel, auto or a number >= 0", param, ctx)
+            self.fail(f"{value!r}: give {', '.join(self.rules)} or a number >= 0", param, ctx)
 
 
-def _weight_option(flag: str, default: str | float, help: str) -> Any:
-    """A weight of one kind of row next to the real rows: fit, channel, auto or a factor."""
-    return click.option(flag, type=SyntheticWeight(), default=default, show_default=True, help=help)
+def _weight_option(flag: str, default: str | float, help: str, channel: bool = False) -> Any:
+    """A weight of one kind of row next to the real rows: fit, auto or a factor (and
+    channel, for generated rows)."""
+    kind = SyntheticWeight(channel)
+    return click.option(flag, type=kind, default=default, show_default=True, help=help)
 
 
 _HEAD = [
@@ -292,6 +299,7 @@ _HEAD = [
         "engine); fit: each row its own, the probability a classifier on the real rows "
         "alone gives its label; a factor for all rows (0 ignores them); or auto: the "
         "factor of 0, 0.1, 0.25, 0.5, 1 that cross-validation on the real rows prefers.",
+        channel=True,
     ),
     _weight_option(
         "--documents-weight",

@@ -38,6 +38,22 @@ from localgen.config import (
     RunConfig,
     TrainSettings,
 )
+from localgen.errors import UsageError
+
+
+def _scores_rows(settings: TrainSettings, engine: EngineSettings, check_labels: bool) -> bool:
+    """Whether the rows must get their fit scores (--synthetic-weight channel); refused
+    in one line before any work where they cannot."""
+    if settings.synthetic_weight != "channel":
+        return False
+    if not check_labels:
+        raise UsageError("--synthetic-weight channel needs the label check: drop --no-check-labels")
+    if engine.name not in ("vllm", "fake") or engine.replicas > 1 or engine.ray_address:
+        raise UsageError(
+            "--synthetic-weight channel needs the vllm engine in this process "
+            "(no --replicas, no --ray-address)"
+        )
+    return True
 
 
 @click.command("run")
@@ -155,7 +171,7 @@ def run_command(
         max_retries=retries,
         check_labels=check_labels,
         # the channel weight reads the rows' fit_posterior: score them
-        fit_margin=fit_margin or settings.synthetic_weight == "channel",
+        fit_margin=fit_margin or _scores_rows(settings, engine, check_labels),
         overwrite=overwrite,
         quiet=quiet,
         strict=strict,
@@ -286,7 +302,7 @@ def boost(
         engine=engine,
         max_retries=retries,
         check_labels=check_labels,
-        fit_margin=fit_margin or settings.synthetic_weight == "channel",
+        fit_margin=fit_margin or _scores_rows(settings, engine, check_labels),
         overwrite=overwrite,
         settings=settings,
         strict=strict,

@@ -165,6 +165,8 @@ def _run(generation: Generation, engine: Engine | None, say: Say) -> list[Path]:
             manifest["engine"] = manifests.engine_entry(active, config.engine)  # as it ended
         timings["generate_s"] = round(time.monotonic() - t0, 3)
         if active is not None and config.check_labels:
+            if config.fit_margin and not hasattr(active, "likelihoods"):
+                say(f"the {active.name} engine cannot score texts: the rows get no fit_margin")
             t0 = time.monotonic()
             generation.check_labels(active)
             timings["check_s"] = round(time.monotonic() - t0, 3)

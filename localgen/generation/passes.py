@@ -102,7 +102,8 @@ class Generation:
 
     def work_left(self) -> bool:
         """Whether the engine is needed: rows to write, or rows to check."""
-        unchecked = self.config.check_labels and len(self.run.checks.keys()) < len(self.done)
+        checked = self.run.checks.keys("fit_posterior" if self.config.fit_margin else None)
+        unchecked = self.config.check_labels and len(checked) < len(self.done)
         return len(self.done) < self.plan.rows or unchecked
 
     def write_rows(self, engine: Engine) -> None:
@@ -194,36 +195,60 @@ class Generation:
 
     def check_labels(self, engine: Engine) -> None:
         """The label check (`localgen.planning.check`) for every stored row not checked
-        yet, and with `fit_margin`, where the engine can score texts, the fit margin
-        (`localgen.planning.channel`), a shard's worth of rows at a time, reading one
-        shard at a time. An answer that is not one of the labels leaves the row's
-        check_label null, not failed."""
-        checked = self.run.checks.keys()
+        yet, reading one shard at a time. An answer that is not one of the labels leaves
+        the row's check_label null, not failed. With `fit_margin`, where the engine can
+        score texts, also the fit margin (`localgen.planning.channel`), and a row checked
+        earlier without one is checked again with it (the later answer is the one kept)."""
+        scores = self.config.fit_margin and hasattr(engine, "likelihoods")
+        checked = self._checked(scores)
         unchecked = self.run.rows.count() - len(checked)
         if unchecked <= 0:
             return
         check = LabelCheck(self.task)
-        scores = self.config.fit_margin and hasattr(engine, "likelihoods")
-        channel = ChannelFit(self.task) if scores else None
-        steps = 2 if channel else 1
-        label = "checks and fit scores" if channel else "checks"
-        progress = Progress(steps * unchecked, enabled=not self.config.quiet, label=label)
-        for rows in _windows(self._unchecked(checked), self.config.shard_rows):
-            answers: dict[str, dict[str, Any]] = {
-                key: {"request_key": key, "check_label": None} for key, *_ in rows
-            }
+        if not scores:
+            self._check_only(engine, check, checked, unchecked)
+            return
+        channel = ChannelFit(self.task)
+        label = "checks and fit scores"
+        progress = Progress(2 * unchecked, enabled=not self.config.quiet, label=label)
+        size = max(self.config.window, self.config.shard_rows)  # rows asked at once
+        for rows in _windows(self._unchecked(checked), size):
+            answers: dict[str, dict[str, Any]] = {}
             feed = Feed((check.request(*row) for row in rows), in_flight=self.config.window)
             for completion in engine.generate(feed):
                 parsed, _ = feed.answered(completion.key).schema.parse(completion.text)
                 key = completion.key.removesuffix(CHECK_SUFFIX)
-                answers[key]["check_label"] = parsed and parsed["label"]
+                answers[key] = {"request_key": key, "check_label": parsed and parsed["label"]}
                 progress.advance(1, completion.completion_tokens)
-            if channel is not None:
-                texts = [(text, row_label) for _, text, row_label, _ in rows]
-                for (key, *_), fit in zip(rows, channel.score(engine, texts), strict=True):
-                    answers[key] |= {"fit_margin": fit.margin, "fit_posterior": fit.posterior}
-                    progress.advance(1)
-            self.run.checks.write(list(answers.values()), CHECK_SCHEMA)
+            texts = [(text, row_label) for _, text, row_label, _ in rows]
+            for (key, *_), fit in zip(rows, channel.score(engine, texts), strict=True):
+                answers[key] |= {"fit_margin": fit.margin, "fit_posterior": fit.posterior}
+                progress.advance(1)
+            for part in _windows(answers.values(), self.config.shard_rows):
+                self.run.checks.write(part, CHECK_SCHEMA)
+        progress.close()
+
+    def _checked(self, scores: bool) -> KeySet:
+        """The rows whose check is done: answered, and where fit scores are asked for
+        and can be given, scored."""
+        return self.run.checks.keys("fit_posterior" if scores else None)
+
+    def _check_only(self, engine: Engine, check: LabelCheck, checked: KeySet, count: int) -> None:
+        """The label check alone, fed continuously, its answers written a shard at a time."""
+        progress = Progress(count, enabled=not self.config.quiet, label="checks")
+        answers: list[dict[str, Any]] = []
+        requests = (check.request(*row) for row in self._unchecked(checked))
+        feed = Feed(requests, in_flight=self.config.window)
+        for completion in engine.generate(feed):
+            parsed, _ = feed.answered(completion.key).schema.parse(completion.text)
+            key = completion.key.removesuffix(CHECK_SUFFIX)
+            answers.append({"request_key": key, "check_label": parsed and parsed["label"]})
+            progress.advance(1, completion.completion_tokens)
+            if len(answers) >= self.config.shard_rows:
+                self.run.checks.write(answers, CHECK_SCHEMA)
+                answers = []
+        if answers:
+            self.run.checks.write(answers, CHECK_SCHEMA)
         progress.close()
 
     def _unchecked(self, checked: KeySet) -> Iterator[tuple[str, str, str, int]]:

@@ -132,12 +132,23 @@ class ShardSet:
                 found.setdefault((label, bucket), []).append(shard)
         return found
 
-    def keys(self) -> KeySet:
-        """Keys of the records already stored."""
+    def keys(self, holding: str | None = None) -> KeySet:
+        """Keys of the records already stored; with `holding`, of those with a value in
+        that column (a shard written before the column existed has none)."""
         files = self.files()
+        empty = pl.Series(self.key_column, [], dtype=pl.Utf8)
         if not files:
-            return KeySet(pl.Series(self.key_column, [], dtype=pl.Utf8))
-        return KeySet(pl.scan_parquet(files).select(self.key_column).collect()[self.key_column])
+            return KeySet(empty)
+        if holding is None:
+            return KeySet(pl.scan_parquet(files).select(self.key_column).collect()[self.key_column])
+        found = [
+            pl.read_parquet(f, columns=[self.key_column, holding]).filter(
+                pl.col(holding).is_not_null()
+            )[self.key_column]
+            for f in files
+            if holding in pl.read_parquet_schema(f)
+        ]
+        return KeySet(pl.concat(found) if found else empty)
 
     def write(self, records: list[dict[str, Any]], schema: dict[str, Any]) -> Path:
         try:
@@ -381,7 +392,12 @@ def _read_bucket(
     frames = [pl.read_parquet(f) for f in files]
     if not frames:
         return pl.DataFrame(schema=schema)
-    frame = pl.concat(frames, how="vertical")
+    # Shards written before a column existed (a run folder of an older localgen) lack it.
+    frame = pl.concat(frames, how="diagonal_relaxed")
+    missing = [
+        pl.lit(None, kind).alias(name) for name, kind in schema.items() if name not in frame.columns
+    ]
+    frame = frame.with_columns(missing) if missing else frame
     where = _bucket_of(frame["request_key"])
     keep = (where["label"] == bucket[0]) & (where["bucket"] == bucket[1])
     return frame.filter(keep)

@@ -229,6 +229,32 @@ def test_the_check_records_each_rows_fit_margin_where_the_engine_scores_texts(
     assert default["check_label"].null_count() == 0
 
 
+def test_rows_checked_without_fit_scores_get_them_when_asked_and_old_shards_still_join(
+    task_file: Path, tmp_path: Path
+) -> None:
+    """A folder whose rows were checked before fit scores existed (check shards without
+    the columns): a rerun still writes its table, and one with --fit-margin checks and
+    scores those rows again, the later answer kept."""
+    out = tmp_path / "run"
+    _run(_config(task_file, out, seed=3))
+    for shard in sorted((out / "checks").glob("part-*.parquet")):  # as an older localgen wrote
+        pl.read_parquet(shard).select("request_key", "check_label").write_parquet(shard)
+    again = FakeEngine()
+    _run(_config(task_file, out, seed=3), again)
+    assert again.calls == []  # nothing left to do without fit scores
+    rows = pl.read_parquet(out / "synthetic.parquet")
+    assert rows["check_label"].null_count() == 0 and rows["fit_margin"].null_count() == 6
+    scored = FakeEngine()
+    _run(_config(task_file, out, seed=3, fit_margin=True), scored)
+    assert len(scored.calls) == 1 and len(scored.calls[0]) == 6  # the six checks again
+    rows = pl.read_parquet(out / "synthetic.parquet")
+    assert rows.height == 6 and rows["fit_posterior"].null_count() == 0
+    assert rows["check_label"].null_count() == 0
+    done = FakeEngine()
+    _run(_config(task_file, out, seed=3, fit_margin=True), done)
+    assert done.calls == []
+
+
 def test_jsonl_output_matches_parquet(task_file: Path, tmp_path: Path) -> None:
     _run(_config(task_file, tmp_path / "run", formats=("parquet", "jsonl")))
     parquet = pl.read_parquet(tmp_path / "run" / "synthetic.parquet")

@@ -57,7 +57,7 @@ import polars as pl
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from real_data import ci  # noqa: E402
-from row_weights import _difference, runs, tally  # noqa: E402
+from row_weights import _difference, keyed_runs, runs, tally, write_results  # noqa: E402
 
 from localgen.classify.evaluation import paired_difference, score  # noqa: E402
 from localgen.classify.mixing import choose_weight, label_fit  # noqa: E402
@@ -235,16 +235,9 @@ def main() -> None:
         return
     encoder = load_encoder(None)
     results: dict[str, Any] = {}
-    for sample in args.samples:
-        for folder, model, kind in runs(sample):
-            key = f"{sample.name} / {folder.name} / {model} / {kind}"
-            print(key, flush=True)
-            results[key] = evaluate(folder, model, kind, encoder, args.out / "models")
-    text = table(results)
-    print(text)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "results.md").write_text(text + "\n")
-    (args.out / "results.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
+    for key, (folder, model, kind) in keyed_runs(args.samples):
+        results[key] = evaluate(folder, model, kind, encoder, args.out / "models")
+    write_results(args.out, results, table(results))
 
 
 if __name__ == "__main__":

@@ -37,6 +37,7 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -179,18 +180,28 @@ def main() -> None:
     apply_offline_env()
     encoder = load_encoder(None)
     results: dict[str, Any] = {}
-    for sample in args.samples:
+    models = args.out / "models"
+    for key, (folder, model, kind) in keyed_runs(args.samples):
+        results[key] = evaluate(folder, model, kind, encoder, models, args.with_documents)
+    write_results(args.out, results, table(results))
+
+
+def keyed_runs(samples: list[Path]) -> Iterator[tuple[str, tuple[Path, str, str]]]:
+    """Every run of the samples with its key in the tables ("sample / dataset / model /
+    kind"), said as it starts."""
+    for sample in samples:
         for folder, model, kind in runs(sample):
             key = f"{sample.name} / {folder.name} / {model} / {kind}"
             print(key, flush=True)
-            results[key] = evaluate(
-                folder, model, kind, encoder, args.out / "models", args.with_documents
-            )
-    text = table(results)
+            yield key, (folder, model, kind)
+
+
+def write_results(out: Path, results: dict[str, Any], text: str) -> None:
+    """Print the table; write it and the results to out/results.md and results.json."""
     print(text)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "results.md").write_text(text + "\n")
-    (args.out / "results.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.md").write_text(text + "\n")
+    (out / "results.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
 
 
 if __name__ == "__main__":

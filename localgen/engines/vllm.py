@@ -210,18 +210,22 @@ class VllmEngine:
         from vllm.inputs import TokensPrompt
 
         tokenizer = self.llm.get_tokenizer()
+        heads: dict[tuple[str, str], list[int]] = {}  # one per label's prompt: built once
         prompts, lengths = [], []
         for item in items:
-            messages: list[Any] = [
-                {"role": "user", "content": item.prompt},
-                {"role": "assistant", "content": item.start},
-            ]
-            rendered: Any = tokenizer.apply_chat_template(
-                messages, tokenize=False, continue_final_message=True
-            )
-            head = tokenizer.encode(rendered, add_special_tokens=False)
+            if (item.prompt, item.start) not in heads:
+                messages: list[Any] = [
+                    {"role": "user", "content": item.prompt},
+                    {"role": "assistant", "content": item.start},
+                ]
+                rendered: Any = tokenizer.apply_chat_template(
+                    messages, tokenize=False, continue_final_message=True
+                )
+                heads[item.prompt, item.start] = tokenizer.encode(
+                    rendered, add_special_tokens=False
+                )
             tail = tokenizer.encode(item.text, add_special_tokens=False)
-            prompts.append(TokensPrompt(prompt_token_ids=head + tail))
+            prompts.append(TokensPrompt(prompt_token_ids=heads[item.prompt, item.start] + tail))
             lengths.append(len(tail))
         scores: list[float | None] = [None] * len(items)
         for read_cache in (True, False):

@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 import polars as pl
 
 from localgen.artifacts import write_json
-from localgen.engines.base import Engine, Feed
+from localgen.engines.base import Completion, Engine, Feed
 from localgen.generation.prepare import Prepared
 from localgen.generation.rows import (
     CHECK_SCHEMA,
@@ -216,9 +216,8 @@ class Generation:
             answers: dict[str, dict[str, Any]] = {}
             feed = Feed((check.request(*row) for row in rows), in_flight=self.config.window)
             for completion in engine.generate(feed):
-                parsed, _ = feed.answered(completion.key).schema.parse(completion.text)
-                key = completion.key.removesuffix(CHECK_SUFFIX)
-                answers[key] = {"request_key": key, "check_label": parsed and parsed["label"]}
+                answer = _check_answer(feed, completion)
+                answers[answer["request_key"]] = answer
                 progress.advance(1, completion.completion_tokens)
             texts = [(text, row_label) for _, text, row_label, _ in rows]
             for (key, *_), fit in zip(rows, channel.score(engine, texts), strict=True):
@@ -240,9 +239,7 @@ class Generation:
         requests = (check.request(*row) for row in self._unchecked(checked))
         feed = Feed(requests, in_flight=self.config.window)
         for completion in engine.generate(feed):
-            parsed, _ = feed.answered(completion.key).schema.parse(completion.text)
-            key = completion.key.removesuffix(CHECK_SUFFIX)
-            answers.append({"request_key": key, "check_label": parsed and parsed["label"]})
+            answers.append(_check_answer(feed, completion))
             progress.advance(1, completion.completion_tokens)
             if len(answers) >= self.config.shard_rows:
                 self.run.checks.write(answers, CHECK_SCHEMA)
@@ -258,6 +255,14 @@ class Generation:
             for row in rows.iter_rows():
                 if row[0] not in checked:
                     yield row
+
+
+def _check_answer(feed: Feed, completion: Completion) -> dict[str, Any]:
+    """A check's record: the row's key and the label the model answered (None where the
+    answer is not one of the labels)."""
+    parsed, _ = feed.answered(completion.key).schema.parse(completion.text)
+    key = completion.key.removesuffix(CHECK_SUFFIX)
+    return {"request_key": key, "check_label": parsed and parsed["label"]}
 
 
 def _retry_request(request: Request, attempt: int) -> Request:

@@ -25,8 +25,9 @@ from localgen.planning.schema import RowSchema
 
 CHAT_MARGIN = 32  # tokens of the chat template around the prompt, and the end token
 # Lists of shown examples a prompt may lose, in this order; each keeps at least `KEEP`.
-DROPPABLE = ("earlier", "boundary", "rejected", "examples", "document")
-KEEP = {"earlier": 0, "boundary": 0, "rejected": 0, "examples": 1, "document": 1}
+# The one example a rewrite is written from (`source`) is never dropped, only cut.
+DROPPABLE = ("earlier", "boundary", "rejected", "examples", "document", "source")
+KEEP = {"earlier": 0, "boundary": 0, "rejected": 0, "examples": 1, "document": 1, "source": 1}
 CUT_MARK = " […]"
 
 

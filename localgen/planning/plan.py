@@ -15,6 +15,8 @@ asking (see `docs/generate.md`, "Strategies: which to pick"):
 - hierarchical: a first pass writes a one-line summary, a second writes the text from it.
 - from-documents: one of the user's unlabeled documents, for its domain and register
   (whatever its own label), and k real examples of the label where given.
+- rewrite: one real example of the label, to say again with other details and wording;
+  the label's real examples take turns.
 
 The plan is a list of blocks (a label's rows of one strategy) and a function that builds
 the request of any position; nothing is built until it is asked for, so a plan of a

@@ -30,7 +30,7 @@ SUMMARY_SUFFIX = "/summary"  # key of a hierarchical first-pass request: "<row k
 # The lists of examples a prompt shows as "not like these", in the order of negative_ids,
 # and those it shows to write from, in the order of positive_ids.
 NEGATIVES = ("boundary", "rejected", "earlier")
-POSITIVES = ("document", "examples")
+POSITIVES = ("source", "document", "examples")
 # What a second-pass prompt shows in place of the first pass's outputs, when it is printed
 # or measured before they exist.
 PLACEHOLDER_SUMMARY = "<the summary written in the first pass>"

@@ -1,4 +1,4 @@
-"""The six strategies, one function each: how one request of a label is asked.
+"""The seven strategies, one function each: how one request of a label is asked.
 
 Every strategy gets the label's shared context, a request that has its key, seed and
 sampling settings but no prompt yet, and the row's number among the label's rows of that
@@ -300,6 +300,18 @@ def from_documents(ctx: LabelContext, request: Request, nth: int, second: bool) 
     return ctx.rendered(request, ctx.variables | {"document": [document], "examples": shown})
 
 
+def rewrite(ctx: LabelContext, request: Request, nth: int, second: bool) -> Step:
+    """One real example of the label, to say again differently: the same kind of text and
+    label, other details, names and wording (Cegin et al., NAACL 2025: at 5 to 20 real rows
+    per label, rewrites of each real row are where LLM augmentation beats the older kinds).
+    The label's real rows take turns as the source, so each is rewritten as often as the
+    others."""
+    assert ctx.examples is not None, "the plan falls back to zero-shot without examples"
+    row = ctx.examples.row(nth % ctx.examples.height, named=True)
+    source = {"id": row["id"], "text": row["text"]}
+    return ctx.rendered(request, ctx.variables | {"source": [source]})
+
+
 # Each builds one row's step; `nth` is the row's number among its block's rows (the label's
 # rows of the strategy in one round), `second` whether it waits for the first pass.
 STRATEGY: dict[str, Callable[[LabelContext, Request, int, bool], Step]] = {
@@ -309,4 +321,5 @@ STRATEGY: dict[str, Callable[[LabelContext, Request, int, bool], Step]] = {
     "attributes": attributes,
     "hierarchical": hierarchical,
     "from-documents": from_documents,
+    "rewrite": rewrite,
 }

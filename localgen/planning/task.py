@@ -47,9 +47,10 @@ STRATEGIES: tuple[str, ...] = (
     "attributes",
     "hierarchical",
     "from-documents",
+    "rewrite",
 )
 # Strategies that show the user's real examples, and so need --seed-data.
-NEEDS_EXAMPLES: tuple[str, ...] = ("few-shot", "contrastive")
+NEEDS_EXAMPLES: tuple[str, ...] = ("few-shot", "contrastive", "rewrite")
 # The strategy that shows one of the user's unlabeled documents, and so needs --documents.
 FROM_DOCUMENTS = "from-documents"
 

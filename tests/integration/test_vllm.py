@@ -277,20 +277,21 @@ def test_rows_written_from_the_users_documents(vllm_engine, builtin_model, tmp_p
 
 
 def test_every_strategy_in_one_run(vllm_engine, builtin_model, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    """All five strategies mixed in one two-pass run on the real engine.
+    """All six strategies but from-documents mixed in one two-pass run on the real engine.
 
     The first pass holds ~4,000 prompt tokens (few-shot and contrastive prompts are long):
     more than one engine step takes, which crashed vLLM's CPU build with chunked prefill.
     """
-    strategies = ("zero-shot", "few-shot", "contrastive", "attributes", "hierarchical")
-    config = _example(tmp_path / "run", 10, *strategies)
+    strategies = ("zero-shot", "few-shot", "contrastive", "attributes", "hierarchical", "rewrite")
+    config = _example(tmp_path / "run", 12, *strategies)
     result = generate(config, engine=vllm_engine, model=builtin_model)
-    rows = _check_rows(tmp_path / "run", 10, load_task(EXAMPLE_TASK).label_names)
+    rows = _check_rows(tmp_path / "run", 12, load_task(EXAMPLE_TASK).label_names)
     assert rows.group_by("strategy").len().sort("strategy").rows() == [
         ("attributes", 8),
         ("contrastive", 8),
         ("few-shot", 8),
         ("hierarchical", 8),
+        ("rewrite", 8),
         ("zero-shot", 8),
     ]
     seed = read_labeled(EXAMPLE_SEED, "message", "team").frame
@@ -299,8 +300,10 @@ def test_every_strategy_in_one_run(vllm_engine, builtin_model, tmp_path: Path) -
     summaries = dict(pl.read_parquet(tmp_path / "run" / "drafts").select("key", "text").iter_rows())
     for row in rows.iter_rows(named=True):
         strategy, label = row["strategy"], row["label"]
-        if strategy in ("few-shot", "contrastive"):
+        if strategy in ("few-shot", "contrastive", "rewrite"):
             assert row["positive_ids"] and all(label_of[i] == label for i in row["positive_ids"])
+        if strategy == "rewrite":  # one real row of the label, said again
+            assert len(row["positive_ids"]) == 1
         if strategy == "contrastive":
             boundary = [i for i in row["negative_ids"] if i.startswith("real-")]
             assert len(boundary) == 2 and all(label_of[i] != label for i in boundary)

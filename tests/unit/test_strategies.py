@@ -529,3 +529,71 @@ def test_generating_from_documents_end_to_end_and_leakage_against_them(
     ]
     assert len(leaks) == 1 and leaks[0]["score"] == 12
     assert leaks[0]["match"].startswith("doc-")
+
+
+# --- rewrite ---------------------------------------------------------------------------
+
+
+def test_rewrite_shows_one_real_row_of_its_label_and_they_take_turns(
+    strategy_task: Path, seed_file: Path
+) -> None:
+    plan = _plan(strategy_task, seed_file, strategy="rewrite", count=6)
+    real = read_labeled(seed_file).frame
+    text_of = dict(zip(real["id"], real["text"], strict=True))
+    label_of = dict(zip(real["id"], real["label"], strict=True))
+    for label, own in (("billing", 3), ("bug", 2)):
+        requests = [r for r in plan.requests if r.label == label]
+        assert len(requests) == 6 and {r.strategy for r in requests} == {"rewrite"}
+        for r in requests:
+            (source,) = r.positive_ids  # one real row, recorded as the row's source
+            assert label_of[source] == label and text_of[source] in r.prompt
+            others = [t for i, t in text_of.items() if i != source]
+            assert not any(f'"""\n{t}\n"""' in r.prompt for t in others)
+        sources = [r.positive_ids[0] for r in requests]
+        # Each of the label's real rows is the source equally often (6 rows, 3 or 2 real).
+        assert sorted(sources.count(s) for s in set(sources)) == [6 // own] * own
+    again = _plan(strategy_task, seed_file, strategy="rewrite", count=6)
+    assert [r.prompt for r in again.requests] == [r.prompt for r in plan.requests]
+
+
+def test_rewrite_needs_real_rows_and_a_long_one_is_cut_not_dropped(
+    strategy_task: Path, seed_file: Path, tmp_path: Path
+) -> None:
+    from localgen.planning.fit import CUT_MARK, PromptFit
+
+    with pytest.raises(TaskError, match="rewrite strategy needs real examples"):
+        _plan(strategy_task, None, strategy="rewrite")
+    long = " ".join(f"word{i}" for i in range(3_000))
+    path = tmp_path / "long.csv"
+    path.write_text(f"text,label\n{long},billing\nthe app freezes,bug\n")
+    fit = PromptFit(lambda text: len(text.split()), context=400)
+    plan = _plan(strategy_task, path, strategy="rewrite", count=2, fit=fit)
+    billing = [r for r in plan.requests if r.label == "billing"]
+    for r in billing:
+        assert len(r.positive_ids) == 1 and "word0 word1" in r.prompt
+        assert CUT_MARK in r.prompt and "word2999" not in r.prompt
+        assert len(r.prompt.split()) + r.max_tokens <= 400
+
+
+def test_a_rewrite_that_copies_its_source_is_dropped_by_curation(
+    strategy_task: Path, seed_file: Path, tmp_path: Path
+) -> None:
+    from localgen.config import CurateConfig
+    from localgen.curation.curate import curate
+    from tests.helpers import BagOfWords
+
+    long_seed = tmp_path / "seed.csv"
+    source = "my invoice for march shows the same charge twice and I need a refund of it"
+    long_seed.write_text(f"text,label\n{source},billing\napp crashes on start,bug\n")
+    engine = FakeEngine()
+    engine.enqueue("billing-000000", json.dumps({"text": source.capitalize(), "label": "billing"}))
+    out = tmp_path / "run"
+    result = _generate(
+        strategy_task, out, engine, strategy=("rewrite",), count=2, seed_data=long_seed
+    )
+    rows = pl.read_parquet(result.outputs[0])
+    assert set(rows["strategy"]) == {"rewrite"} and rows.height == 4
+    assert all(len(ids) == 1 for ids in rows["positive_ids"])
+    summary = curate(CurateConfig(out, leak_words=8), BagOfWords())
+    leaks = [f for r in summary["rows"] for f in r["findings"] if f["rule"] == "leakage"]
+    assert len(leaks) == 1 and leaks[0]["score"] == 16

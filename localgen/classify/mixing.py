@@ -65,6 +65,9 @@ class Mix:
     reason: str | None = None  # why auto chose without cross-validation
     synthetic_rows_per_fold: float | None = None
     scores: list[dict[str, Any]] = field(default_factory=list)
+    # auto: macro-F1 on the real rows of a head fitted on the synthetic rows alone, each
+    # fold without the rows written from its held-out real rows (None: too few labels)
+    synthetic_alone: float | None = None
     # `fit`: each row's own factor, in the order of the source's rows (`chosen` is their mean)
     per_row: tuple[float, ...] | None = None
     summary: dict[str, Any] | None = None  # `fit`: the factors per label, the lowest rows
@@ -72,7 +75,7 @@ class Mix:
     def as_dict(self) -> dict[str, Any]:
         """As model.json records it (the per-row factors go to their own file)."""
         out: dict[str, Any] = {"setting": self.setting, "chosen": self.chosen}
-        for key in ("method", "reason", "synthetic_rows_per_fold"):
+        for key in ("method", "reason", "synthetic_rows_per_fold", "synthetic_alone"):
             if getattr(self, key) is not None:
                 out[key] = getattr(self, key)
         out |= self.summary or {}
@@ -260,6 +263,7 @@ def choose_weight(
         )
     if 0.0 not in guesses:
         return Mix("auto", 1.0, reason="too few real rows to fold")
+    alone = _alone(vectors, labels, label_names, folds, position, truth, c, balanced, row_factors)
     rng = np.random.default_rng(seed)
     draws = [rng.integers(0, len(real), len(real)) for _ in range(GATE_RESAMPLES)]
     for entry in table:
@@ -283,4 +287,31 @@ def choose_weight(
         f"each fold without the synthetic rows written from its held-out rows; {rule}",
         synthetic_rows_per_fold=round(float(np.mean([len(o) for _, o in folds])), 1),
         scores=table,
+        synthetic_alone=alone,
     )
+
+
+def _alone(
+    vectors: np.ndarray,
+    labels: Sequence[str],
+    label_names: Sequence[str],
+    folds: list[tuple[np.ndarray, np.ndarray]],
+    position: dict[int, int],
+    truth: np.ndarray,
+    c: float,
+    balanced: bool,
+    row_factors: np.ndarray | None,
+) -> float | None:
+    """Pooled macro-F1 on the held-out real rows of heads fitted on each fold's synthetic
+    rows alone (train on synthetic, test on real: every real row is evidence); None where
+    a fold's synthetic rows hold fewer than two labels."""
+    guess = np.full((REPEATS, len(truth)), -1)
+    for n, (held, own) in enumerate(folds):
+        own_labels = [labels[i] for i in own]
+        if len(set(own_labels)) < 2:
+            return None
+        f = None if row_factors is None else row_factors[own]
+        head = fit_linear(vectors[own], own_labels, label_names, c, balanced, factors=f)
+        guess[n // FOLDS, [position[int(i)] for i in held]] = head.proba(vectors[held]).argmax(1)
+    k = len(label_names)
+    return round(_macro_f1(np.tile(truth, REPEATS), guess.ravel(), k), 4)

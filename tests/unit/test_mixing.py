@@ -69,6 +69,9 @@ def test_auto_weighs_helpful_rows_and_turns_off_harmful_ones(flip: bool) -> None
         assert choice.chosen > 0.0
         assert by_weight[choice.chosen]["better_than_0_share"] >= 0.9
         assert by_weight[1.0]["lower_loss_share"] >= 0.9
+    # Trained on the synthetic rows alone and tested on the real ones: right or flipped.
+    assert choice.synthetic_alone is not None
+    assert choice.synthetic_alone < 0.2 if flip else choice.synthetic_alone > 0.8
     for gate in GATES:  # every rule the bench compares turns them on and off alike
         assert (pick(choice.scores, gate)["weight"] > 0.0) is not flip
     lowest = min(choice.scores, key=lambda e: e["log_loss"])
@@ -201,6 +204,12 @@ def test_folds_leave_out_the_rows_written_from_their_held_out_rows() -> None:
     assert blind.synthetic_rows_per_fold == 16
     # A fold holds out about a fifth of the real rows, and their copies with them.
     assert 12 <= grouped.synthetic_rows_per_fold <= 13
+    # Alone, copies of the held-out rows would score them perfectly; without them, the
+    # copies of the other real rows score about what the real rows do.
+    assert blind.synthetic_alone == 1.0
+    assert grouped.synthetic_alone is not None and grouped.synthetic_alone < 0.9
+    real_cv = next(e for e in grouped.scores if e["weight"] == 0.0)["macro_f1"]
+    assert abs(grouped.synthetic_alone - real_cv) < 0.15
 
 
 def test_the_folds_macro_f1_is_the_scores() -> None:

@@ -34,7 +34,7 @@ demo: install
 	    --documents examples/support-tickets/inbox.csv \
 	    --text-column message --label-column team \
 	    --strategy zero-shot --strategy few-shot --strategy contrastive \
-	    --strategy attributes --strategy hierarchical --strategy from-documents
+	    --strategy attributes --strategy hierarchical --strategy from-documents --strategy rewrite
 	$(BIN)/localgen show runs/demo --limit 5
 
 # Every layer: unit, cli, integration (the real vLLM engine) and gpu (skipped without CUDA).

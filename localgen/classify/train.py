@@ -22,7 +22,14 @@ import polars as pl
 from localgen.artifacts import software_versions, utc_now
 from localgen.classify.classifier import TextClassifier, check_model_out, resolve_encoder
 from localgen.classify.evaluation import score
-from localgen.classify.mixing import Mix, choose_weight, factors, fit_mix, label_fit
+from localgen.classify.mixing import (
+    Mix,
+    choose_weight,
+    factors,
+    fit_mix,
+    label_fit,
+    synthetic_gate,
+)
 from localgen.config import RESAMPLES, TrainConfig, TrainSettings
 from localgen.data import (
     LabeledData,
@@ -227,6 +234,7 @@ def mixing(
         say(f"choosing the {source} weight by cross-validation on the real rows")
         rows = [i for i, s in enumerate(data.sources) if s in ("real", source)]
         ids = data._ids()
+        real_labels = [data.labels[i] for i in real]
         chosen[source] = choose_weight(
             data.vectors[rows],
             [data.labels[i] for i in rows],
@@ -236,7 +244,7 @@ def mixing(
             settings.c,
             settings.balanced,
             settings.seed,
-            gate="macro_f1" if source == "synthetic" else "not_worse",
+            gate=synthetic_gate(real_labels, names) if source == "synthetic" else "not_worse",
         )
     return chosen
 

@@ -276,3 +276,36 @@ def test_training_weighs_documents_by_the_not_worse_rule(tmp_path: Path) -> None
     assert "any weight but one 0 beats" in chosen.method
     assert chosen.chosen == pick(chosen.scores, "not_worse")["weight"] > 0.0
     assert all("worse_than_0_share" in e for e in chosen.scores)
+
+
+def test_a_label_too_rare_to_fold_shifts_the_burden_of_proof_to_the_real_rows() -> None:
+    from localgen.classify.mixing import FOLDS, synthetic_gate
+
+    assert synthetic_gate(["a"] * 8 + ["b"] * 8, ["a", "b"]) == "macro_f1"
+    assert synthetic_gate(["a"] * 32 + ["b"] * (FOLDS - 1), ["a", "b"]) == "not_worse"
+    assert synthetic_gate(["a"] * 8 + ["b"] * 8, ["a", "b", "c"]) == "not_worse"  # c: none
+    rng = np.random.default_rng(3)
+    real, real_labels = _blobs(rng, 8, dims=64)
+    keep = [i for i, lab in enumerate(real_labels) if lab == "a" or i < 10]  # b: 2 real rows
+    real, real_labels = real[keep], [real_labels[i] for i in keep]
+    extra, extra_labels = _blobs(rng, 100, dims=64)
+    sources = ["real"] * len(real) + ["synthetic"] * len(extra)
+    data = TrainingSet(
+        [f"t{i}" for i in range(len(sources))],
+        real_labels + extra_labels,
+        np.concatenate([real, extra]),
+        sources,
+    )
+    chosen = mixing(data, TrainSettings(), ["a", "b"])["synthetic"]
+    assert "any weight but one 0 beats" in chosen.method
+    assert chosen.chosen == pick(chosen.scores, "not_worse")["weight"]
+    rng = np.random.default_rng(3)
+    real, real_labels = _blobs(rng, 8, dims=64)  # 8 real rows of each: today's rule
+    both = TrainingSet(
+        [f"t{i}" for i in range(len(real) + len(extra))],
+        real_labels + extra_labels,
+        np.concatenate([real, extra]),
+        ["real"] * len(real) + ["synthetic"] * len(extra),
+    )
+    balanced = mixing(both, TrainSettings(), ["a", "b"])["synthetic"]
+    assert "a weight above 0 only where it beats 0" in balanced.method

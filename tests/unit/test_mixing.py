@@ -261,17 +261,24 @@ def test_documents_are_left_out_only_where_the_real_rows_say_they_harm() -> None
     assert pick(table, "not_worse")["weight"] == 0.0
 
 
+def _with_real(
+    real: np.ndarray, real_labels: list[str], extra: np.ndarray, labels: list[str], source: str
+) -> TrainingSet:
+    """The real rows, then the `extra` rows as rows of `source`."""
+    sources = ["real"] * len(real) + [source] * len(extra)
+    return TrainingSet(
+        [f"t{i}" for i in range(len(sources))],
+        real_labels + labels,
+        np.concatenate([real, extra]),
+        sources,
+    )
+
+
 def test_training_weighs_documents_by_the_not_worse_rule(tmp_path: Path) -> None:
     rng = np.random.default_rng(3)  # helpful rows, as in the unflipped case above
     real, real_labels = _blobs(rng, 8, dims=64)
     extra, extra_labels = _blobs(rng, 100, dims=64)
-    sources = ["real"] * len(real) + ["documents"] * len(extra)
-    data = TrainingSet(
-        [f"t{i}" for i in range(len(sources))],
-        real_labels + extra_labels,
-        np.concatenate([real, extra]),
-        sources,
-    )
+    data = _with_real(real, real_labels, extra, extra_labels, "documents")
     chosen = mixing(data, TrainSettings(), ["a", "b"])["documents"]
     assert "any weight but one 0 beats" in chosen.method
     assert chosen.chosen == pick(chosen.scores, "not_worse")["weight"] > 0.0
@@ -289,23 +296,12 @@ def test_a_label_too_rare_to_fold_shifts_the_burden_of_proof_to_the_real_rows() 
     keep = [i for i, lab in enumerate(real_labels) if lab == "a" or i < 10]  # b: 2 real rows
     real, real_labels = real[keep], [real_labels[i] for i in keep]
     extra, extra_labels = _blobs(rng, 100, dims=64)
-    sources = ["real"] * len(real) + ["synthetic"] * len(extra)
-    data = TrainingSet(
-        [f"t{i}" for i in range(len(sources))],
-        real_labels + extra_labels,
-        np.concatenate([real, extra]),
-        sources,
-    )
+    data = _with_real(real, real_labels, extra, extra_labels, "synthetic")
     chosen = mixing(data, TrainSettings(), ["a", "b"])["synthetic"]
     assert "any weight but one 0 beats" in chosen.method
     assert chosen.chosen == pick(chosen.scores, "not_worse")["weight"]
     rng = np.random.default_rng(3)
     real, real_labels = _blobs(rng, 8, dims=64)  # 8 real rows of each: today's rule
-    both = TrainingSet(
-        [f"t{i}" for i in range(len(real) + len(extra))],
-        real_labels + extra_labels,
-        np.concatenate([real, extra]),
-        ["real"] * len(real) + ["synthetic"] * len(extra),
-    )
+    both = _with_real(real, real_labels, extra, extra_labels, "synthetic")
     balanced = mixing(both, TrainSettings(), ["a", "b"])["synthetic"]
     assert "a weight above 0 only where it beats 0" in balanced.method

@@ -22,8 +22,8 @@ import json
 import ssl
 import threading
 from collections.abc import Iterable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+from queue import SimpleQueue
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -148,6 +148,8 @@ class OpenAIEngine:
         self.server = server
         self.client = server.client()
         self.closing = threading.Event()  # set by close(): threads stop waiting to retry
+        self.sending = 0  # threads waiting for an answer (under `lock`)
+        self.lock = threading.Lock()
 
     def body(self, request: Request) -> dict[str, Any]:
         """The chat-completions request: the prompt, sampling settings, seed and constraint."""
@@ -237,23 +239,47 @@ class OpenAIEngine:
             ) from None
 
     def generate(self, requests: Iterable[Request] | Feed) -> Iterator[Completion]:
+        """Up to `concurrency` requests in flight, each on a daemon thread of its own, and
+        each answer yielded as it arrives. A run that stops (a refused request, an
+        interrupt) does not wait for the answers still in flight: nothing will read them,
+        and they end with the process instead of holding its exit up to the timeout."""
         feed = Feed.of(requests)
-        pool = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="localgen")
-        pending: set[Future[Completion]] = set()
+        answers: SimpleQueue[Completion | BaseException] = SimpleQueue()
+        holding = 0  # sent, answer not yet read
+        while True:
+            room = self.concurrency - holding
+            if feed.in_flight is not None:
+                room = min(room, feed.in_flight - holding)
+            for request in feed.take(room):
+                with self.lock:
+                    self.sending += 1
+                holding += 1
+                threading.Thread(
+                    target=self._answer, args=(request, answers), name="localgen", daemon=True
+                ).start()
+            if not holding:
+                return
+            answer = answers.get()
+            holding -= 1
+            if isinstance(answer, BaseException):
+                raise answer
+            yield answer
+
+    def _answer(self, request: Request, answers: SimpleQueue[Completion | BaseException]) -> None:
+        answer: Completion | BaseException
         try:
-            while True:
-                pending |= {pool.submit(self._send, r) for r in feed.take(feed.room(len(pending)))}
-                if not pending:
-                    return
-                finished, pending = wait(pending, return_when=FIRST_COMPLETED)
-                for future in finished:
-                    yield future.result()
-        finally:
-            # Interrupted: drop what has not been sent; what is in flight finishes unread.
-            pool.shutdown(wait=False, cancel_futures=True)
+            answer = self._send(request)
+        except BaseException as e:  # raised where the answers are read
+            answer = e
+        with self.lock:
+            self.sending -= 1
+        answers.put(answer)
 
     def close(self) -> None:
         self.closing.set()
+        with self.lock:
+            if self.sending:  # their connections are in use: they end with the process
+                return
         self.client.close()
 
 

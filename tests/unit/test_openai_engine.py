@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import socket
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import replace
@@ -42,6 +44,8 @@ class StandIn:
         self.key: str | None = None  # the bearer key it requires
         self.authorizations: list[str | None] = []
         self.answers_left: int | None = None  # then it drops every connection, like a kill
+        self.refuse_then_stall = False  # HTTP 400 to the first request, no answer to the rest
+        self.released = threading.Event()  # what stalls waits for this
 
     def allowed(self, authorization: str | None) -> bool:
         self.authorizations.append(authorization)
@@ -74,6 +78,7 @@ class StandIn:
 @pytest.fixture
 def server() -> Iterator[tuple[str, StandIn]]:
     state = StandIn()
+    lock = threading.Lock()
 
     class Handler(BaseHTTPRequestHandler):
         def log_message(self, *args: Any) -> None:
@@ -96,6 +101,14 @@ def server() -> Iterator[tuple[str, StandIn]]:
         def do_POST(self) -> None:  # noqa: N802
             assert self.path == "/v1/chat/completions"
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            if state.refuse_then_stall:
+                with lock:
+                    first = not state.bodies
+                    state.bodies.append(body)
+                if not first:
+                    state.released.wait()
+                    return
+                return self._send(400, {"error": {"message": "prompt too long"}})
             if state.answers_left is not None:
                 if state.answers_left <= 0:
                     self.close_connection = True
@@ -110,6 +123,7 @@ def server() -> Iterator[tuple[str, StandIn]]:
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{httpd.server_address[1]}/v1", state
+    state.released.set()
     httpd.shutdown()
     httpd.server_close()
 
@@ -240,6 +254,25 @@ def test_a_refused_request_stops_the_run_with_the_servers_reason(
     with pytest.raises(EngineError, match="HTTP 400: response_format is not supported"):
         generate(config)
     assert not (tmp_path / "run").exists()  # nothing was stored, so nothing is left
+
+
+def test_a_refused_request_ends_the_process_without_waiting_for_the_others(
+    server: tuple[str, StandIn], tmp_path: Path
+) -> None:
+    """The first answer refuses the request and the server never answers the others: the
+    command still exits at once with the one line, not when their timeout comes."""
+    url, state = server
+    state.refuse_then_stall = True
+    args = [str(EXAMPLE_TASK), "--out", str(tmp_path / "run"), "-n", "2", "--quiet"]
+    done = subprocess.run(
+        [sys.executable, "-m", "localgen", "generate", *args, "--engine", "openai",
+         "--base-url", url],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.strip() == "Error: the server refused the request: HTTP 400: prompt too long"
+    assert len(state.bodies) == 8  # all sent at once: seven were still waiting for answers
+    assert not (tmp_path / "run").exists()
 
 
 def test_serve_passes_localgens_engine_settings_to_vllms_server(tmp_path: Path) -> None:

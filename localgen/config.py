@@ -160,7 +160,8 @@ class TrainSettings:
     # factor on each synthetic row's loss next to a real row's; "fit": each row its own,
     # the probability a classifier on the real rows alone gives its label; "auto": one
     # for all rows, chosen by cross-validation on the real rows, 0 included; where a
-    # label has fewer real rows than folds, any factor 0 does not beat (classify/mixing.py)
+    # label has fewer real rows than folds, the largest factor 0 does not beat
+    # (classify/mixing.py)
     synthetic_weight: str | float = "auto"
     # the same for the rows chosen from labelled documents (`train --documents`), chosen
     # on the real rows alone, apart from the synthetic weight; "auto" leaves them out only

@@ -300,7 +300,7 @@ _HEAD = [
         "alone gives its label; a factor for all rows (0 ignores them); or auto: the "
         "factor of 0, 0.1, 0.25, 0.5, 1 that cross-validation on the real rows prefers: "
         "above 0 only where they show it helps, or, where a label has fewer than 5 real "
-        "rows, unless they show it harms.",
+        "rows, the largest they do not show to harm.",
         channel=True,
     ),
     _weight_option(

@@ -261,6 +261,20 @@ def test_documents_are_left_out_only_where_the_real_rows_say_they_harm() -> None
     assert pick(table, "not_worse")["weight"] == 0.0
 
 
+def test_a_rare_label_gets_the_largest_weight_the_real_rows_do_not_refute() -> None:
+    # Weight 0 scores highest on the real rows, but beats no other weight in 90% of the
+    # resamples: not_worse keeps 0, not_refuted the largest weight not beaten.
+    table = [
+        {"weight": 0.0, "macro_f1": 0.80, "log_loss": 0.5, "worse_than_0_share": 0.0},
+        {"weight": 0.25, "macro_f1": 0.79, "log_loss": 0.5, "worse_than_0_share": 0.3},
+        {"weight": 1.0, "macro_f1": 0.78, "log_loss": 0.6, "worse_than_0_share": 0.6},
+    ]
+    assert pick(table, "not_worse")["weight"] == 0.0
+    assert pick(table, "not_refuted")["weight"] == 1.0
+    table[2]["worse_than_0_share"] = 0.92  # 0 beats 1 in 92% of them: out
+    assert pick(table, "not_refuted")["weight"] == 0.25
+
+
 def _with_real(
     real: np.ndarray, real_labels: list[str], extra: np.ndarray, labels: list[str], source: str
 ) -> TrainingSet:
@@ -289,8 +303,8 @@ def test_a_label_too_rare_to_fold_shifts_the_burden_of_proof_to_the_real_rows() 
     from localgen.classify.mixing import FOLDS, synthetic_gate
 
     assert synthetic_gate(["a"] * 8 + ["b"] * 8, ["a", "b"]) == "macro_f1"
-    assert synthetic_gate(["a"] * 32 + ["b"] * (FOLDS - 1), ["a", "b"]) == "not_worse"
-    assert synthetic_gate(["a"] * 8 + ["b"] * 8, ["a", "b", "c"]) == "not_worse"  # c: none
+    assert synthetic_gate(["a"] * 32 + ["b"] * (FOLDS - 1), ["a", "b"]) == "not_refuted"
+    assert synthetic_gate(["a"] * 8 + ["b"] * 8, ["a", "b", "c"]) == "not_refuted"  # c: none
     rng = np.random.default_rng(3)
     real, real_labels = _blobs(rng, 8, dims=64)
     keep = [i for i, lab in enumerate(real_labels) if lab == "a" or i < 10]  # b: 2 real rows
@@ -298,8 +312,8 @@ def test_a_label_too_rare_to_fold_shifts_the_burden_of_proof_to_the_real_rows() 
     extra, extra_labels = _blobs(rng, 100, dims=64)
     data = _with_real(real, real_labels, extra, extra_labels, "synthetic")
     chosen = mixing(data, TrainSettings(), ["a", "b"])["synthetic"]
-    assert "any weight but one 0 beats" in chosen.method
-    assert chosen.chosen == pick(chosen.scores, "not_worse")["weight"]
+    assert "the largest weight 0 does not beat" in chosen.method
+    assert chosen.chosen == pick(chosen.scores, "not_refuted")["weight"]
     rng = np.random.default_rng(3)
     real, real_labels = _blobs(rng, 8, dims=64)  # 8 real rows of each: today's rule
     both = _with_real(real, real_labels, extra, extra_labels, "synthetic")

@@ -86,8 +86,8 @@ def write_definitions(args: argparse.Namespace, model_name: str) -> None:
                             template_hash="-",
                             prompt=prompt,
                             schema=RowSchema(label, MAX_CHARS),
-                            temperature=task.temperature,
-                            top_p=task.top_p,
+                            temperature=task.generation.temperature,
+                            top_p=task.generation.top_p,
                             seed=seed,
                         )
                     )

@@ -44,7 +44,9 @@ class StandIn:
         self.key: str | None = None  # the bearer key it requires
         self.authorizations: list[str | None] = []
         self.answers_left: int | None = None  # then it drops every connection, like a kill
-        self.refuse_then_stall = False  # HTTP 400 to the first request, no answer to the rest
+        # Once this many requests have come: HTTP 400 to the first, no answer to the rest.
+        self.refuse_then_stall: int | None = None
+        self.all_in = threading.Event()  # they have all come
         self.released = threading.Event()  # what stalls waits for this
 
     def allowed(self, authorization: str | None) -> bool:
@@ -101,13 +103,16 @@ def server() -> Iterator[tuple[str, StandIn]]:
         def do_POST(self) -> None:  # noqa: N802
             assert self.path == "/v1/chat/completions"
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            if state.refuse_then_stall:
+            if state.refuse_then_stall is not None:
                 with lock:
-                    first = not state.bodies
                     state.bodies.append(body)
+                    first = len(state.bodies) == 1
+                    if len(state.bodies) == state.refuse_then_stall:
+                        state.all_in.set()
                 if not first:
                     state.released.wait()
                     return
+                state.all_in.wait(timeout=30)
                 return self._send(400, {"error": {"message": "prompt too long"}})
             if state.answers_left is not None:
                 if state.answers_left <= 0:
@@ -262,7 +267,7 @@ def test_a_refused_request_ends_the_process_without_waiting_for_the_others(
     """The first answer refuses the request and the server never answers the others: the
     command still exits at once with the one line, not when their timeout comes."""
     url, state = server
-    state.refuse_then_stall = True
+    state.refuse_then_stall = 8  # the 8 requests of -n 2: all in flight when the first is refused
     args = [str(EXAMPLE_TASK), "--out", str(tmp_path / "run"), "-n", "2", "--quiet"]
     done = subprocess.run(
         [sys.executable, "-m", "localgen", "generate", *args, "--engine", "openai",
@@ -271,7 +276,7 @@ def test_a_refused_request_ends_the_process_without_waiting_for_the_others(
     )  # fmt: skip
     assert done.returncode == 1, done.stderr
     assert done.stderr.strip() == "Error: the server refused the request: HTTP 400: prompt too long"
-    assert len(state.bodies) == 8  # all sent at once: seven were still waiting for answers
+    assert state.all_in.is_set()  # seven were still waiting for answers
     assert not (tmp_path / "run").exists()
 
 

@@ -73,11 +73,13 @@ class Server:
             trusted(settings.ca_cert),
         )
 
-    def client(self) -> Any:
+    def client(self, connections: int = 100) -> Any:
+        """An HTTP client for this server, with up to `connections` open at once."""
         import httpx
 
         return httpx.Client(
             timeout=httpx.Timeout(REQUEST_TIMEOUT_S, connect=CONNECT_TIMEOUT_S),
+            limits=httpx.Limits(max_connections=connections),
             trust_env=False,  # no proxy from the environment: the request goes where it says
             headers={"Authorization": f"Bearer {self.key}"} if self.key else None,
             verify=self.verify,
@@ -142,11 +144,13 @@ class OpenAIEngine:
 
     def __init__(self, model: ModelRef, backend: str, concurrency: int, server: Server) -> None:
         assert model.url == server.url, "the openai engine needs a served model (served_model)"
+        if concurrency < 1:
+            raise ValueError("the openai engine needs room for at least one request")
         self.model = model
         self.backend = backend
         self.concurrency = concurrency
         self.server = server
-        self.client = server.client()
+        self.client = server.client(concurrency)
         self.closing = threading.Event()  # set by close(): threads stop waiting to retry
         self.sending = 0  # threads waiting for an answer (under `lock`)
         self.lock = threading.Lock()
@@ -251,12 +255,21 @@ class OpenAIEngine:
             if feed.in_flight is not None:
                 room = min(room, feed.in_flight - holding)
             for request in feed.take(room):
+                thread = threading.Thread(
+                    target=self._answer,
+                    args=(request, answers),
+                    name=f"localgen-{request.key}",
+                    daemon=True,
+                )
                 with self.lock:
                     self.sending += 1
+                try:
+                    thread.start()
+                except BaseException:
+                    with self.lock:
+                        self.sending -= 1
+                    raise
                 holding += 1
-                threading.Thread(
-                    target=self._answer, args=(request, answers), name="localgen", daemon=True
-                ).start()
             if not holding:
                 return
             answer = answers.get()
@@ -273,12 +286,15 @@ class OpenAIEngine:
             answer = e
         with self.lock:
             self.sending -= 1
+            last = self.closing.is_set() and not self.sending
         answers.put(answer)
+        if last:  # close() came while this request was in flight
+            self.client.close()
 
     def close(self) -> None:
         self.closing.set()
         with self.lock:
-            if self.sending:  # their connections are in use: they end with the process
+            if self.sending:  # their connections are in use: the last one closes the client
                 return
         self.client.close()
 

@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -269,11 +270,13 @@ def test_a_refused_request_ends_the_process_without_waiting_for_the_others(
     url, state = server
     state.refuse_then_stall = 8  # the 8 requests of -n 2: all in flight when the first is refused
     args = [str(EXAMPLE_TASK), "--out", str(tmp_path / "run"), "-n", "2", "--quiet"]
+    started = time.monotonic()
     done = subprocess.run(
         [sys.executable, "-m", "localgen", "generate", *args, "--engine", "openai",
-         "--base-url", url],
-        capture_output=True, text=True, timeout=60,
+         "--base-url", url, "--concurrency", "8"],
+        capture_output=True, text=True, timeout=120,
     )  # fmt: skip
+    assert time.monotonic() - started < 60  # not the 600 s the others could wait
     assert done.returncode == 1, done.stderr
     assert done.stderr.strip() == "Error: the server refused the request: HTTP 400: prompt too long"
     assert state.all_in.is_set()  # seven were still waiting for answers

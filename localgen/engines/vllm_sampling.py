@@ -13,9 +13,11 @@ filter (up to float rounding at the cut-off), computed in a smaller space; upstr
 proposes the same for its GPU path (vllm-project/vllm#48913). The same rows at 1.28x
 (built-in) and 1.52x (0.5B) the tokens/s (`bench/decoding_paths.py`).
 
-`install` puts it in place of vLLM's filter in this process on a CPU (the in-process
-engine; vLLM's own server and worker processes keep theirs); a vLLM whose sampler module
-has another layout is left as it is.
+`install` puts it in place of vLLM's filter in this process on a CPU; a vLLM whose
+sampler module has another layout is left as it is. The in-process engine calls it, and
+localgen registers it as a vLLM general plugin (pyproject.toml), which vLLM runs in every
+process it starts, so the server `localgen serve` starts samples with it too.
+VLLM_PLUGINS="" (vLLM's allow-list of plugins, naming none) turns the plugin off.
 """
 
 from __future__ import annotations

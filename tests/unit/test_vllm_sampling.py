@@ -95,3 +95,29 @@ def test_install_replaces_the_filter_of_the_cpu_sampler_once() -> None:
         assert same(got, expected)
     finally:
         sampler.apply_top_k_top_p = before
+
+
+def test_every_vllm_process_loads_the_filter_as_a_plugin_unless_turned_off() -> None:
+    """vLLM runs its general plugins in each process it starts (the server's engine core
+    and workers call `load_general_plugins`), so `localgen serve` samples with the filter
+    too; VLLM_PLUGINS="" (an allow-list naming none) turns it off."""
+    import os
+    import subprocess
+    import sys
+
+    script = (
+        "from vllm.plugins import load_general_plugins\n"
+        "from vllm.v1.sample.ops import topk_topp_sampler as s\n"
+        "load_general_plugins()\n"
+        "print(hasattr(s.apply_top_k_top_p, 'original'))\n"
+    )
+
+    def loaded(**env: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-c", script],
+            capture_output=True, text=True, env={**os.environ, **env}, timeout=300, check=True,
+        )  # fmt: skip
+        return done.stdout.split()[-1]
+
+    assert loaded() == "True"
+    assert loaded(VLLM_PLUGINS="") == "False"

@@ -92,7 +92,7 @@ from real_data import DATASETS, TASKS, _engine, ci, clean, sample, split  # noqa
 from row_weights import _difference, tally, write_results  # noqa: E402
 
 from localgen.classify.evaluation import paired_difference, score  # noqa: E402
-from localgen.classify.mixing import FOLDS, GATE, pick  # noqa: E402
+from localgen.classify.mixing import FOLDS, pick  # noqa: E402
 from localgen.classify.train import fit, load_encoder, training_set  # noqa: E402
 from localgen.config import CurateConfig, GenerateConfig, TrainSettings  # noqa: E402
 from localgen.curation.curate import curate  # noqa: E402
@@ -226,8 +226,7 @@ def _rule_weight(mix: dict[str, Any], rule: str, fewest: int) -> float:
     if "scores" not in mix:
         return float(mix["chosen"])
     if rule == "rare-largest" and fewest < FOLDS:
-        kept = [e for e in mix["scores"] if e["weight"] == 0.0 or e["worse_than_0_share"] < GATE]
-        return float(max(e["weight"] for e in kept))
+        return float(pick(mix["scores"], "not_refuted")["weight"])
     real_cv = next(e for e in mix["scores"] if e["weight"] == 0.0)["macro_f1"]
     alone = mix.get("synthetic_alone")
     lenient = (

@@ -294,15 +294,12 @@ def choose_weight(
         entry["lower_loss_share"] = _lower_loss_share(losses[w], losses[0.0], row_weight, draws)
     best = pick(table, gate)
     of = f"{GATE:.0%} of {GATE_RESAMPLES} resamples of the real rows"
-    rule = (
-        f"a weight above 0 only where it beats 0 in {of}"
-        if gate == "macro_f1"
-        else f"any weight but one 0 beats in {of}"
-        if gate == "not_worse"
-        else f"the largest weight 0 does not beat in {of}"
-        if gate == "not_refuted"
-        else f"the {gate} rule over {GATE_RESAMPLES} resamples of the real rows"
-    )
+    rules = {
+        "macro_f1": f"a weight above 0 only where it beats 0 in {of}",
+        "not_worse": f"any weight but one 0 beats in {of}",
+        "not_refuted": f"the largest weight 0 does not beat in {of}",
+    }
+    rule = rules.get(gate, f"the {gate} rule over {GATE_RESAMPLES} resamples of the real rows")
     return Mix(
         "auto",
         best["weight"],

@@ -252,8 +252,8 @@ class OpenAIEngine:
         holding = 0  # sent, answer not yet read
         while True:
             room = self.concurrency - holding
-            if feed.in_flight is not None:
-                room = min(room, feed.in_flight - holding)
+            if (feed_room := feed.room(holding)) is not None:
+                room = min(room, feed_room)
             for request in feed.take(room):
                 thread = threading.Thread(
                     target=self._answer,
